@@ -1,0 +1,1 @@
+"""Xixin codec package."""

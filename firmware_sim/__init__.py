@@ -1,0 +1,1 @@
+"""Xixin firmware_sim package."""

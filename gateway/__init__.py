@@ -1,0 +1,1 @@
+"""Xixin gateway package."""
