@@ -27,8 +27,9 @@ if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 stamp=.venv/.xixin-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/pip install -q -e '.[dev]' 2>&1 | grep -vE 'Warning|^ |^$|\*\*|!!' || true
-    .venv/bin/python -c 'import gateway, codec, devices, firmware_sim'
+    if ! .venv/bin/pip install -e '.[dev]' > .venv/pip.log 2>&1; then
+        tail -40 .venv/pip.log >&2; echo "bootstrap: pip install failed (.venv/pip.log)" >&2; exit 1
+    fi
     touch "$stamp"
 fi
 
