@@ -1,0 +1,197 @@
+"""The managed mosquitto broker: a child process on a loopback port with a generated config."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+from gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "apt-get install -y mosquitto (or: bash scripts/bootstrap.sh setup)"
+
+
+class BrokerError(GatewayError):
+    """The broker could not be started, reached or stopped."""
+
+
+class BrokerNotInstalledError(BrokerError):
+    """mosquitto is not on this machine."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """Parse `mqtt://host:port` or `mqtts://host:port`; raise BrokerError on anything else."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise BrokerError(f"broker URL must look like mqtt://host:port, got {url!r}")
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as exc:
+            raise BrokerError(f"bad port in broker URL {url!r}") from exc
+        return cls(parts.hostname, port, tls)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on `host`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def find_mosquitto() -> str:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise BrokerNotInstalledError(f"mosquitto is not installed; install it with: {INSTALL_HINT}")
+
+
+class ManagedBroker:
+    """mosquitto as a child process, stopped by its PID.
+
+    Authentication is on when `password_file` is given (the ACL file then applies too); without it
+    the broker allows anonymous clients, which only tests of the bare broker path use.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.host = host
+        self.port = port or free_port(host)
+        self.password_file = password_file
+        self.acl_file = acl_file
+        self.log = logger or log
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> BrokerAddress:
+        return BrokerAddress(self.host, self.port)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    def write_config(self) -> Path:
+        lines = [
+            "per_listener_settings false",
+            f"listener {self.port} {self.host}",
+            f"allow_anonymous {'false' if self.password_file else 'true'}",
+            "persistence false",
+            # Voice is QoS 0 and bursts of it must not be dropped by a small per-client queue.
+            "max_queued_messages 20000",
+            "max_inflight_messages 100",
+            "max_packet_size 65536",
+            "set_tcp_nodelay true",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "connection_messages true",
+        ]
+        if self.password_file:
+            lines.append(f"password_file {self.password_file}")
+        if self.acl_file:
+            lines.append(f"acl_file {self.acl_file}")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return self.config_path
+
+    def start(self, timeout: float = 10.0) -> None:
+        executable = find_mosquitto()
+        self.write_config()
+        self._process = subprocess.Popen(
+            [executable, "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                pipe = self._process.stderr
+                stderr = pipe.read().decode(errors="replace") if pipe else ""
+                raise BrokerError(f"mosquitto exited at start: {stderr.strip()} {self._tail_log()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    self.log.info(
+                        "mosquitto pid %d listening on %s", self._process.pid, self.address.url
+                    )
+                    return
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise BrokerError(f"mosquitto did not listen on {self.address.url} within {timeout} s")
+
+    def reload(self) -> None:
+        """Re-read the password file and ACL (mosquitto reloads them on SIGHUP)."""
+        if self._process and self._process.poll() is None:
+            os.kill(self._process.pid, signal.SIGHUP)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.log.warning("mosquitto pid %d ignored SIGTERM; killing it", process.pid)
+            process.kill()
+            process.wait(timeout)
+        if process.stderr:
+            process.stderr.close()
+
+    def _tail_log(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")[-500:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> ManagedBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

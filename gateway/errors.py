@@ -1,0 +1,9 @@
+"""The gateway's exception hierarchy."""
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """A setting, file or URL the gateway was given is not usable."""
