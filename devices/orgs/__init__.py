@@ -1,0 +1,1 @@
+"""Shipped organisation files (YAML), read with importlib.resources."""
