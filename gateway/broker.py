@@ -125,6 +125,10 @@ class ManagedBroker:
             "log_type notice",
             "connection_messages true",
         ]
+        if os.geteuid() == 0:
+            # As root mosquitto would switch to the `mosquitto` user, which cannot read our
+            # 0600 password file; the managed broker runs as whoever runs the gateway.
+            lines.append("user root")
         if self.password_file:
             lines.append(f"password_file {self.password_file}")
         if self.acl_file:
