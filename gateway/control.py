@@ -1,0 +1,459 @@
+"""The gateway's control plane, sans-I/O: control messages and presence in, messages out.
+
+`ControlPlane.handle(topic, payload, now, wall_ms)` and `tick(now, wall_ms)` append what must be
+published to `outbox` and what must be stored or streamed to `events`; the runner drains both.
+`now` is a monotonic clock (floor timers), `wall_ms` the epoch time put into messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import topics
+from gateway.directory import DeviceInfo, Directory
+from gateway.floor import (
+    Denied,
+    Floor,
+    FloorConfig,
+    FloorEvent,
+    Granted,
+    Idle,
+    Priority,
+    Queued,
+    Released,
+    Revoked,
+    Taken,
+)
+from gateway.messages import (
+    Affiliate,
+    CommandAck,
+    ControlError,
+    FloorRelease,
+    FloorRequest,
+    ReceiverReport,
+    Request,
+    Sos,
+    StatusMessage,
+    encode,
+    parse_request,
+    parse_status,
+)
+from gateway.metrics import Counters
+from gateway.relay import Relay
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayEvent:
+    """Something worth storing and showing on the console (floor, presence, alarm, command)."""
+
+    kind: str
+    device: str | None
+    wall_ms: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Presence:
+    state: str = "unknown"
+    since_ms: int = 0
+    battery: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a floor is for: a talkgroup, or a private call between two devices."""
+
+    tg: str | None = None
+    parties: tuple[str, str] | None = None
+
+    def field_for(self, device: str) -> dict[str, str]:
+        if self.tg is not None:
+            return {"tg": self.tg}
+        assert self.parties is not None
+        a, b = self.parties
+        return {"call": b if device == a else a}
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        directory: Directory,
+        relay: Relay,
+        counters: Counters,
+        floor_config: FloorConfig | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.directory = directory
+        self.relay = relay
+        self.counters = counters
+        self.floor_config = floor_config or FloorConfig()
+        self.log = logger or log
+        self.outbox: list[Outbound] = []
+        self.events: list[GatewayEvent] = []
+        self.targets: dict[str, _Target] = {}
+        self.affiliations: dict[str, set[str]] = {}
+        self.presence: dict[str, Presence] = {}
+        self.sos: set[str] = set()
+        self.stunned: set[str] = set()
+        self.commands: dict[str, tuple[str, str]] = {}  # id -> (device, cmd)
+        self._next_command = 0
+        self._logged_once: set[tuple[str, str]] = set()
+        for tg in directory.talkgroups:
+            self._add_talkgroup(tg)
+
+    # ---- directory changes ------------------------------------------------------------------
+
+    def _add_talkgroup(self, tg: str) -> None:
+        self.relay.floors[tg] = Floor(tg, self.floor_config)
+        self.relay.down_topics[tg] = topics.tg_down(tg)
+        self.targets[tg] = _Target(tg=tg)
+
+    def update_directory(self, directory: Directory, now: float, wall_ms: int) -> None:
+        """Take a new directory; devices that vanished or were disabled lose the floor."""
+        self.directory = directory
+        for tg in directory.talkgroups:
+            if tg not in self.relay.floors:
+                self._add_talkgroup(tg)
+        for device in list(self.presence):
+            info = directory.get(device)
+            if info is None or not info.enabled:
+                self._remove_everywhere(device, now, wall_ms)
+
+    # ---- input ------------------------------------------------------------------------------
+
+    def handle(self, topic: str, payload: bytes, now: float, wall_ms: int) -> None:
+        parsed = topics.device_topic(topic)
+        if parsed is None:
+            self._reject("bad_topic", topic, "message on unexpected topic %s", topic)
+            return
+        device, rest = parsed
+        if rest == "status":
+            self._on_status(device, payload, now, wall_ms)
+        elif rest == "ctrl/up":
+            self._on_control(device, payload, now, wall_ms)
+        else:
+            self._reject("bad_topic", topic, "message on unexpected topic %s", topic)
+
+    def _reject(self, reason: str, key: str, fmt: str, *args: object) -> None:
+        """Count every rejection; log each (reason, key) only once."""
+        self.counters.rejected[reason] = self.counters.rejected.get(reason, 0) + 1
+        if (reason, key) not in self._logged_once:
+            if len(self._logged_once) < 10_000:
+                self._logged_once.add((reason, key))
+            self.log.warning(fmt, *args)
+
+    def _reply(self, device: str, msg_type: str, **fields: Any) -> None:
+        self.outbox.append(Outbound(topics.ctrl_down(device), encode(msg_type, **fields)))
+
+    def _on_status(self, device: str, payload: bytes, now: float, wall_ms: int) -> None:
+        if device not in self.directory.devices:
+            if payload:  # an empty retained message is a deletion, not a device
+                self._reject("unknown_device", device, "status from unknown device %s", device)
+            return
+        try:
+            status = parse_status(payload)
+        except ControlError as exc:
+            self._reject(exc.code, device, "bad status from %s: %s", device, exc.message)
+            return
+        presence = self.presence.setdefault(device, Presence())
+        if status.battery is not None:
+            presence.battery = status.battery
+        if presence.state == status.state:
+            return
+        presence.state, presence.since_ms = status.state, wall_ms
+        self.events.append(
+            GatewayEvent(
+                "presence", device, wall_ms, {"state": status.state, "reason": status.reason}
+            )
+        )
+        if status.state == "offline":
+            self._remove_everywhere(device, now, wall_ms)
+
+    def _remove_everywhere(self, device: str, now: float, wall_ms: int) -> None:
+        for key, floor in list(self.relay.floors.items()) + list(self.relay.call_floors.items()):
+            if floor.holder == device or any(d == device for d, _ in floor.queue()):
+                self._emit(key, floor.remove(device, now), wall_ms)
+
+    def _on_control(self, device: str, payload: bytes, now: float, wall_ms: int) -> None:
+        self.counters.control_in += 1
+        info = self.directory.get(device)
+        if info is None:
+            self._reject("unknown_device", device, "control message from unknown device %s", device)
+            self._reply(device, "error", code="unknown_device", message="device is not provisioned")
+            return
+        try:
+            request = parse_request(payload)
+            if not info.enabled:
+                raise ControlError("disabled", "device is disabled", getattr(request, "id", None))
+            self._dispatch(info, request, now, wall_ms)
+        except ControlError as exc:
+            self._reject(exc.code, device, "refused control from %s: %s", device, exc)
+            self._reply(device, "error", re=exc.re_id, code=exc.code, message=exc.message)
+
+    def _dispatch(self, info: DeviceInfo, request: Request, now: float, wall_ms: int) -> None:
+        if isinstance(request, FloorRequest):
+            self._floor_request(info, request, now, wall_ms)
+        elif isinstance(request, FloorRelease):
+            key = self._floor_key(info, request.tg, request.call, request.id, create=False)
+            if key is None:
+                self._reply(
+                    info.id, "floor_released", re=request.id, tg=request.tg, call=request.call
+                )
+                return
+            self._emit(key, self._floor(key).release(info.id, now, request.id), wall_ms)
+        elif isinstance(request, Affiliate):
+            self._affiliate(info, request, wall_ms)
+        elif isinstance(request, Sos):
+            self._sos(info, request, wall_ms)
+        elif isinstance(request, StatusMessage):
+            self.events.append(
+                GatewayEvent(
+                    "status_msg", info.id, wall_ms, {"code": request.code, "text": request.text}
+                )
+            )
+            self._reply(info.id, "status_ack", re=request.id)
+        elif isinstance(request, CommandAck):
+            sent = self.commands.pop(request.re, None)
+            self.events.append(
+                GatewayEvent(
+                    "command_ack",
+                    info.id,
+                    wall_ms,
+                    {
+                        "re": request.re,
+                        "ok": request.ok,
+                        "detail": request.detail,
+                        "cmd": sent[1] if sent else None,
+                    },
+                )
+            )
+        elif isinstance(request, ReceiverReport):
+            self.counters.receiver_reports += 1
+
+    # ---- floor ------------------------------------------------------------------------------
+
+    def _floor(self, key: str) -> Floor:
+        return self.relay.floors.get(key) or self.relay.call_floors[key]
+
+    def _floor_key(
+        self, info: DeviceInfo, tg: str | None, call: str | None, re_id: str, *, create: bool
+    ) -> str | None:
+        if tg is not None:
+            if tg not in self.relay.floors:
+                raise ControlError("unknown_talkgroup", f"no talkgroup {tg!r}", re_id)
+            if tg not in info.talkgroups:
+                raise ControlError("not_member", f"{info.id} is not a member of {tg}", re_id)
+            return tg
+        assert call is not None
+        a, b = sorted((info.id, call))
+        key = f"call:{a}:{b}"
+        if key not in self.relay.call_floors:
+            if not create:
+                return None
+            self.relay.call_floors[key] = Floor(key, self.floor_config)
+            self.targets[key] = _Target(parties=(a, b))
+            self.relay.call_routes[a] = (self.relay.call_floors[key], topics.voice_down(b))
+            self.relay.call_routes[b] = (self.relay.call_floors[key], topics.voice_down(a))
+        return key
+
+    def _deny(self, info: DeviceInfo, request: FloorRequest, reason: str) -> None:
+        self.counters.floor["deny"] += 1
+        self._reply(
+            info.id, "floor_deny", re=request.id, tg=request.tg, call=request.call, reason=reason
+        )
+
+    def _floor_request(
+        self, info: DeviceInfo, request: FloorRequest, now: float, wall_ms: int
+    ) -> None:
+        if info.id in self.stunned:
+            self._deny(info, request, "stunned")
+            return
+        if request.call is not None:
+            peer = self.directory.get(request.call)
+            if peer is None or not peer.enabled or peer.id == info.id:
+                self._deny(info, request, "no_such_device")
+                return
+            if self.presence.get(peer.id, Presence()).state != "online":
+                self._deny(info, request, "peer_offline")
+                return
+        key = self._floor_key(info, request.tg, request.call, request.id, create=True)
+        assert key is not None
+        if request.tg is not None:
+            self.affiliations.setdefault(info.id, set()).add(request.tg)
+        priority = info.priority
+        if request.emergency or info.id in self.sos:
+            priority = Priority.EMERGENCY
+        self._emit(key, self._floor(key).request(info.id, priority, now, request.id), wall_ms)
+
+    def _emit(self, key: str, floor_events: Iterable[FloorEvent], wall_ms: int) -> None:
+        """Turn floor events into protocol messages (§5.2, §5.3) and stored events."""
+        target = self.targets[key]
+        counters = self.counters.floor
+        for event in floor_events:
+            if isinstance(event, Granted):
+                counters["grant"] += 1
+                self._reply(
+                    event.device,
+                    "floor_granted",
+                    re=event.request_id,
+                    burst=event.burst,
+                    max_ms=event.max_ms,
+                    **target.field_for(event.device),
+                )
+            elif isinstance(event, Queued):
+                counters["queued"] += 1
+                self._reply(
+                    event.device,
+                    "floor_queued",
+                    re=event.request_id,
+                    position=event.position,
+                    **target.field_for(event.device),
+                )
+            elif isinstance(event, Denied):
+                counters["deny"] += 1
+                self._reply(
+                    event.device,
+                    "floor_deny",
+                    re=event.request_id,
+                    reason=event.reason,
+                    **target.field_for(event.device),
+                )
+            elif isinstance(event, Revoked):
+                counters["revoke"] += 1
+                self._reply(
+                    event.device,
+                    "floor_revoke",
+                    burst=event.burst,
+                    reason=event.reason,
+                    grace_ms=event.grace_ms,
+                    **target.field_for(event.device),
+                )
+            elif isinstance(event, Released):
+                self._reply(
+                    event.device,
+                    "floor_released",
+                    re=event.request_id,
+                    **target.field_for(event.device),
+                )
+            elif isinstance(event, Taken):
+                self._broadcast_taken(target, event, wall_ms)
+            elif isinstance(event, Idle):
+                self._broadcast_idle(target, wall_ms)
+            self.events.append(
+                GatewayEvent("floor", _event_device(event), wall_ms, _event_data(key, event))
+            )
+
+    def _broadcast_taken(self, target: _Target, event: Taken, wall_ms: int) -> None:
+        fields = {
+            "by": event.by,
+            "burst": event.burst,
+            "priority": event.priority.label,
+            "call_no": event.call,
+            "ts": wall_ms,
+        }
+        if target.tg is not None:
+            self.outbox.append(
+                Outbound(topics.tg_ctrl(target.tg), encode("floor_taken", tg=target.tg, **fields))
+            )
+        else:
+            assert target.parties is not None
+            for party in target.parties:
+                if party != event.by:
+                    self._reply(party, "floor_taken", **target.field_for(party), **fields)
+
+    def _broadcast_idle(self, target: _Target, wall_ms: int) -> None:
+        if target.tg is not None:
+            self.outbox.append(
+                Outbound(topics.tg_ctrl(target.tg), encode("floor_idle", tg=target.tg, ts=wall_ms))
+            )
+        else:
+            assert target.parties is not None
+            for party in target.parties:
+                self._reply(party, "floor_idle", ts=wall_ms, **target.field_for(party))
+
+    def tick(self, now: float, wall_ms: int) -> None:
+        """Fire due floor timers (max burst, end of media, grace, queue timeouts)."""
+        for floors in (self.relay.floors, self.relay.call_floors):
+            for key, floor in floors.items():
+                deadline = floor.next_deadline()
+                if deadline is not None and deadline <= now:
+                    self._emit(key, floor.tick(now), wall_ms)
+
+    def revoke(self, key: str, now: float, wall_ms: int) -> None:
+        """A dispatcher's administrative revoke."""
+        self._emit(key, self._floor(key).revoke(now), wall_ms)
+
+    # ---- affiliation, SOS, commands -------------------------------------------------------
+
+    def _affiliate(self, info: DeviceInfo, request: Affiliate, wall_ms: int) -> None:
+        accepted = [tg for tg in request.tgs if tg in info.talkgroups and tg in self.relay.floors]
+        rejected = [tg for tg in request.tgs if tg not in accepted]
+        self.affiliations[info.id] = set(accepted)
+        self._reply(info.id, "affiliated", re=request.id, tgs=accepted, rejected=rejected)
+        for tg in accepted:  # late entry: tell who is talking right now
+            floor = self.relay.floors[tg]
+            if floor.holder is not None and floor.priority is not None:
+                self._reply(
+                    info.id,
+                    "floor_taken",
+                    tg=tg,
+                    by=floor.holder,
+                    burst=floor.burst,
+                    priority=floor.priority.label,
+                    call_no=floor.call,
+                    ts=wall_ms,
+                )
+
+    def _sos(self, info: DeviceInfo, request: Sos, wall_ms: int) -> None:
+        if request.active:
+            self.sos.add(info.id)
+        else:
+            self.sos.discard(info.id)
+        self.events.append(
+            GatewayEvent("alarm", info.id, wall_ms, {"alarm": "sos", "active": request.active})
+        )
+        self._reply(info.id, "sos_ack", re=request.id)
+
+    def send_command(self, device: str, cmd: str, wall_ms: int, **fields: Any) -> str:
+        """Queue a `command` to a terminal; returns its id for matching the `ack`."""
+        self._next_command += 1
+        command_id = f"c{self._next_command}"
+        self.commands[command_id] = (device, cmd)
+        if cmd == "stun":
+            self.stunned.add(device)
+        elif cmd == "revive":
+            self.stunned.discard(device)
+        self._reply(device, "command", id=command_id, cmd=cmd, **fields)
+        self.events.append(GatewayEvent("command", device, wall_ms, {"id": command_id, "cmd": cmd}))
+        return command_id
+
+
+def _event_device(event: FloorEvent) -> str | None:
+    if isinstance(event, Taken):
+        return event.by
+    device = getattr(event, "device", None)
+    return device if isinstance(device, str) else None
+
+
+def _event_data(key: str, event: FloorEvent) -> dict[str, Any]:
+    data: dict[str, Any] = {"floor": key, "event": event.message}
+    for name in ("burst", "reason", "position"):
+        value = getattr(event, name, None)
+        if value is not None:
+            data[name] = value
+    if isinstance(event, Taken):
+        data["priority"] = event.priority.label
+    return data

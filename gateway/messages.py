@@ -1,0 +1,198 @@
+"""Control messages of docs/protocol.md §5: strict parsing into typed requests, and encoding."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import GatewayError
+from gateway.topics import MAX_JSON_BYTES
+
+SCHEMA_VERSION = 1
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_TG_RE = re.compile(r"^[a-z0-9-]{1,32}$")
+
+
+class ControlError(GatewayError):
+    """A control request the gateway refuses; carries the protocol error code."""
+
+    def __init__(self, code: str, message: str, re_id: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.re_id = re_id
+
+
+@dataclass(frozen=True, slots=True)
+class FloorRequest:
+    id: str
+    tg: str | None
+    call: str | None
+    emergency: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FloorRelease:
+    id: str
+    tg: str | None
+    call: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Affiliate:
+    id: str
+    tgs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Sos:
+    id: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StatusMessage:
+    id: str
+    code: str
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandAck:
+    re: str
+    ok: bool
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverReport:
+    fields: dict[str, Any]
+
+
+Request = (
+    FloorRequest | FloorRelease | Affiliate | Sos | StatusMessage | CommandAck | ReceiverReport
+)
+
+
+def encode(msg_type: str, **fields: Any) -> bytes:
+    """A control message as compact UTF-8 JSON; None-valued fields are left out."""
+    body: dict[str, Any] = {"v": SCHEMA_VERSION, "type": msg_type}
+    body.update((k, v) for k, v in fields.items() if v is not None)
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _field(
+    body: dict[str, Any],
+    name: str,
+    kind: type,
+    re_id: str | None,
+    *,
+    required: bool = True,
+    max_len: int = 256,
+) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ControlError("bad_field", f"'{name}' is required", re_id)
+        return None
+    if kind is bool and not isinstance(value, bool):
+        raise ControlError("bad_field", f"'{name}' must be true or false", re_id)
+    if kind is str and (not isinstance(value, str) or len(value) > max_len):
+        raise ControlError("bad_field", f"'{name}' must be a string of at most {max_len}", re_id)
+    return value
+
+
+def _target(body: dict[str, Any], re_id: str) -> tuple[str | None, str | None]:
+    tg = _field(body, "tg", str, re_id, required=False, max_len=32)
+    call = _field(body, "call", str, re_id, required=False, max_len=32)
+    if (tg is None) == (call is None):
+        raise ControlError("bad_field", "exactly one of 'tg' or 'call' is required", re_id)
+    if tg is not None and not _TG_RE.match(tg):
+        raise ControlError("bad_field", f"'tg' {tg!r} is not a talkgroup id", re_id)
+    if call is not None and not _ID_RE.match(call):
+        raise ControlError("bad_field", f"'call' {call!r} is not a device id", re_id)
+    return tg, call
+
+
+def parse_request(payload: bytes) -> Request:
+    """Parse one uplink control message; raise ControlError with the protocol's error code."""
+    if len(payload) > MAX_JSON_BYTES:
+        raise ControlError("too_large", f"{len(payload)} bytes, limit {MAX_JSON_BYTES}")
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ControlError("bad_json", f"not UTF-8 JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ControlError("bad_json", "the message must be a JSON object")
+    raw_id = body.get("id")
+    re_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
+    if body.get("v") != SCHEMA_VERSION:
+        raise ControlError("bad_version", f"schema version must be {SCHEMA_VERSION}", re_id)
+    msg_type = body.get("type")
+    if msg_type == "ack":
+        return CommandAck(
+            re=_field(body, "re", str, None, max_len=64),
+            ok=_field(body, "ok", bool, None),
+            detail=_field(body, "detail", str, None, required=False),
+        )
+    if msg_type == "rr":
+        return ReceiverReport(fields=body)
+    if msg_type not in _REQUEST_TYPES:
+        raise ControlError("unknown_type", f"unknown message type {msg_type!r}", re_id)
+    if re_id is None:
+        raise ControlError("bad_field", "'id' must be a string of at most 64 characters")
+    if msg_type == "floor_request":
+        tg, call = _target(body, re_id)
+        emergency = _field(body, "emergency", bool, re_id, required=False) or False
+        return FloorRequest(re_id, tg, call, emergency)
+    if msg_type == "floor_release":
+        tg, call = _target(body, re_id)
+        return FloorRelease(re_id, tg, call)
+    if msg_type == "affiliate":
+        tgs = body.get("tgs")
+        if (
+            not isinstance(tgs, list)
+            or len(tgs) > 64
+            or not all(isinstance(t, str) and _TG_RE.match(t) for t in tgs)
+        ):
+            raise ControlError("bad_field", "'tgs' must be a list of talkgroup ids", re_id)
+        return Affiliate(re_id, tuple(dict.fromkeys(tgs)))
+    if msg_type == "sos":
+        return Sos(re_id, _field(body, "active", bool, re_id))
+    return StatusMessage(
+        re_id,
+        _field(body, "code", str, re_id, max_len=32),
+        _field(body, "text", str, re_id, required=False, max_len=512),
+    )
+
+
+_REQUEST_TYPES = frozenset({"floor_request", "floor_release", "affiliate", "sos", "status_msg"})
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    state: str
+    reason: str | None
+    battery: int | None
+
+
+def parse_status(payload: bytes) -> DeviceStatus:
+    """Parse a retained status message (§4); raise ControlError when it is not one."""
+    if not payload:
+        raise ControlError("bad_json", "empty status (retained message cleared)")
+    if len(payload) > MAX_JSON_BYTES:
+        raise ControlError("too_large", f"{len(payload)} bytes, limit {MAX_JSON_BYTES}")
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ControlError("bad_json", f"not UTF-8 JSON: {exc}") from exc
+    if not isinstance(body, dict) or body.get("state") not in ("online", "offline"):
+        raise ControlError("bad_field", "'state' must be online or offline")
+    battery = body.get("battery")
+    return DeviceStatus(
+        state=body["state"],
+        reason=body.get("reason") if isinstance(body.get("reason"), str) else None,
+        battery=battery if isinstance(battery, int) and 0 <= battery <= 100 else None,
+    )

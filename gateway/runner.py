@@ -1,0 +1,166 @@
+"""The gateway's I/O shell: one MQTT connection, the relay, the control plane and a timer task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway import topics
+from gateway.broker import BrokerAddress
+from gateway.control import ControlPlane, GatewayEvent
+from gateway.directory import Directory
+from gateway.floor import FloorConfig
+from gateway.metrics import Counters, LiveGauges
+from gateway.mqtt import ClientOptions, MqttClient, Will
+from gateway.relay import Relay
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[list[GatewayEvent]], None]
+
+
+@dataclass(slots=True)
+class GatewaySettings:
+    broker: BrokerAddress
+    username: str | None = None
+    password: str | None = None
+    instance: str = "gw1"
+    talkgroups: list[str] | None = None  # the partition this instance owns; None = all
+    floor: FloorConfig = field(default_factory=FloorConfig)
+    tick_interval: float = 0.05
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class GatewayRunner:
+    """Owns the gateway's MQTT connection and the loop that fires floor timers."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        directory: Directory,
+        *,
+        event_sinks: list[EventSink] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.settings = settings
+        self.log = logger or log
+        self.counters = Counters()
+        self.event_sinks = list(event_sinks or [])
+        status_topic = topics.gateway_status(settings.instance)
+        self.client = MqttClient(
+            ClientOptions(
+                host=settings.broker.host,
+                port=settings.broker.port,
+                client_id=f"xixin-gateway-{settings.instance}",
+                username=settings.username,
+                password=settings.password,
+                will=Will(status_topic, json.dumps({"v": 1, "state": "offline"}).encode()),
+                subscriptions=topics.gateway_subscriptions(settings.talkgroups),
+            ),
+            self._on_message,
+            on_connect=self._on_connect,
+            logger=self.log,
+        )
+        self.relay = Relay(self.client.publish_raw, self.counters)
+        self.control = ControlPlane(directory, self.relay, self.counters, settings.floor, self.log)
+        self.ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    # ---- MQTT callbacks (reader task) -----------------------------------------------------
+
+    def _on_message(self, topic: str, payload: bytes, qos: int) -> None:
+        if topic.startswith(topics.TG_PREFIX):
+            self.relay.talkgroup_frame(topic, payload)
+            return
+        if topic.endswith("/call/up"):
+            parsed = topics.device_topic(topic)
+            if parsed is not None:
+                self.relay.call_frame(parsed[0], payload)
+            return
+        self.control.handle(topic, payload, time.monotonic(), _wall_ms())
+        self._drain()
+
+    async def _on_connect(self) -> None:
+        await self.client.publish(
+            topics.gateway_status(self.settings.instance),
+            json.dumps({"v": 1, "state": "online"}).encode(),
+            retain=True,
+        )
+        self.log.info(
+            "gateway %s connected to %s", self.settings.instance, self.settings.broker.url
+        )
+
+    def _drain(self) -> None:
+        control = self.control
+        if control.outbox:
+            for out in control.outbox:
+                self.client.publish_nowait(out.topic, out.payload, qos=out.qos, retain=out.retain)
+            control.outbox.clear()
+        if control.events:
+            events = list(control.events)
+            control.events.clear()
+            for sink in self.event_sinks:
+                try:
+                    sink(events)
+                except Exception:
+                    self.log.exception("event sink failed")
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until stop(): the MQTT connection and the floor timer loop."""
+        async with asyncio.TaskGroup() as group:
+            client_task = group.create_task(self.client.run(self.ready), name="gateway-mqtt")
+            ticker = group.create_task(self._tick_loop(), name="gateway-timers")
+            await self._stopping.wait()
+            ticker.cancel()
+            if self.client.is_connected:
+                await self.client.publish(
+                    topics.gateway_status(self.settings.instance),
+                    json.dumps({"v": 1, "state": "offline"}).encode(),
+                    retain=True,
+                    timeout=2.0,
+                )
+            await self.client.close()
+            client_task.cancel()
+
+    async def _tick_loop(self) -> None:
+        interval = self.settings.tick_interval
+        while True:
+            await asyncio.sleep(interval)
+            self.control.tick(time.monotonic(), _wall_ms())
+            self._drain()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # ---- queries and actions for the API (same event loop) ----------------------------------
+
+    def gauges(self) -> LiveGauges:
+        control = self.control
+        floors = list(self.relay.floors.items()) + list(self.relay.call_floors.items())
+        return LiveGauges(
+            devices_online=sum(1 for p in control.presence.values() if p.state == "online"),
+            queue_depths={key: len(floor.queue()) for key, floor in floors},
+            floors_taken=sum(1 for _, floor in floors if floor.holder is not None),
+        )
+
+    def update_directory(self, directory: Directory) -> None:
+        self.control.update_directory(directory, time.monotonic(), _wall_ms())
+        self._drain()
+
+    def send_command(self, device: str, cmd: str, **fields: object) -> str:
+        command_id = self.control.send_command(device, cmd, _wall_ms(), **fields)
+        self._drain()
+        return command_id
+
+    def revoke(self, key: str) -> None:
+        self.control.revoke(key, time.monotonic(), _wall_ms())
+        self._drain()

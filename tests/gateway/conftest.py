@@ -1,0 +1,70 @@
+"""Fixtures for gateway tests: a gateway on a real mosquitto and scripted terminals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from devices.client import TerminalClient
+from devices.org import default_org
+from gateway.broker import ManagedBroker
+from gateway.directory import Directory, build_directory
+from gateway.floor import FloorConfig
+from gateway.runner import GatewayRunner, GatewaySettings
+from tests.gateway.harness import GatewayThread
+
+# (id, unit, role, enabled)
+TEST_DEVICES = [
+    ("T001", "grid-01", "officer", True),
+    ("T002", "grid-01", "officer", True),
+    ("T003", "grid-01", "guard", True),
+    ("T004", "grid-02", "officer", True),
+    ("D001", "centre", "dispatcher", True),
+    ("X001", "grid-01", "officer", False),
+]
+
+
+def make_directory() -> Directory:
+    return build_directory(default_org(), TEST_DEVICES)
+
+
+GatewayFactory = Callable[..., GatewayThread]
+TerminalFactory = Callable[..., TerminalClient]
+
+
+@pytest.fixture
+def start_gateway(mosquitto: ManagedBroker) -> Iterator[GatewayFactory]:
+    started: list[GatewayThread] = []
+
+    def start(floor: FloorConfig | None = None) -> GatewayThread:
+        settings = GatewaySettings(broker=mosquitto.address, floor=floor or FloorConfig())
+        thread = GatewayThread(GatewayRunner(settings, make_directory())).start()
+        started.append(thread)
+        return thread
+
+    yield start
+    for thread in started:
+        thread.stop()
+
+
+@pytest.fixture
+def terminal(mosquitto: ManagedBroker) -> Iterator[TerminalFactory]:
+    clients: list[TerminalClient] = []
+
+    def make(
+        device_id: str, talkgroups: list[str] | None = None, **kwargs: object
+    ) -> TerminalClient:
+        client = TerminalClient(device_id, None, mosquitto.host, mosquitto.port, **kwargs)  # type: ignore[arg-type]
+        client.connect()
+        clients.append(client)
+        if talkgroups:
+            client.affiliate(talkgroups)
+        return client
+
+    yield make
+    for client in clients:
+        try:
+            client.disconnect()
+        except Exception:
+            client.drop()
