@@ -68,8 +68,40 @@ class ClientOptions:
     backoff_max: float = 10.0
 
 
+class _Connection(asyncio.Protocol):
+    """Socket callbacks straight into the client's parser: no coroutine per read."""
+
+    def __init__(self, client: MqttClient) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.client._feed(data)
+        except MqttError as exc:
+            self._fail(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionLostError(f"connection lost: {exc}" if exc else "connection closed"))
+
+    def _fail(self, exc: Exception) -> None:
+        if not self.closed.done():
+            self.closed.set_exception(exc)
+            self.closed.exception()  # mark retrieved; run() reports it
+        if self.transport is not None:
+            self.transport.close()
+
+
 class MqttClient:
-    """One connection, one owner. Use `async with client.connected():` or `await client.run()`."""
+    """One connection, one owner: `await client.run()` connects and reconnects until close()."""
 
     def __init__(
         self,
@@ -83,8 +115,9 @@ class MqttClient:
         self.on_message = on_message
         self.on_connect = on_connect
         self.log = logger or log
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._conn: _Connection | None = None
+        self._transport: asyncio.Transport | None = None
+        self._buffer = b""
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._next_id = 0
@@ -106,14 +139,13 @@ class MqttClient:
 
     async def connect(self, timeout: float = 10.0) -> mqtt5.ConnAckPacket:
         opts = self.options
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(opts.host, opts.port, ssl=opts.tls, limit=opts.read_size),
+        loop = asyncio.get_running_loop()
+        self._buffer = b""
+        transport, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: _Connection(self), opts.host, opts.port, ssl=opts.tls),
             timeout,
         )
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._reader, self._writer = reader, writer
+        self._conn, self._transport = conn, transport
         will = None
         if opts.will is not None:
             will = mqtt5.Will(
@@ -130,26 +162,19 @@ class MqttClient:
             will=will,
             keep_alive=opts.keep_alive,
         )
-        loop = asyncio.get_running_loop()
         self._connack = loop.create_future()
-        writer.write(connect.write())
-        reader_task = asyncio.create_task(
-            self._read_loop(reader), name=f"mqtt-read-{opts.client_id}"
-        )
-        waiters: set[asyncio.Future[object]] = {self._connack, reader_task}  # type: ignore[arg-type]
+        transport.write(connect.write())
+        waiters: set[asyncio.Future[object]] = {self._connack, conn.closed}  # type: ignore[arg-type]
         done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if self._connack not in done:
-            reader_task.cancel()
-            writer.close()
-            if reader_task in done and reader_task.exception() is not None:
-                raise ConnectionLostError(f"no CONNACK: {reader_task.exception()}")
+            transport.close()
+            if conn.closed in done:
+                raise ConnectionLostError(f"no CONNACK: {conn.closed.exception()}")
             raise ConnectionLostError(f"no CONNACK within {timeout} s")
         connack = self._connack.result()
         if connack.reason_code != mqtt5.ConnAckReasonCode.SUCCESS:
-            reader_task.cancel()
-            writer.close()
+            transport.close()
             raise ConnectRefusedError(connack.reason_code, connack.reason_str)
-        self._reader_task = reader_task
         self._connected.set()
         self.connections += 1
         if opts.subscriptions:
@@ -170,7 +195,7 @@ class MqttClient:
                 await self._serve()
             except ConnectRefusedError:
                 raise
-            except (TimeoutError, OSError, ConnectionLostError, MqttError) as exc:
+            except (TimeoutError, OSError, MqttError) as exc:
                 if self._closing:
                     break
                 self.log.warning(
@@ -187,28 +212,24 @@ class MqttClient:
             delay = min(delay * 2, self.options.backoff_max)
 
     async def _serve(self) -> None:
-        """Keep alive until the reader ends; raise ConnectionLostError when it does."""
+        """Ping every half keep-alive until the connection closes; raise why it closed."""
+        assert self._conn is not None
+        closed = self._conn.closed
         interval = max(1.0, self.options.keep_alive / 2)
         while True:
-            done, _ = await asyncio.wait({self._reader_task}, timeout=interval)
+            done, _ = await asyncio.wait({closed}, timeout=interval)
             if done:
-                exc = self._reader_task.exception()
-                raise ConnectionLostError(repr(exc) if exc else "connection closed") from exc
+                closed.result()
+                raise ConnectionLostError("connection closed")
             self._send(mqtt5.PingReqPacket().write())
 
     def _drop_connection(self) -> None:
         self._connected.clear()
-        if self._writer is not None:
-            self._writer.close()
-        self._writer = None
+        if self._transport is not None:
+            self._transport.close()
+        self._transport = None
+        self._conn = None
         self._out.clear()
-        task = getattr(self, "_reader_task", None)
-        if task is not None:
-            if task.done():
-                if not task.cancelled():
-                    task.exception()  # retrieved: the reason was already handled or logged
-            else:
-                task.cancel()
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionLostError("connection lost before the reply"))
@@ -216,11 +237,15 @@ class MqttClient:
 
     async def close(self) -> None:
         self._closing = True
-        if self._writer is not None and self._connected.is_set():
+        transport = self._transport
+        if transport is not None and self._connected.is_set():
             with contextlib.suppress(OSError, RuntimeError):
                 self._flush()
-                self._writer.write(mqtt5.DisconnectPacket().write())
-                await asyncio.wait_for(self._writer.drain(), 2.0)
+                transport.write(mqtt5.DisconnectPacket().write())
+                if self._conn is not None:
+                    transport.close()  # flushes what is buffered, then closes
+                    with contextlib.suppress(MqttError, asyncio.TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(self._conn.closed), 2.0)
         self._drop_connection()
 
     # ---- sending ----------------------------------------------------------------------------
@@ -241,10 +266,11 @@ class MqttClient:
             return
         data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
         self._out.clear()
-        if self._writer is None or self._writer.is_closing():
+        transport = self._transport
+        if transport is None or transport.is_closing():
             return
         self.bytes_out += len(data)
-        self._writer.write(data)
+        transport.write(data)
 
     def publish_nowait(
         self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
@@ -253,7 +279,7 @@ class MqttClient:
 
         Returns False when not connected (the message is not sent).
         """
-        if self._writer is None:
+        if self._transport is None:
             return False
         if qos:
             packet = mqtt5.PublishPacket(
@@ -270,14 +296,14 @@ class MqttClient:
 
     def publish_raw(self, data: bytes) -> None:
         """Queue an already-encoded packet (the relay pre-encodes nothing else per frame)."""
-        if self._writer is not None:
+        if self._transport is not None:
             self._send(data)
 
     async def publish(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, timeout: float = 10.0
     ) -> None:
         """Publish and, for QoS 1, wait for the PUBACK; raise MqttError if it reports failure."""
-        if self._writer is None:
+        if self._transport is None:
             raise ConnectionLostError("not connected")
         if qos == 0:
             self.publish_nowait(topic, payload, retain=retain)
@@ -295,7 +321,7 @@ class MqttClient:
             raise MqttError(f"publish to {topic} refused: {ack.reason_code.name}")
 
     async def subscribe(self, filters: list[tuple[str, int]], timeout: float = 10.0) -> list[int]:
-        if self._writer is None:
+        if self._transport is None:
             raise ConnectionLostError("not connected")
         packet_id = self._packet_id()
         fut: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
@@ -312,45 +338,36 @@ class MqttClient:
 
     # ---- receiving --------------------------------------------------------------------------
 
-    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
-        buffer = bytearray()
+    def _feed(self, data: bytes) -> None:
+        """Parse every complete packet in what arrived; keep the incomplete tail."""
+        buffer = self._buffer + data if self._buffer else data
+        view = memoryview(buffer)
         read = mqtt5.read
         publish_type = mqtt5.PublishPacket
         qos0 = mqtt5.QoS.AT_MOST_ONCE
         handler = self.on_message
-        while True:
-            chunk = await reader.read(self.options.read_size)
-            if not chunk:
-                raise ConnectionLostError("broker closed the connection")
-            if buffer:
-                buffer += chunk
-                view = memoryview(buffer)
-            else:
-                view = memoryview(chunk)
-            offset = 0
-            end = len(view)
-            while offset < end:
+        offset = 0
+        end = len(view)
+        while offset < end:
+            try:
+                packet, size = read(view[offset:])
+            except IndexError:
+                break  # incomplete packet: wait for more bytes
+            except ValueError as exc:
+                raise ConnectionLostError(f"malformed packet from broker: {exc}") from exc
+            offset += size
+            if type(packet) is publish_type:
+                # mqtt5's enums are not ints: compare with the member, never by truth.
+                qos = 0 if packet.qos == qos0 else 1
+                if qos and packet.packet_id is not None:
+                    self._send(mqtt5.PubAckPacket(packet.packet_id).write())
                 try:
-                    packet, size = read(view[offset:])
-                except IndexError:
-                    break  # incomplete packet: wait for more bytes
-                except ValueError as exc:
-                    raise ConnectionLostError(f"malformed packet from broker: {exc}") from exc
-                offset += size
-                if type(packet) is publish_type:
-                    # mqtt5's enums are not ints: compare with the member, never by truth.
-                    qos = 0 if packet.qos == qos0 else 1
-                    if qos:
-                        pid = packet.packet_id
-                        if pid is not None:
-                            self._send(mqtt5.PubAckPacket(pid).write())
-                    try:
-                        handler(packet.topic, packet.payload, qos)
-                    except Exception:
-                        self.log.exception("message handler failed on %s", packet.topic)
-                else:
-                    self._on_control_packet(packet)
-            buffer = bytearray(view[offset:])
+                    handler(packet.topic, packet.payload, qos)
+                except Exception:
+                    self.log.exception("message handler failed on %s", packet.topic)
+            else:
+                self._on_control_packet(packet)
+        self._buffer = buffer[offset:] if offset < end else b""
 
     def _on_control_packet(self, packet: mqtt5.Packet) -> None:
         if isinstance(packet, mqtt5.ConnAckPacket):

@@ -1,0 +1,303 @@
+"""Relay benchmark: N concurrent talk bursts through broker + gateway vs the broker alone.
+
+    python bench/relay.py [--quick]
+
+Each burst sends 50 frames/s (20 ms, ~80-byte Opus payload). For every N the same load runs
+twice in the same run: through mosquitto alone (the talker publishes straight to the downlink
+topic: the reference path) and through mosquitto + the gateway (uplink -> floor check -> relay ->
+downlink). The gateway runs in its own process, like in production. Added latency is the
+gateway path's percentile minus the reference path's. Writes bench/results/relay.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from codec.frame import VoiceFrame, encode_frame  # noqa: E402
+from gateway.broker import BrokerAddress, ManagedBroker  # noqa: E402
+from gateway.mqtt import ClientOptions, MqttClient  # noqa: E402
+
+FRAME_MS = 20
+PAYLOAD_BYTES = 80
+SUB_TICKS = 10  # bursts are spread over the 20 ms period, as real talkers are not in phase
+
+
+def tg_of(i: int) -> str:
+    return f"bench-{i:04d}"
+
+
+def dev_of(i: int) -> str:
+    return f"B{i:04d}"
+
+
+# ---- the gateway under test, in its own process ----------------------------------------------
+
+
+def serve_gateway(host: str, port: int, bursts: int) -> None:
+    from gateway.directory import DeviceInfo, Directory
+    from gateway.runner import GatewayRunner, GatewaySettings
+
+    directory = Directory.build(
+        (DeviceInfo(dev_of(i), tg_of(i), "officer", True, frozenset({tg_of(i)}))
+         for i in range(bursts)),
+        {tg_of(i): tg_of(i) for i in range(bursts)},
+    )
+
+    async def main() -> None:
+        runner = GatewayRunner(GatewaySettings(BrokerAddress(host, port)), directory)
+        task = asyncio.create_task(runner.run())
+        await runner.ready.wait()
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        runner.stop()
+        await task
+
+    asyncio.run(main())
+
+
+# ---- the load generator -------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    bursts: int
+    offered_fps: int
+    delivered_fps: float
+    loss: float
+    direct_p50_ms: float
+    direct_p99_ms: float
+    gateway_p50_ms: float
+    gateway_p99_ms: float
+    added_p50_ms: float
+    added_p99_ms: float
+    gateway_cpu_pct: float
+    broker_cpu_pct: float
+    loadgen_cpu_pct: float
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Load:
+    def __init__(self, address: BrokerAddress) -> None:
+        self.address = address
+        self.latencies: list[float] = []
+        self.received = 0
+        self.recording = False
+        self.grants: dict[str, int] = {}
+        self.grant_event = asyncio.Event()
+        self.expected_grants = 0
+
+    def _on_down(self, topic: str, payload: bytes, qos: int) -> None:
+        if topic.endswith("/ctrl/down"):
+            body = json.loads(payload)
+            if body.get("type") == "floor_granted":
+                self.grants[topic.split("/")[3]] = int(body["burst"])
+                if len(self.grants) >= self.expected_grants:
+                    self.grant_event.set()
+            return
+        if not self.recording:
+            return
+        sent_ns = int.from_bytes(payload[14:22], "big")
+        self.latencies.append((time.monotonic_ns() - sent_ns) / 1e6)
+        self.received += 1
+
+    async def __aenter__(self) -> Load:
+        self.rx = MqttClient(
+            ClientOptions(self.address.host, self.address.port, "bench-rx",
+                          subscriptions=[("xixin/v1/tg/+/down", 0),
+                                         ("xixin/v1/dev/+/ctrl/down", 1)]),
+            self._on_down,
+        )
+        self.tx = MqttClient(
+            ClientOptions(self.address.host, self.address.port, "bench-tx"),
+            lambda *_: None,
+        )
+        self._tasks = [asyncio.create_task(self.rx.run()), asyncio.create_task(self.tx.run())]
+        await self.rx.wait_connected(10)
+        await self.tx.wait_connected(10)
+        await asyncio.sleep(0.2)  # subscriptions in place
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.rx.close()
+        await self.tx.close()
+        for task in self._tasks:
+            task.cancel()
+
+    async def request_floors(self, bursts: int) -> None:
+        self.grants.clear()
+        self.grant_event.clear()
+        self.expected_grants = bursts
+        for i in range(bursts):
+            body = {"v": 1, "type": "floor_request", "id": f"b{i}", "tg": tg_of(i)}
+            self.tx.publish_nowait(f"xixin/v1/dev/{dev_of(i)}/ctrl/up",
+                                   json.dumps(body).encode(), qos=1)
+        await asyncio.wait_for(self.grant_event.wait(), 20)
+
+    async def run(self, bursts: int, seconds: float, via_gateway: bool) -> tuple[int, list[float]]:
+        if via_gateway:
+            await self.request_floors(bursts)
+            topics = [f"xixin/v1/tg/{tg_of(i)}/up/{dev_of(i)}" for i in range(bursts)]
+            burst_ids = [self.grants[dev_of(i)] for i in range(bursts)]
+        else:
+            topics = [f"xixin/v1/tg/{tg_of(i)}/down" for i in range(bursts)]
+            burst_ids = [1] * bursts
+        groups = [list(range(g, bursts, SUB_TICKS)) for g in range(SUB_TICKS)]
+        filler = bytes(PAYLOAD_BYTES - 8)
+        self.latencies = []
+        self.received = 0
+        self.recording = True
+        sent = 0
+        ticks = int(seconds * 1000 / FRAME_MS) * SUB_TICKS
+        start = time.monotonic()
+        for tick in range(ticks):
+            seq = tick // SUB_TICKS
+            for i in groups[tick % SUB_TICKS]:
+                packet = time.monotonic_ns().to_bytes(8, "big") + filler
+                frame = VoiceFrame(burst_ids[i], seq & 0xFFFF, seq * 960, FRAME_MS, (packet,),
+                                   start=seq == 0)
+                self.tx.publish_nowait(topics[i], encode_frame(frame))
+                sent += 1
+            delay = start + (tick + 1) * FRAME_MS / 1000 / SUB_TICKS - time.monotonic()
+            await asyncio.sleep(max(0.0, delay))
+        await asyncio.sleep(0.5)  # let the tail arrive
+        self.recording = False
+        if via_gateway:  # fresh floors for the next step (max talk burst is 30 s)
+            for i in range(bursts):
+                body = {"v": 1, "type": "floor_release", "id": f"r{i}", "tg": tg_of(i)}
+                self.tx.publish_nowait(f"xixin/v1/dev/{dev_of(i)}/ctrl/up",
+                                       json.dumps(body).encode(), qos=1)
+            await asyncio.sleep(0.3)
+        return sent, list(self.latencies)
+
+
+async def measure(
+    address: BrokerAddress, steps: list[int], seconds: float, gateway_pid: int, broker_pid: int
+) -> list[Row]:
+    rows = []
+    me = os.getpid()
+    async with Load(address) as load:
+        for bursts in steps:
+            sent_d, direct = await load.run(bursts, seconds, via_gateway=False)
+            before = [cpu_seconds(pid) for pid in (gateway_pid, broker_pid, me)]
+            began = time.monotonic()
+            sent_g, via = await load.run(bursts, seconds, via_gateway=True)
+            wall = time.monotonic() - began
+            used = [
+                round(100 * (cpu_seconds(pid) - b) / wall, 1)
+                for pid, b in zip((gateway_pid, broker_pid, me), before, strict=True)
+            ]
+            loss = 1 - len(via) / sent_g if sent_g else 0.0
+            row = Row(
+                bursts=bursts,
+                offered_fps=bursts * 1000 // FRAME_MS,
+                delivered_fps=round(len(via) / seconds, 1),
+                loss=round(max(0.0, loss), 5),
+                direct_p50_ms=round(percentile(direct, 0.5), 3),
+                direct_p99_ms=round(percentile(direct, 0.99), 3),
+                gateway_p50_ms=round(percentile(via, 0.5), 3),
+                gateway_p99_ms=round(percentile(via, 0.99), 3),
+                added_p50_ms=round(percentile(via, 0.5) - percentile(direct, 0.5), 3),
+                added_p99_ms=round(percentile(via, 0.99) - percentile(direct, 0.99), 3),
+                gateway_cpu_pct=used[0],
+                broker_cpu_pct=used[1],
+                loadgen_cpu_pct=used[2],
+            )
+            rows.append(row)
+            print(
+                f"{bursts:5d} bursts {row.offered_fps:6d} fps  delivered {row.delivered_fps:8.0f}"
+                f"  loss {row.loss:7.4f}  direct p50/p99 {row.direct_p50_ms:6.2f}/"
+                f"{row.direct_p99_ms:6.2f}  gateway p50/p99 {row.gateway_p50_ms:6.2f}/"
+                f"{row.gateway_p99_ms:6.2f}  added p99 {row.added_p99_ms:6.2f} ms  cpu% gw/broker/load "
+                f"{row.gateway_cpu_pct}/{row.broker_cpu_pct}/{row.loadgen_cpu_pct}",
+                flush=True,
+            )
+            if row.loss > 0.01 or row.gateway_p99_ms > 200:
+                break  # saturated: larger steps only measure queueing
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter steps (<= 45 s)")
+    parser.add_argument("--serve-gateway", nargs=3, metavar=("HOST", "PORT", "BURSTS"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "relay.json")
+    args = parser.parse_args()
+    if args.serve_gateway:
+        host, port, bursts = args.serve_gateway
+        serve_gateway(host, int(port), int(bursts))
+        return
+    steps = [20, 100, 200, 400] if args.quick else [20, 50, 100, 200, 300, 400, 500, 600, 800]
+    seconds = 3.0 if args.quick else 6.0
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = ManagedBroker(Path(tmp))
+        broker.start()
+        gateway = subprocess.Popen(
+            [sys.executable, __file__, "--serve-gateway", broker.host, str(broker.port),
+             str(max(steps))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            assert gateway.stdout is not None and gateway.stdin is not None
+            if gateway.stdout.readline().strip() != "ready":
+                raise SystemExit("the gateway process did not start")
+            assert broker.pid is not None
+            rows = asyncio.run(measure(broker.address, steps, seconds, gateway.pid, broker.pid))
+        finally:
+            if gateway.stdin:
+                gateway.stdin.close()
+            try:
+                gateway.wait(10)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+            broker.stop()
+    ok = [r for r in rows if r.added_p99_ms <= 10 and r.loss == 0]
+    result = {
+        "benchmark": "relay",
+        "quick": args.quick,
+        "seconds_per_step": seconds,
+        "frame_ms": FRAME_MS,
+        "payload_bytes": PAYLOAD_BYTES,
+        "reference": "same load through mosquitto alone (publish straight to the downlink)",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "rows": [asdict(r) for r in rows],
+        "max_fps_added_p99_under_10ms": max((r.offered_fps for r in ok), default=0),
+        "added_p99_ms_at_100_bursts": next(
+            (r.added_p99_ms for r in rows if r.bursts == 100), None),
+        "elapsed_s": round(time.monotonic() - began, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"max frames/s with added p99 <= 10 ms and no loss: "
+          f"{result['max_fps_added_p99_under_10ms']}  ({args.out})")
+
+
+if __name__ == "__main__":
+    main()
