@@ -51,8 +51,10 @@ def serve_gateway(host: str, port: int, bursts: int) -> None:
     from gateway.runner import GatewayRunner, GatewaySettings
 
     directory = Directory.build(
-        (DeviceInfo(dev_of(i), tg_of(i), "officer", True, frozenset({tg_of(i)}))
-         for i in range(bursts)),
+        (
+            DeviceInfo(dev_of(i), tg_of(i), "officer", True, frozenset({tg_of(i)}))
+            for i in range(bursts)
+        ),
         {tg_of(i): tg_of(i) for i in range(bursts)},
     )
 
@@ -127,9 +129,12 @@ class Load:
 
     async def __aenter__(self) -> Load:
         self.rx = MqttClient(
-            ClientOptions(self.address.host, self.address.port, "bench-rx",
-                          subscriptions=[("xixin/v1/tg/+/down", 0),
-                                         ("xixin/v1/dev/+/ctrl/down", 1)]),
+            ClientOptions(
+                self.address.host,
+                self.address.port,
+                "bench-rx",
+                subscriptions=[("xixin/v1/tg/+/down", 0), ("xixin/v1/dev/+/ctrl/down", 1)],
+            ),
             self._on_down,
         )
         self.tx = MqttClient(
@@ -154,8 +159,9 @@ class Load:
         self.expected_grants = bursts
         for i in range(bursts):
             body = {"v": 1, "type": "floor_request", "id": f"b{i}", "tg": tg_of(i)}
-            self.tx.publish_nowait(f"xixin/v1/dev/{dev_of(i)}/ctrl/up",
-                                   json.dumps(body).encode(), qos=1)
+            self.tx.publish_nowait(
+                f"xixin/v1/dev/{dev_of(i)}/ctrl/up", json.dumps(body).encode(), qos=1
+            )
         await asyncio.wait_for(self.grant_event.wait(), 20)
 
     async def run(self, bursts: int, seconds: float, via_gateway: bool) -> tuple[int, list[float]]:
@@ -178,8 +184,9 @@ class Load:
             seq = tick // SUB_TICKS
             for i in groups[tick % SUB_TICKS]:
                 packet = time.monotonic_ns().to_bytes(8, "big") + filler
-                frame = VoiceFrame(burst_ids[i], seq & 0xFFFF, seq * 960, FRAME_MS, (packet,),
-                                   start=seq == 0)
+                frame = VoiceFrame(
+                    burst_ids[i], seq & 0xFFFF, seq * 960, FRAME_MS, (packet,), start=seq == 0
+                )
                 self.tx.publish_nowait(topics[i], encode_frame(frame))
                 sent += 1
             delay = start + (tick + 1) * FRAME_MS / 1000 / SUB_TICKS - time.monotonic()
@@ -189,8 +196,9 @@ class Load:
         if via_gateway:  # fresh floors for the next step (max talk burst is 30 s)
             for i in range(bursts):
                 body = {"v": 1, "type": "floor_release", "id": f"r{i}", "tg": tg_of(i)}
-                self.tx.publish_nowait(f"xixin/v1/dev/{dev_of(i)}/ctrl/up",
-                                       json.dumps(body).encode(), qos=1)
+                self.tx.publish_nowait(
+                    f"xixin/v1/dev/{dev_of(i)}/ctrl/up", json.dumps(body).encode(), qos=1
+                )
             await asyncio.sleep(0.3)
         return sent, list(self.latencies)
 
@@ -202,7 +210,7 @@ async def measure(
     me = os.getpid()
     async with Load(address) as load:
         for bursts in steps:
-            sent_d, direct = await load.run(bursts, seconds, via_gateway=False)
+            _, direct = await load.run(bursts, seconds, via_gateway=False)
             before = [cpu_seconds(pid) for pid in (gateway_pid, broker_pid, me)]
             began = time.monotonic()
             sent_g, via = await load.run(bursts, seconds, via_gateway=True)
@@ -232,7 +240,8 @@ async def measure(
                 f"{bursts:5d} bursts {row.offered_fps:6d} fps  delivered {row.delivered_fps:8.0f}"
                 f"  loss {row.loss:7.4f}  direct p50/p99 {row.direct_p50_ms:6.2f}/"
                 f"{row.direct_p99_ms:6.2f}  gateway p50/p99 {row.gateway_p50_ms:6.2f}/"
-                f"{row.gateway_p99_ms:6.2f}  added p99 {row.added_p99_ms:6.2f} ms  cpu% gw/broker/load "
+                f"{row.gateway_p99_ms:6.2f}  added p99 {row.added_p99_ms:6.2f} ms"
+                "  cpu% gw/broker/load "
                 f"{row.gateway_cpu_pct}/{row.broker_cpu_pct}/{row.loadgen_cpu_pct}",
                 flush=True,
             )
@@ -244,8 +253,9 @@ async def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter steps (<= 45 s)")
-    parser.add_argument("--serve-gateway", nargs=3, metavar=("HOST", "PORT", "BURSTS"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve-gateway", nargs=3, metavar=("HOST", "PORT", "BURSTS"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "relay.json")
     args = parser.parse_args()
     if args.serve_gateway:
@@ -259,9 +269,17 @@ def main() -> None:
         broker = ManagedBroker(Path(tmp))
         broker.start()
         gateway = subprocess.Popen(
-            [sys.executable, __file__, "--serve-gateway", broker.host, str(broker.port),
-             str(max(steps))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--serve-gateway",
+                broker.host,
+                str(broker.port),
+                str(max(steps)),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert gateway.stdout is not None and gateway.stdin is not None
@@ -285,18 +303,22 @@ def main() -> None:
         "frame_ms": FRAME_MS,
         "payload_bytes": PAYLOAD_BYTES,
         "reference": "same load through mosquitto alone (publish straight to the downlink)",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "rows": [asdict(r) for r in rows],
         "max_fps_added_p99_under_10ms": max((r.offered_fps for r in ok), default=0),
-        "added_p99_ms_at_100_bursts": next(
-            (r.added_p99_ms for r in rows if r.bursts == 100), None),
+        "added_p99_ms_at_100_bursts": next((r.added_p99_ms for r in rows if r.bursts == 100), None),
         "elapsed_s": round(time.monotonic() - began, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"max frames/s with added p99 <= 10 ms and no loss: "
-          f"{result['max_fps_added_p99_under_10ms']}  ({args.out})")
+    print(
+        f"max frames/s with added p99 <= 10 ms and no loss: "
+        f"{result['max_fps_added_p99_under_10ms']}  ({args.out})"
+    )
 
 
 if __name__ == "__main__":
