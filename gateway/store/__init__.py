@@ -1,0 +1,1 @@
+"""The gateway's database: SQLAlchemy Core schema, Alembic migrations, the device registry."""

@@ -1,0 +1,1 @@
+"""Alembic revisions; the package marker makes setuptools ship them (Alembic skips this file)."""
