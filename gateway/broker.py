@@ -105,6 +105,11 @@ class ManagedBroker:
         return self.workdir / "mosquitto.conf"
 
     @property
+    def pid_path(self) -> Path:
+        """Written while the broker runs, so an operator can find the child we own."""
+        return self.workdir / "mosquitto.pid"
+
+    @property
     def log_path(self) -> Path:
         return self.workdir / "mosquitto.log"
 
@@ -154,6 +159,7 @@ class ManagedBroker:
                 raise BrokerError(f"mosquitto exited at start: {stderr.strip()} {self._tail_log()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
+                    self.pid_path.write_text(f"{self._process.pid}\n")
                     self.log.info(
                         "mosquitto pid %d listening on %s", self._process.pid, self.address.url
                     )
@@ -170,6 +176,7 @@ class ManagedBroker:
 
     def stop(self, timeout: float = 5.0) -> None:
         process, self._process = self._process, None
+        self.pid_path.unlink(missing_ok=True)
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGTERM)

@@ -1,0 +1,41 @@
+"""create_app(): routers, metrics registry and the lifespan that owns the gateway runner."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from prometheus_client import CollectorRegistry
+
+from gateway.api.routes import devices, events, health, metrics, talkgroups
+from gateway.metrics import GatewayCollector, LiveGauges
+from gateway.service import GatewayService
+
+
+def create_app(service: GatewayService) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with service.running() as runner:
+            registry = CollectorRegistry()
+
+            def gauges() -> LiveGauges:
+                return runner.gauges()
+
+            registry.register(GatewayCollector(runner.counters, gauges))
+            app.state.metrics = registry
+            yield
+
+    app = FastAPI(title="Xixin gateway", version="1", lifespan=lifespan)
+    app.state.service = service
+    for module in (health, devices, talkgroups, metrics, events):
+        app.include_router(module.router)
+    console = resources.files("gateway.console").joinpath("index.html").read_text("utf-8")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(console)
+
+    return app

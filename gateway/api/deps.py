@@ -1,0 +1,26 @@
+"""Typed dependencies: the service and its runner, owned by the app lifespan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from gateway.runner import GatewayRunner
+from gateway.service import GatewayService
+
+
+def get_service(request: Request) -> GatewayService:
+    service: GatewayService = request.app.state.service
+    return service
+
+
+def get_runner(request: Request) -> GatewayRunner:
+    runner: GatewayRunner | None = request.app.state.service.runner
+    if runner is None:
+        raise HTTPException(status_code=503, detail="gateway is not running")
+    return runner
+
+
+ServiceDep = Annotated[GatewayService, Depends(get_service)]
+RunnerDep = Annotated[GatewayRunner, Depends(get_runner)]

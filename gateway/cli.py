@@ -1,0 +1,167 @@
+"""`xixin` — the one command-line entry point, with subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import cli_devices
+from gateway.broker import BrokerError, BrokerNotInstalledError
+from gateway.errors import GatewayError
+from gateway.floor import FloorConfig
+from gateway.service import GatewayService, ServiceConfig
+
+log = logging.getLogger("xixin")
+
+
+def _add_up(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = subparsers.add_parser(
+        "up", help="run broker + database + gateway + API/console (the main job)"
+    )
+    up.add_argument("--demo", action="store_true", help="also start a few simulated terminals")
+    up.add_argument("--duration", type=float, help="stop after this many seconds")
+    up.add_argument("--data-dir", type=Path, default=Path(os.environ.get("XIXIN_DATA_DIR", "var")))
+    up.add_argument("--db", help="database URL (default: SQLite in the data dir)")
+    up.add_argument("--org", type=Path, help="organisation YAML (default: the Longxi 1-3-13 org)")
+    up.add_argument("--broker", help="use an external MQTT 5 broker, mqtt(s)://host:port")
+    up.add_argument("--broker-port", type=int, help="port of the managed mosquitto (default: free)")
+    up.add_argument("--gateway-user", default=os.environ.get("XIXIN_GATEWAY_USER"))
+    up.add_argument("--gateway-password", default=os.environ.get("XIXIN_GATEWAY_PASSWORD"))
+    up.add_argument("--http-host", default="127.0.0.1")
+    up.add_argument("--http-port", type=int, default=8080)
+    up.add_argument("--max-burst", type=float, default=30.0, help="max talk burst, seconds")
+    up.add_argument("--no-queue", action="store_true", help="deny instead of queueing")
+    up.set_defaults(handler=cmd_up)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    config = ServiceConfig(
+        data_dir=args.data_dir,
+        db_url=args.db,
+        org_path=args.org,
+        broker_url=args.broker,
+        broker_port=args.broker_port,
+        gateway_user=args.gateway_user,
+        gateway_password=args.gateway_password,
+        floor=FloorConfig(max_burst_s=args.max_burst, queue_enabled=not args.no_queue),
+    )
+    try:
+        service = GatewayService(config)
+        secrets: dict[str, str] = {}
+        if args.demo:
+            from firmware_sim.demo_fleet import provision_demo_devices
+
+            secrets = provision_demo_devices(service.migrate(), config.data_dir)
+        service.prepare()
+    except BrokerNotInstalledError as exc:
+        print(f"xixin up: {exc}", file=sys.stderr)
+        return 2
+    except (GatewayError, OSError) as exc:
+        print(f"xixin up: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve(service, args, secrets))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        service.close()
+
+
+async def _serve(service: GatewayService, args: argparse.Namespace, secrets: dict[str, str]) -> int:
+    import uvicorn
+
+    from gateway.api import create_app
+
+    app = create_app(service)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=args.http_host, port=args.http_port, log_level="warning", lifespan="on"
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+            print("xixin up: the HTTP server did not start", file=sys.stderr)
+            return 2
+        await asyncio.sleep(0.05)
+    runner = service.runner
+    assert runner is not None
+    print(f"xixin: broker {runner.settings.broker.url}  database {service.db_url}")
+    print(f"xixin: console and API on http://{args.http_host}:{args.http_port}/  (Ctrl-C stops)")
+    fleet = None
+    if args.demo:
+        from firmware_sim.demo_fleet import DemoFleet
+
+        broker = runner.settings.broker
+        fleet = DemoFleet(broker.host, broker.port, secrets)
+        fleet.start()
+    started = last_report = time.monotonic()
+    try:
+        while not serving.done() and not server.should_exit:
+            await asyncio.sleep(0.2)
+            now = time.monotonic()
+            if now - last_report >= 2.0:
+                last_report = now
+                _report(service)
+            if args.duration and now - started >= args.duration:
+                break
+    finally:
+        # Terminals first, so none of them waits on a gateway that is already gone.
+        if fleet is not None:
+            await asyncio.to_thread(fleet.stop)
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    _report(service)
+    if args.demo and (runner.counters.floor["grant"] == 0 or runner.counters.relayed == 0):
+        print("xixin: the demo saw no grant or relayed frame", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(service: GatewayService) -> None:
+    runner = service.runner
+    assert runner is not None
+    counters, gauges = runner.counters, runner.gauges()
+    print(
+        f"xixin: online {gauges.devices_online}  grants {counters.floor['grant']}  "
+        f"relayed {counters.relayed}  dropped {sum(counters.dropped.values())}  "
+        f"talking {gauges.floors_taken}",
+        flush=True,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xixin", description="Xixin intercom gateway (溪心对讲)")
+    parser.add_argument("--log-level", default=os.environ.get("XIXIN_LOG_LEVEL", "INFO"))
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_up(subparsers)
+    cli_devices.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.handler(args)
+    except BrokerError as exc:
+        print(f"xixin: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

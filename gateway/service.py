@@ -1,0 +1,167 @@
+"""The assembled gateway: database, organisation, broker accounts, managed broker and runner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devices.org import Organisation, default_org, load_org
+from gateway.broker import BrokerAddress, ManagedBroker
+from gateway.broker_auth import GATEWAY_USER, ensure_gateway_credentials, sync_broker_auth
+from gateway.directory import Directory, build_directory
+from gateway.errors import ConfigError
+from gateway.event_log import EventHub, EventWriter
+from gateway.floor import FloorConfig
+from gateway.runner import GatewayRunner, GatewaySettings
+from gateway.store.db import create_db_engine, default_db_url, migrate
+from gateway.store.registry import Device, DeviceRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ServiceConfig:
+    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("XIXIN_DATA_DIR", "var")))
+    db_url: str | None = None
+    org_path: Path | None = None
+    broker_url: str | None = None  # an external broker; None = start a managed mosquitto
+    broker_port: int | None = None  # managed broker's port; None = a free one
+    gateway_user: str | None = None
+    gateway_password: str | None = None
+    instance: str = "gw1"
+    floor: FloorConfig = field(default_factory=FloorConfig)
+    device_poll_s: float = 2.0
+
+
+class GatewayService:
+    """Owns everything `xixin up` runs besides HTTP; `prepare()` then `async run()`."""
+
+    def __init__(self, config: ServiceConfig, logger: logging.Logger | None = None) -> None:
+        self.config = config
+        self.log = logger or log
+        self.org: Organisation = load_org(config.org_path) if config.org_path else default_org()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db_url = config.db_url or default_db_url(config.data_dir)
+        self.engine = create_db_engine(self.db_url)
+        self.registry = DeviceRegistry(self.engine, self.org)
+        self.broker: ManagedBroker | None = None
+        self.hub = EventHub()
+        self.writer = EventWriter(self.engine, logger=self.log)
+        self.runner: GatewayRunner | None = None
+        self._devices_seen: list[Device] = []
+        self._migrated = False
+
+    def migrate(self) -> DeviceRegistry:
+        """Bring the database schema up to date (idempotent); returns the device registry."""
+        if not self._migrated:
+            migrate(self.engine)
+            self._migrated = True
+        return self.registry
+
+    def prepare(self) -> GatewayRunner:
+        """Migrate the database, write broker accounts, start the managed broker if any."""
+        self.migrate()
+        if self.config.broker_url:
+            address = BrokerAddress.parse(self.config.broker_url)
+            user, password = self.config.gateway_user, self.config.gateway_password
+            if user is None or password is None:
+                raise ConfigError(
+                    "an external broker needs the gateway's account: --gateway-user and "
+                    "--gateway-password (or XIXIN_GATEWAY_USER / XIXIN_GATEWAY_PASSWORD)"
+                )
+        else:
+            password_file, acl_file = sync_broker_auth(
+                self.registry, self.org, self.config.data_dir
+            )
+            user, password = ensure_gateway_credentials(self.config.data_dir)
+            assert user == GATEWAY_USER
+            self.broker = ManagedBroker(
+                self.config.data_dir / "broker",
+                port=self.config.broker_port,
+                password_file=password_file,
+                acl_file=acl_file,
+                logger=self.log,
+            )
+            self.broker.start()
+            address = self.broker.address
+        settings = GatewaySettings(
+            broker=address,
+            username=user,
+            password=password,
+            instance=self.config.instance,
+            floor=self.config.floor,
+        )
+        self._devices_seen = self.registry.list()
+        self.runner = GatewayRunner(
+            settings,
+            self.directory(self._devices_seen),
+            event_sinks=[self.writer.submit, self.hub.publish],
+            logger=self.log,
+        )
+        return self.runner
+
+    def directory(self, devices: list[Device] | None = None) -> Directory:
+        rows = devices if devices is not None else self.registry.list()
+        units = self.org.units()
+        return build_directory(
+            self.org, [(d.id, d.unit, d.role, d.enabled) for d in rows if d.unit in units]
+        )
+
+    def _sync_accounts(self) -> list[Device]:
+        """Blocking part of a device change: read the registry, rewrite broker accounts."""
+        devices = self.registry.list()
+        if self.broker is not None:
+            sync_broker_auth(self.registry, self.org, self.config.data_dir)
+            self.broker.reload()
+        return devices
+
+    async def devices_changed(self) -> None:
+        """Apply device changes: broker accounts (managed broker) and the live directory.
+
+        The database and files are touched on a worker thread; the directory is swapped on the
+        event loop, which owns all gateway state.
+        """
+        devices = await asyncio.to_thread(self._sync_accounts)
+        self._devices_seen = devices
+        if self.runner is not None:
+            self.runner.update_directory(self.directory(devices))
+
+    async def _watch_devices(self) -> None:
+        """Pick up changes made by `xixin devices …` in another process."""
+        while True:
+            await asyncio.sleep(self.config.device_poll_s)
+            devices = await asyncio.to_thread(self.registry.list)
+            if devices != self._devices_seen:
+                self.log.info("device registry changed; reloading accounts and directory")
+                await self.devices_changed()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[GatewayRunner]:
+        """Run the gateway while the context is open (the app lifespan uses this)."""
+        runner = self.runner or self.prepare()
+        self.writer.start()
+        task = asyncio.create_task(runner.run(), name="gateway")
+        watcher = asyncio.create_task(self._watch_devices(), name="device-watch")
+        try:
+            ready = asyncio.create_task(runner.ready.wait())
+            done, _ = await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                ready.cancel()
+                task.result()  # raises why the gateway could not start
+            yield runner
+        finally:
+            watcher.cancel()
+            runner.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+            self.writer.stop()
+
+    def close(self) -> None:
+        if self.broker is not None:
+            self.broker.stop()
+        self.engine.dispose()

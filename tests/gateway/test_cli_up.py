@@ -1,0 +1,86 @@
+"""`xixin up --demo` — the main job — as a user runs it: a real process, stopped by its PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from gateway.broker import free_port
+
+
+def test_up_demo_shows_grants_and_relayed_frames(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "up",
+            "--demo",
+            "--duration",
+            "8",
+            "--data-dir",
+            str(tmp_path),
+            "--http-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = [line for line in result.stdout.splitlines() if line.startswith("xixin: online")][-1]
+    fields = last.split()
+    grants, relayed = (
+        int(fields[fields.index("grants") + 1]),
+        int(fields[fields.index("relayed") + 1]),
+    )
+    assert grants >= 1 and relayed >= 50, last
+
+
+def test_up_serves_console_and_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "up",
+            "--data-dir",
+            str(tmp_path),
+            "--http-port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        health = None
+        while time.monotonic() < deadline and health is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1) as r:
+                    health = json.load(r)
+            except OSError:
+                time.sleep(0.2)
+        assert health is not None and health["mqtt_connected"] is True
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+            assert "Xixin dispatch console" in r.read().decode()
+        broker_pid = int((tmp_path / "broker" / "mosquitto.pid").read_text())
+        os.kill(broker_pid, 0)  # the managed broker is running
+        process.send_signal(signal.SIGINT)
+        assert process.wait(20) == 0
+        with pytest.raises(ProcessLookupError):
+            os.kill(broker_pid, 0)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
