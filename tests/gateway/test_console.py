@@ -1,0 +1,102 @@
+"""The web console in a real headless Chromium against a running gateway on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from devices.client import TerminalClient
+from gateway.api import create_app
+from gateway.broker import free_port
+from gateway.service import GatewayService, ServiceConfig
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, GatewayService]]:
+    service = GatewayService(ServiceConfig(data_dir=tmp_path))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive(), "server died at start"
+            threading.Event().wait(0.05)
+        yield f"http://127.0.0.1:{port}", service
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        service.close()
+
+
+def chromium(*args: str) -> str:
+    assert CHROMIUM is not None
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 0, result.stderr[-1000:]
+    return result.stdout
+
+
+def test_console_shows_talkgroups_devices_and_the_talker(
+    served: tuple[str, GatewayService], tmp_path: Path
+) -> None:
+    url, service = served
+    _device, secret = service.registry.add("T001", "grid-01", "officer", "民警 陈")
+    assert service.broker is not None
+    deadline = threading.Event()
+    terminal = TerminalClient("T001", secret, service.broker.host, service.broker.port)
+    for _ in range(100):  # the service picks up the new device within its poll interval
+        if service.runner and service.runner.control.directory.get("T001"):
+            break
+        deadline.wait(0.05)
+    terminal.connect()
+    try:
+        terminal.affiliate(["grid-01"])
+        assert terminal.request_floor(tg="grid-01")["type"] == "floor_granted"
+        dom = chromium("--virtual-time-budget=4000", "--dump-dom", url)
+        assert 'data-tg="grid-01"' in dom and 'data-tg="all"' in dom
+        grid_row = dom.split('data-tg="grid-01"', 1)[1].split("</tr>", 1)[0]
+        assert 'class="taken"' in grid_row.split(">", 1)[0] and "<td>T001</td>" in grid_row
+        assert 'data-device="T001"' in dom
+        device_tag = dom.split('data-device="T001"', 1)[1].split(">", 1)[0]
+        assert 'class="online"' in device_tag
+        screenshot = tmp_path / "console.png"
+        chromium(
+            "--virtual-time-budget=4000",
+            "--window-size=1400,900",
+            f"--screenshot={screenshot}",
+            url,
+        )
+        assert screenshot.stat().st_size > 10_000
+    finally:
+        terminal.disconnect()
