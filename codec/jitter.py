@@ -1,0 +1,540 @@
+"""Adaptive jitter buffer for voice frames, modelled on WebRTC NetEQ (sans-I/O, clock injected).
+
+`push(frame, now)` stores the Opus packets of a :class:`~codec.frame.VoiceFrame`;
+`pull(now, quiet)` is called whenever the sound card needs the next chunk and returns a
+:class:`PlayoutItem` that says what to decode: a packet, a redundant (RED) copy, the in-band FEC
+of the following packet, a concealment (PLC) span, comfort noise in a DTX gap, or silence between
+bursts. :class:`codec.stream.VoicePlayer` executes the items with a real decoder.
+
+Playout delay. Every arriving message yields a relative delay (arrival time minus the sender's
+timestamp, relative to the earliest such offset in its burst); the target delay is the 0.95
+quantile of a forgetting histogram of those (codec.delay), re-evaluated on every arrival, plus
+one packet while a lossy stream carries FEC/RED (so the protection has arrived when it is
+needed). A burst starts when its first packet is target-delay old. During a burst the delay moves
+towards the target only where that is inaudible. NetEQ stretches speech by pitch periods; we
+work per packet and only in quiet passages and DTX gaps: *accelerate* lets the player drop a
+packet whose audio decodes quiet, *preemptive expand* inserts a concealment frame after quiet
+output, and when the buffer runs dry during a pause it conceals while holding its place, so a
+late packet is still played. In speech a missing packet is never waited for: shifting the
+timeline mid-word hurts more than one concealed frame.
+
+Loss. A packet is known to be lost when a later one is there. It is then recovered from the next
+packet's in-band FEC when that packet is present and was encoded with FEC, or from a RED copy
+(a message carries the previous message's last packet) that was inserted on arrival; otherwise
+it is concealed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from codec.delay import DelayHistogram
+from codec.errors import CodecConfigError, OpusPacketError
+from codec.frame import VoiceFrame
+from codec.opus import OPUS_CLOCK, packet_duration
+
+_LOG = logging.getLogger(__name__)
+_TS_MOD = 1 << 32
+_SEQ_MOD = 1 << 16
+_ENDED_MEMORY = 32  # how many finished burst ids are remembered to discard their stragglers
+_WAIT_MEMORY = 4096  # waiting-time samples kept for the percentile
+_LOSS_ALPHA = 0.02  # loss estimate memory: about 50 packets
+_LOSSY = 0.005  # above this loss estimate a protected stream gets one packet of lookahead
+_MAX_BURSTS = 8  # bursts buffered at once (one talker at a time, slack for overlap)
+
+
+_COUNTERS = (
+    "received",
+    "played",
+    "duplicates",
+    "late",
+    "reordered",
+    "malformed",
+    "fec",
+    "red",
+    "concealed",
+    "expand",
+    "accelerate",
+    "preemptive",
+    "cng",
+    "output",
+    "expand_samples",
+    "started",
+    "ended",
+    "timed_out",
+)
+
+
+class PlayoutKind(Enum):
+    NORMAL = "normal"  # decode `packet`
+    RED = "red"  # decode `packet`, a redundant copy carried by the following message
+    FEC = "fec"  # decode the in-band FEC of `packet` (the packet after the missing one)
+    EXPAND = "expand"  # conceal `duration` (loss, late packet, or delay growth)
+    CNG = "cng"  # a DTX gap: nothing was lost, let the decoder make comfort noise
+    SILENCE = "silence"  # no burst is playing
+
+
+@dataclass(frozen=True, slots=True)
+class PlayoutItem:
+    """One decoding step. `duration` is in 48 kHz samples."""
+
+    kind: PlayoutKind
+    duration: int
+    packet: bytes | None = None
+    burst: int | None = None
+    timestamp: int | None = None  # wire timestamp (48 kHz) of the audio played; None if inserted
+    droppable: bool = False  # the player may drop this audio if quiet (accelerate)
+    burst_start: bool = False
+    ended: tuple[int, ...] = ()  # bursts that finished before this item
+
+    @property
+    def duration_ms(self) -> float:
+        return self.duration * 1000.0 / OPUS_CLOCK
+
+
+@dataclass(frozen=True, slots=True)
+class JitterConfig:
+    quantile: float = 0.95
+    forget: float = 0.995
+    min_delay_ms: float = 0.0
+    max_delay_ms: float = 1000.0
+    max_hold_ms: float = 100.0  # how long to conceal in place waiting for a late packet
+    burst_timeout_ms: float = 1000.0  # no packet for this long and nothing buffered: burst over
+    stretch_margin_ms: float = 10.0  # hysteresis around the target before stretching
+    idle_tick_ms: int = 20
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_delay_ms <= self.max_delay_ms:
+            raise CodecConfigError("need 0 <= min_delay_ms <= max_delay_ms")
+        if self.max_hold_ms < 0 or self.burst_timeout_ms <= 0 or self.stretch_margin_ms < 0:
+            raise CodecConfigError("hold, timeout and margin must be non-negative")
+        if self.idle_tick_ms not in (10, 20, 40, 60):
+            raise CodecConfigError("idle tick must be 10, 20, 40 or 60 ms")
+
+
+@dataclass(frozen=True, slots=True)
+class JitterStats:
+    """Counters in the spirit of NetEQ's NetworkStatistics (rates are fractions, 0..1)."""
+
+    packets_received: int
+    packets_played: int
+    duplicates: int
+    late_discarded: int
+    reordered: int
+    malformed: int
+    fec_recovered: int
+    red_recovered: int
+    concealed: int  # packets lost and neither FEC- nor RED-recovered
+    expand_frames: int  # all concealment frames (loss, waiting for late packets, stretching)
+    accelerate: int
+    preemptive_expand: int
+    cng_frames: int
+    output_samples: int  # 48 kHz samples of burst audio produced (silence excluded)
+    expand_samples: int
+    bursts_started: int
+    bursts_ended: int
+    bursts_timed_out: int
+    current_delay_ms: float
+    target_delay_ms: float
+    mean_waiting_ms: float
+    max_waiting_ms: float
+    p95_waiting_ms: float
+
+    @property
+    def expand_rate(self) -> float:
+        return self.expand_samples / self.output_samples if self.output_samples else 0.0
+
+    @property
+    def late_rate(self) -> float:
+        return self.late_discarded / self.packets_received if self.packets_received else 0.0
+
+
+@dataclass(slots=True)
+class _Packet:
+    payload: bytes
+    arrival: float
+    seq: int  # unwrapped message sequence number
+    index: int  # position in its message
+    last_in_message: bool
+    fec: bool
+    from_red: bool
+    duration: int
+
+
+@dataclass(slots=True)
+class _Burst:
+    burst_id: int
+    ts_ref_raw: int
+    seq_ref_raw: int
+    first_arrival: float
+    last_arrival: float
+    min_offset: float = float("inf")
+    packets: dict[int, _Packet] = field(default_factory=dict)
+    next_ts: int | None = None
+    end_ts: int | None = None
+    frame_duration: int = 960
+    seen: set[int] = field(default_factory=set)
+    seen_order: deque[int] = field(default_factory=lambda: deque(maxlen=1024))
+    highest_seq: int | None = None
+    last_played: _Packet | None = None
+    holding: int = 0
+
+    def unwrap_ts(self, raw: int) -> int:
+        return ((raw - self.ts_ref_raw + _TS_MOD // 2) % _TS_MOD) - _TS_MOD // 2
+
+    def wire_ts(self, ts: int) -> int:
+        return (self.ts_ref_raw + ts) % _TS_MOD
+
+    def unwrap_seq(self, raw: int) -> int:
+        value = ((raw - self.seq_ref_raw + _SEQ_MOD // 2) % _SEQ_MOD) - _SEQ_MOD // 2
+        if self.highest_seq is not None and value < self.highest_seq - _SEQ_MOD // 2:
+            value += _SEQ_MOD  # long bursts: keep counting past the reference
+        return value
+
+    def remember(self, seq: int) -> None:
+        if len(self.seen_order) == self.seen_order.maxlen:
+            self.seen.discard(self.seen_order[0])
+        self.seen_order.append(seq)
+        self.seen.add(seq)
+
+
+class JitterBuffer:
+    """NetEQ-style adaptive jitter buffer; see the module docstring."""
+
+    def __init__(self, config: JitterConfig | None = None, logger: logging.Logger | None = None):
+        self.config = config or JitterConfig()
+        self._log = logger or _LOG
+        self._delays = DelayHistogram(self.config.quantile, self.config.forget)
+        self._bursts: dict[int, _Burst] = {}
+        self._current: _Burst | None = None
+        self._ended: deque[int] = deque(maxlen=_ENDED_MEMORY)
+        self._pending_ended: list[int] = []
+        self._waits: deque[float] = deque(maxlen=_WAIT_MEMORY)
+        self._wait_sum = 0.0
+        self._wait_count = 0
+        self._wait_max = 0.0
+        self._current_delay = 0.0
+        self._loss_ewma = 0.0
+        self._protected_packet = 0  # packet duration while FEC/RED frames arrive, else 0
+        self._counts = dict.fromkeys(_COUNTERS, 0)
+
+    # ----------------------------------------------------------------------------- arrivals
+
+    def push(self, frame: VoiceFrame, now: float) -> None:
+        """Store an arriving frame. Late, duplicate and malformed data is counted and dropped."""
+        count = self._counts
+        count["received"] += len(frame.packets)
+        if frame.burst in self._ended:
+            count["late"] += len(frame.packets)
+            return
+        burst = self._bursts.get(frame.burst)
+        if burst is None:
+            burst = _Burst(frame.burst, frame.timestamp, frame.seq, now, now)
+            self._bursts[frame.burst] = burst
+            self._limit_bursts()
+        seq = burst.unwrap_seq(frame.seq)
+        if seq in burst.seen:
+            count["duplicates"] += len(frame.packets)
+            return
+        try:
+            durations = [packet_duration(p) for p in frame.packets]
+            red_duration = packet_duration(frame.redundant) if frame.redundant else 0
+        except OpusPacketError as exc:
+            count["malformed"] += max(1, len(frame.packets))
+            self._log.debug("burst %d seq %d: malformed packet dropped: %s", frame.burst, seq, exc)
+            return
+        burst.remember(seq)
+        if burst.highest_seq is not None and seq < burst.highest_seq:
+            count["reordered"] += len(frame.packets)
+        burst.highest_seq = seq if burst.highest_seq is None else max(burst.highest_seq, seq)
+        burst.last_arrival = now
+        ts = burst.unwrap_ts(frame.timestamp)
+        self._observe_delay(burst, ts, now)
+        protected = frame.fec or frame.redundant is not None
+        self._protected_packet = durations[0] if protected and durations else 0
+        position = ts
+        for index, (payload, duration) in enumerate(zip(frame.packets, durations, strict=True)):
+            last = index == len(frame.packets) - 1
+            packet = _Packet(payload, now, seq, index, last, frame.fec, False, duration)
+            self._store(burst, position, packet)
+            position += duration
+            burst.frame_duration = duration
+        if frame.end:
+            burst.end_ts = position
+        if frame.redundant and red_duration and seq - 1 not in burst.seen:
+            red = _Packet(frame.redundant, now, seq - 1, -1, True, frame.fec, True, red_duration)
+            self._store(burst, ts - red_duration, red, count_late=False)
+
+    def _limit_bursts(self) -> None:
+        while len(self._bursts) > _MAX_BURSTS:
+            oldest = min(
+                (b for b in self._bursts.values() if b is not self._current),
+                key=lambda b: b.last_arrival,
+            )
+            self._bursts.pop(oldest.burst_id)
+            self._ended.append(oldest.burst_id)
+
+    def _observe_delay(self, burst: _Burst, ts: int, now: float) -> None:
+        offset = now - ts / OPUS_CLOCK
+        burst.min_offset = min(burst.min_offset, offset)
+        self._delays.add(offset - burst.min_offset)
+
+    def _store(self, burst: _Burst, ts: int, packet: _Packet, count_late: bool = True) -> None:
+        if burst.next_ts is not None and ts < burst.next_ts:
+            if count_late:
+                self._counts["late"] += 1
+            return
+        existing = burst.packets.get(ts)
+        if existing is None or (existing.from_red and not packet.from_red):
+            burst.packets[ts] = packet
+
+    # ----------------------------------------------------------------------------- playout
+
+    @property
+    def target_delay_ms(self) -> float:
+        return self._target_s() * 1000.0
+
+    def _target_s(self) -> float:
+        low, high = self.config.min_delay_ms / 1000.0, self.config.max_delay_ms / 1000.0
+        return min(high, max(low, self._delays.target_s + self._lookahead_s()))
+
+    def _lookahead_s(self) -> float:
+        """One packet more delay while a lossy stream is protected, so FEC/RED arrive in time."""
+        if self._loss_ewma < _LOSSY or self._protected_packet == 0:
+            return 0.0
+        return self._protected_packet / OPUS_CLOCK
+
+    def _note_loss(self, lost: bool) -> None:
+        self._loss_ewma += _LOSS_ALPHA * ((1.0 if lost else 0.0) - self._loss_ewma)
+
+    def pull(self, now: float, quiet: bool = False) -> PlayoutItem:
+        """The next thing to play. `quiet`: the previous output was quiet enough to stretch."""
+        item = None
+        if self._current is not None:
+            item = self._play(self._current, now, quiet)
+        if item is None:
+            self._drop_stale(now)
+            burst = self._next_ready_burst(now)
+            if burst is not None:
+                self._current = burst
+                burst.next_ts = min(burst.packets)
+                self._counts["started"] += 1
+                item = self._play(burst, now, quiet=False)
+                if item is not None:
+                    item = replace(item, burst_start=True)
+        if item is None:
+            tick = OPUS_CLOCK * self.config.idle_tick_ms // 1000
+            item = PlayoutItem(PlayoutKind.SILENCE, tick)
+        if self._pending_ended:
+            item = replace(item, ended=tuple(self._pending_ended))
+            self._pending_ended.clear()
+        return item
+
+    def _drop_stale(self, now: float) -> None:
+        """Forget idle bursts that never got a playable packet (e.g. only an END marker)."""
+        timeout = self.config.burst_timeout_ms / 1000.0
+        for burst in list(self._bursts.values()):
+            idle = now - burst.last_arrival > timeout
+            if burst is not self._current and idle and not burst.packets:
+                self._bursts.pop(burst.burst_id)
+                self._ended.append(burst.burst_id)
+
+    def _next_ready_burst(self, now: float) -> _Burst | None:
+        waiting = [b for b in self._bursts.values() if b.next_ts is None and b.packets]
+        if not waiting:
+            return None
+        burst = min(waiting, key=lambda b: b.first_arrival)
+        first_ts = min(burst.packets)
+        start_at = burst.min_offset + first_ts / OPUS_CLOCK + self._target_s()
+        # The sound card asks every tick: start at the tick nearest the ideal moment.
+        half_tick = self.config.idle_tick_ms / 2000.0
+        return burst if now >= start_at - half_tick else None
+
+    def _finish(self, burst: _Burst, timed_out: bool) -> None:
+        self._bursts.pop(burst.burst_id, None)
+        self._ended.append(burst.burst_id)
+        self._pending_ended.append(burst.burst_id)
+        self._counts["ended"] += 1
+        if timed_out:
+            self._counts["timed_out"] += 1
+        if self._current is burst:
+            self._current = None
+        self._log.debug("burst %d ended%s", burst.burst_id, " (timeout)" if timed_out else "")
+
+    def _play(self, burst: _Burst, now: float, quiet: bool) -> PlayoutItem | None:
+        ts = burst.next_ts
+        assert ts is not None
+        if burst.end_ts is not None and ts >= burst.end_ts:
+            self._finish(burst, timed_out=False)
+            return None
+        self._current_delay = now - (burst.min_offset + ts / OPUS_CLOCK)
+        packet = burst.packets.get(ts)
+        if packet is not None:
+            return self._play_present(burst, ts, packet, now, quiet)
+        later = [t for t in burst.packets if t > ts]
+        if not later and burst.end_ts is None:
+            return self._play_starved(burst, ts, now, quiet)
+        if not later:
+            return self._recover(burst, ts)  # the burst's last packets were lost
+        following = burst.packets[min(later)]
+        if self._is_dtx_gap(burst, following):
+            return self._play_gap(burst, ts, min(later))
+        return self._recover(burst, ts)
+
+    def _play_present(
+        self, burst: _Burst, ts: int, packet: _Packet, now: float, quiet: bool
+    ) -> PlayoutItem:
+        burst.holding = 0
+        target = self._target_s()
+        margin = self.config.stretch_margin_ms / 1000.0
+        if quiet and self._current_delay < target - margin:
+            self._counts["preemptive"] += 1
+            return self._expand(burst, burst.frame_duration, None)
+        # Too much delay and the next packet is already here: the player may drop this one's
+        # audio if it decodes to something quiet (NetEQ's accelerate, at packet granularity).
+        droppable = (
+            quiet
+            and self._current_delay > target + margin
+            and (ts + packet.duration) in burst.packets
+        )
+        del burst.packets[ts]
+        burst.next_ts = ts + packet.duration
+        burst.last_played = packet
+        self._note_loss(packet.from_red)
+        wait = now - packet.arrival
+        self._waits.append(wait)
+        self._wait_sum += wait
+        self._wait_count += 1
+        self._wait_max = max(self._wait_max, wait)
+        self._counts["played"] += 1
+        self._counts["output"] += packet.duration
+        kind = PlayoutKind.NORMAL
+        if packet.from_red:
+            kind = PlayoutKind.RED
+            self._counts["red"] += 1
+        return PlayoutItem(
+            kind,
+            packet.duration,
+            packet.payload,
+            burst.burst_id,
+            burst.wire_ts(ts),
+            droppable=droppable,
+        )
+
+    def drop(self, item: PlayoutItem) -> None:
+        """The player dropped `item`'s audio (it was droppable and quiet): count an accelerate.
+
+        Nothing else changes: the buffer already moved past the packet, so the next pull at the
+        same `now` plays the following packet and the delay is one packet shorter.
+        """
+        if not item.droppable:
+            raise CodecConfigError("only a droppable item can be dropped")
+        self._counts["accelerate"] += 1
+        self._counts["output"] -= item.duration
+
+    def _play_starved(self, burst: _Burst, ts: int, now: float, quiet: bool) -> PlayoutItem | None:
+        timeout = self.config.burst_timeout_ms / 1000.0
+        successor = any(
+            b is not burst and b.next_ts is None and b.packets for b in self._bursts.values()
+        )
+        if now - burst.last_arrival > timeout or successor:
+            self._finish(burst, timed_out=burst.end_ts is None and not successor)
+            return None
+        step = burst.frame_duration
+        budget = self.config.max_hold_ms * OPUS_CLOCK / 1000.0
+        if quiet and burst.holding * step < budget:
+            # Waiting costs nothing audible here: hold our place, the packet may be late.
+            burst.holding += 1
+            return self._expand(burst, step, None)
+        # In speech, shifting the timeline is worse than a concealed frame: move on. Whether
+        # the packet is lost or late is not known yet (a late one is counted when it comes).
+        burst.next_ts = ts + step
+        return self._expand(burst, step, ts)
+
+    def _is_dtx_gap(self, burst: _Burst, following: _Packet) -> bool:
+        last = burst.last_played
+        return (
+            last is not None
+            and last.last_in_message
+            and following.index == 0
+            and following.seq == last.seq + 1
+        )
+
+    def _play_gap(self, burst: _Burst, ts: int, gap_end: int) -> PlayoutItem:
+        step = burst.frame_duration
+        target = self._target_s()
+        margin = self.config.stretch_margin_ms / 1000.0
+        advance = step
+        if self._current_delay > target + margin:
+            excess = int((self._current_delay - target) * OPUS_CLOCK) // step * step
+            advance = step + excess
+        elif self._current_delay < target - margin:
+            advance = 0
+        burst.next_ts = min(gap_end, ts + advance)
+        self._counts["cng"] += 1
+        self._counts["output"] += step
+        return PlayoutItem(PlayoutKind.CNG, step, None, burst.burst_id, burst.wire_ts(ts))
+
+    def _recover(self, burst: _Burst, ts: int) -> PlayoutItem:
+        step = burst.frame_duration
+        burst.next_ts = ts + step
+        burst.holding = 0
+        self._note_loss(True)
+        following = burst.packets.get(ts + step)
+        if following is not None and following.fec:
+            self._counts["fec"] += 1
+            self._counts["output"] += step
+            return PlayoutItem(
+                PlayoutKind.FEC, step, following.payload, burst.burst_id, burst.wire_ts(ts)
+            )
+        self._counts["concealed"] += 1
+        return self._expand(burst, step, ts)
+
+    def _expand(self, burst: _Burst, step: int, ts: int | None) -> PlayoutItem:
+        self._counts["expand"] += 1
+        self._counts["expand_samples"] += step
+        self._counts["output"] += step
+        wire = None if ts is None else burst.wire_ts(ts)
+        return PlayoutItem(PlayoutKind.EXPAND, step, None, burst.burst_id, wire)
+
+    # ----------------------------------------------------------------------------- statistics
+
+    def reset_waiting(self) -> None:
+        """Start the waiting-time statistics afresh (e.g. per call)."""
+        self._waits.clear()
+        self._wait_sum = self._wait_max = 0.0
+        self._wait_count = 0
+
+    def stats(self) -> JitterStats:
+        c = self._counts
+        waits = sorted(self._waits)
+        p95 = waits[min(len(waits) - 1, int(0.95 * len(waits)))] if waits else 0.0
+        mean = self._wait_sum / self._wait_count if self._wait_count else 0.0
+        return JitterStats(
+            packets_received=c["received"],
+            packets_played=c["played"],
+            duplicates=c["duplicates"],
+            late_discarded=c["late"],
+            reordered=c["reordered"],
+            malformed=c["malformed"],
+            fec_recovered=c["fec"],
+            red_recovered=c["red"],
+            concealed=c["concealed"],
+            expand_frames=c["expand"],
+            accelerate=c["accelerate"],
+            preemptive_expand=c["preemptive"],
+            cng_frames=c["cng"],
+            output_samples=c["output"],
+            expand_samples=c["expand_samples"],
+            bursts_started=c["started"],
+            bursts_ended=c["ended"],
+            bursts_timed_out=c["timed_out"],
+            current_delay_ms=self._current_delay * 1000.0,
+            target_delay_ms=self.target_delay_ms,
+            mean_waiting_ms=mean * 1000.0,
+            max_waiting_ms=self._wait_max * 1000.0,
+            p95_waiting_ms=p95 * 1000.0,
+        )

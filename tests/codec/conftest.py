@@ -1,0 +1,55 @@
+"""Test speech made at test time with espeak-ng (never downloaded), at 16 kHz via codec.pcm."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from codec.opus import Pcm16
+from codec.pcm import read_wav, resample, write_wav
+
+SENTENCES = {
+    "en": "The patrol team reached the north gate at seven thirty. "
+    "Please confirm the location of the second vehicle.",
+    "cmn": "巡逻队已经到达北门，请确认第二辆车的位置。",
+}
+
+
+def speak(voice: str, text: str, rate: int = 16000) -> Pcm16:
+    """Synthesise `text` with espeak-ng voice `voice` (e.g. "en", "cmn+f3") at `rate`."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed (scripts/bootstrap.sh installs it)")
+    wav = subprocess.run(
+        ["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True, timeout=60
+    ).stdout
+    pcm = read_wav(wav)
+    return resample(pcm.samples, pcm.rate, rate)
+
+
+@pytest.fixture(scope="session")
+def speech() -> Callable[[str], Pcm16]:
+    """speech("en") / speech("cmn"): about 4-5 s of 16 kHz speech, cached for the session."""
+    cache: dict[str, Pcm16] = {}
+
+    def make(language: str) -> Pcm16:
+        if language not in cache:
+            cache[language] = speak(language, SENTENCES[language])
+        return cache[language]
+
+    return make
+
+
+@pytest.fixture
+def speech_wav(tmp_path: Path, speech: Callable[[str], Pcm16]) -> Callable[[str], Path]:
+    """speech_wav("en"): the same speech written as a 16 kHz WAV file in tmp_path."""
+
+    def make(language: str) -> Path:
+        path = tmp_path / f"speech-{language}.wav"
+        path.write_bytes(write_wav(speech(language), 16000))
+        return path
+
+    return make
