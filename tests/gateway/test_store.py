@@ -30,6 +30,9 @@ from gateway.store.errors import (
 )
 from gateway.store.registry import Device, DeviceRegistry
 from gateway.store.schema import devices, floor_events, metadata, presence_events
+from gateway.tracking import schema as _tracking_schema  # noqa: F401  (its tables join metadata)
+
+HEAD = "0002_tracking"  # the newest revision; 0001_initial is its base
 
 
 class FakeClock:
@@ -111,7 +114,7 @@ def test_engine_is_usable_from_other_threads() -> None:
 
 
 def test_migration_creates_the_tables_at_0001(engine: sqlalchemy.Engine) -> None:
-    assert current_revision(engine) == "0001_initial"
+    assert current_revision(engine) == HEAD
     tables = set(inspect(engine).get_table_names())
     assert {"devices", "presence_events", "floor_events", "alembic_version"} <= tables
     index_names = {ix["name"] for ix in inspect(engine).get_indexes("floor_events")}
@@ -131,7 +134,7 @@ def test_migrate_is_idempotent_and_accepts_a_url(tmp_path: Path) -> None:
     migrate(url)
     engine = create_db_engine(url)
     try:
-        assert current_revision(engine) == "0001_initial"
+        assert current_revision(engine) == HEAD
     finally:
         engine.dispose()
 
@@ -356,7 +359,7 @@ def test_postgresql_migrations_and_registry(postgres_url: str, org: Organisation
     try:
         migrate(engine)
         migrate(engine)
-        assert current_revision(engine) == "0001_initial"
+        assert current_revision(engine) == HEAD
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, metadata) == []

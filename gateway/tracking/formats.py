@@ -1,0 +1,332 @@
+"""Beacon formats: the native JSON beacon (§7), OwnTracks `_type: location` and NMEA 0183.
+
+Every parser is pure: bytes (and the server's clock) in, `Fix` / `StatusReport` out, or a typed
+`BeaconError` that names what was wrong. Nothing here knows about MQTT connections or storage.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any, Final
+
+import pynmeagps
+
+from gateway.tracking.errors import (
+    BeaconEncodingError,
+    BeaconFieldError,
+    BeaconVersionError,
+    NmeaError,
+    UnknownSourceError,
+)
+from gateway.tracking.model import Fix, StatusReport
+
+MAX_PAYLOAD_BYTES: Final = 4096
+KNOTS_TO_MPS: Final = 1852.0 / 3600.0
+KMH_TO_MPS: Final = 1000.0 / 3600.0
+# Horizontal accuracy estimate from HDOP: a typical user-equivalent range error of a consumer
+# GNSS receiver (metres). NMEA carries no accuracy of its own.
+UERE_M: Final = 5.0
+_HALF_DAY: Final = 43_200.0
+
+
+def _load_object(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise BeaconEncodingError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BeaconEncodingError(f"payload is not UTF-8 JSON: {exc}") from exc
+    if type(data) is not dict:
+        raise BeaconEncodingError("payload is not a JSON object")
+    return data
+
+
+def _number(data: dict[str, Any], key: str, low: float, high: float) -> float | None:
+    """An optional finite number within [low, high]; None when absent or null."""
+    value = data.get(key)
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is not float and kind is not int:
+        raise BeaconFieldError(f"{key!r} must be a number, got {value!r}")
+    number = float(value)
+    if not low <= number <= high:  # also false for NaN
+        raise BeaconFieldError(f"{key!r} = {value!r} is outside [{low}, {high}]")
+    return number
+
+
+def _required(data: dict[str, Any], key: str, low: float, high: float) -> float:
+    number = _number(data, key, low, high)
+    if number is None:
+        raise BeaconFieldError(f"{key!r} is missing")
+    return number
+
+
+def _percent(data: dict[str, Any], key: str) -> int | None:
+    number = _number(data, key, 0, 100)
+    return None if number is None else int(number)
+
+
+# ---- native beacon (docs/protocol.md §7) -----------------------------------------------------
+
+
+def parse_native(device: str, payload: bytes, server_time: float) -> Fix:
+    """`{"v":1,"ts":ms,"lat":..,"lon":..,[acc,spd,crs,alt,bat,sat,valid]}` -> Fix."""
+    data = _load_object(payload)
+    if data.get("v") != 1 or type(data.get("v")) is not int:
+        raise BeaconVersionError(f"'v' must be 1, got {data.get('v')!r}")
+    ts = data.get("ts")
+    if type(ts) is not int or ts <= 0:
+        raise BeaconFieldError(f"'ts' must be a positive integer (epoch ms), got {ts!r}")
+    valid = data.get("valid", True)
+    if type(valid) is not bool:
+        raise BeaconFieldError(f"'valid' must be a boolean, got {valid!r}")
+    sat = data.get("sat")
+    if sat is not None and (type(sat) is not int or not 0 <= sat <= 255):
+        raise BeaconFieldError(f"'sat' must be an integer 0-255, got {sat!r}")
+    return Fix(
+        device=device,
+        fix_time=ts / 1000.0,
+        lat=_required(data, "lat", -90.0, 90.0),
+        lon=_required(data, "lon", -180.0, 180.0),
+        speed=_number(data, "spd", 0.0, 1000.0),
+        course=_number(data, "crs", 0.0, 360.0),
+        altitude=_number(data, "alt", -1000.0, 100_000.0),
+        accuracy=_number(data, "acc", 0.0, 1e7),
+        battery=_percent(data, "bat"),
+        valid=valid,
+        attributes={} if sat is None else {"sat": sat},
+        server_time=server_time,
+    )
+
+
+# ---- OwnTracks (owntracks/<user>/<device>) -----------------------------------------------------
+
+OwnTracksResolver = Callable[[str, str], str | None]
+"""resolver(user, device) -> the provisioned device id, or None if nobody mapped it."""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnTracksMapping:
+    """Map OwnTracks user/device pairs to provisioned devices.
+
+    `explicit` wins; otherwise a user that is itself a provisioned device id maps to it (the
+    OwnTracks app publishes as its MQTT user name, which on the managed broker is the device id,
+    and the ACL only lets a device publish under its own `owntracks/<id>/`).
+    """
+
+    explicit: dict[tuple[str, str], str]
+    is_device: Callable[[str], bool]
+
+    def __call__(self, user: str, device: str) -> str | None:
+        mapped = self.explicit.get((user, device))
+        if mapped is not None:
+            return mapped
+        return user if self.is_device(user) else None
+
+
+def owntracks_topic(topic: str) -> tuple[str, str] | None:
+    """`owntracks/<user>/<device>` -> (user, device); sub-topics (…/event, …/cmd) -> None."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != "owntracks" or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+_OWNTRACKS_EXTRA: Final = ("tid", "t", "conn", "bs", "vac", "m", "SSID", "BSSID", "p")
+
+
+def parse_owntracks(
+    topic: str, payload: bytes, server_time: float, resolve: OwnTracksResolver
+) -> Fix | StatusReport | None:
+    """A location -> Fix; a Last Will (`_type: lwt`) -> offline; other types -> None (ignored)."""
+    names = owntracks_topic(topic)
+    if names is None:
+        raise BeaconFieldError(f"not an OwnTracks location topic: {topic!r}")
+    device = resolve(*names)
+    if device is None:
+        raise UnknownSourceError(f"OwnTracks {names[0]}/{names[1]} maps to no device")
+    data = _load_object(payload)
+    kind = data.get("_type")
+    if kind == "lwt":
+        tst = _number(data, "tst", 0, 1e11)
+        return StatusReport(device, "offline", server_time if tst is None else tst, reason="lost")
+    if kind != "location":
+        if not isinstance(kind, str):
+            raise BeaconFieldError(f"'_type' must be a string, got {kind!r}")
+        return None
+    tst = data.get("tst")
+    if type(tst) is not int or tst <= 0:
+        raise BeaconFieldError(f"'tst' must be a positive integer (epoch s), got {tst!r}")
+    velocity = _number(data, "vel", 0.0, 3600.0)
+    attributes: dict[str, Any] = {key: data[key] for key in _OWNTRACKS_EXTRA if key in data}
+    return Fix(
+        device=device,
+        fix_time=float(tst),
+        lat=_required(data, "lat", -90.0, 90.0),
+        lon=_required(data, "lon", -180.0, 180.0),
+        speed=None if velocity is None else velocity * KMH_TO_MPS,
+        course=_number(data, "cog", 0.0, 360.0),
+        altitude=_number(data, "alt", -1000.0, 100_000.0),
+        accuracy=_number(data, "acc", 0.0, 1e7),
+        battery=_percent(data, "batt"),
+        source="owntracks",
+        attributes=attributes,
+        server_time=server_time,
+    )
+
+
+# ---- NMEA 0183 (xixin/v1/dev/{dev}/nmea) ---------------------------------------------------------
+
+_NMEA_ERRORS: Final = (
+    pynmeagps.NMEAMessageError,
+    pynmeagps.NMEAParseError,
+    pynmeagps.NMEATypeError,
+    ValueError,
+    TypeError,
+    IndexError,
+)
+
+
+@dataclass(slots=True)
+class _Epoch:
+    """What RMC and GGA sentences of one time of day said."""
+
+    clock: time
+    day: date | None = None
+    lat: float | None = None
+    lon: float | None = None
+    valid: bool = True
+    speed: float | None = None
+    course: float | None = None
+    altitude: float | None = None
+    hdop: float | None = None
+    satellites: int | None = None
+    quality: int | None = None
+
+
+def _nmea_float(value: object) -> float | None:
+    if value == "" or value is None:
+        return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    raise NmeaError(f"not a number in NMEA field: {value!r}")
+
+
+def _fix_time(epoch: _Epoch, server_time: float) -> float:
+    """Epoch seconds of the fix; GGA carries no date, so take the server's (nearest day)."""
+    if epoch.day is not None:
+        return datetime.combine(epoch.day, epoch.clock, UTC).timestamp()
+    today = datetime.fromtimestamp(server_time, UTC).date()
+    candidate = datetime.combine(today, epoch.clock, UTC).timestamp()
+    if candidate - server_time > _HALF_DAY:
+        candidate -= 86_400.0
+    elif server_time - candidate > _HALF_DAY:
+        candidate += 86_400.0
+    return candidate
+
+
+def _parse_sentence(line: str) -> Any:
+    try:
+        message = pynmeagps.NMEAReader.parse(line, validate=pynmeagps.VALCKSUM)
+    except _NMEA_ERRORS as exc:
+        raise NmeaError(f"bad NMEA sentence {line[:40]!r}: {exc}") from exc
+    if message is None:
+        raise NmeaError(f"not an NMEA sentence: {line[:40]!r}")
+    return message
+
+
+def _merge_sentence(message: Any, epochs: dict[time, _Epoch]) -> None:
+    msg_id = message.msgID
+    clock = getattr(message, "time", "")
+    if not isinstance(clock, time):
+        # A receiver without a fix may leave even the time empty: nothing to place in time.
+        raise NmeaError(f"{message.talker}{msg_id} sentence without a time of fix")
+    epoch = epochs.setdefault(clock, _Epoch(clock))
+    lat, lon = _nmea_float(getattr(message, "lat", "")), _nmea_float(getattr(message, "lon", ""))
+    if lat is not None and lon is not None:
+        epoch.lat, epoch.lon = lat, lon
+    if msg_id == "RMC":
+        day = getattr(message, "date", "")
+        if isinstance(day, date):
+            epoch.day = day
+        epoch.valid = epoch.valid and getattr(message, "status", "V") == "A"
+        knots = _nmea_float(getattr(message, "spd", ""))
+        epoch.speed = None if knots is None else knots * KNOTS_TO_MPS
+        epoch.course = _nmea_float(getattr(message, "cog", ""))
+    else:  # GGA
+        quality = getattr(message, "quality", 0)
+        epoch.quality = quality if isinstance(quality, int) else 0
+        epoch.valid = epoch.valid and epoch.quality > 0
+        epoch.altitude = _nmea_float(getattr(message, "alt", ""))
+        epoch.hdop = _nmea_float(getattr(message, "HDOP", ""))
+        satellites = getattr(message, "numSV", None)
+        epoch.satellites = satellites if isinstance(satellites, int) else None
+
+
+def parse_nmea(device: str, payload: bytes, server_time: float) -> list[Fix]:
+    """One or more RMC/GGA sentences (one per line) -> one Fix per time of fix.
+
+    RMC and GGA of the same time merge (RMC: date, speed, course; GGA: altitude, HDOP,
+    satellites). RMC status `V` or GGA quality 0 make the fix invalid; an invalid fix without
+    coordinates is placed at (0, 0) so the filter chain counts it as invalid. Other sentence types
+    (GSV, GSA, VTG...) are skipped. A bad checksum raises NmeaError.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise BeaconEncodingError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        text = payload.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise NmeaError("NMEA payload is not ASCII") from exc
+    epochs: dict[time, _Epoch] = {}
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        if not line:
+            continue
+        if not line.startswith("$"):
+            raise NmeaError(f"NMEA sentence must start with '$': {line[:40]!r}")
+        message = _parse_sentence(line)
+        if message.msgID in ("RMC", "GGA"):
+            _merge_sentence(message, epochs)
+    if not epochs:
+        raise NmeaError("no RMC or GGA sentence in the payload")
+    fixes: list[Fix] = []
+    for epoch in epochs.values():
+        has_position = epoch.lat is not None and epoch.lon is not None
+        attributes: dict[str, Any] = {}
+        if epoch.hdop is not None:
+            attributes["hdop"] = epoch.hdop
+        if epoch.satellites is not None:
+            attributes["sat"] = epoch.satellites
+        if epoch.quality is not None:
+            attributes["quality"] = epoch.quality
+        fixes.append(
+            Fix(
+                device=device,
+                fix_time=_fix_time(epoch, server_time),
+                lat=epoch.lat if epoch.lat is not None else 0.0,
+                lon=epoch.lon if epoch.lon is not None else 0.0,
+                speed=epoch.speed,
+                course=epoch.course,
+                altitude=epoch.altitude,
+                accuracy=None if epoch.hdop is None else epoch.hdop * UERE_M,
+                valid=epoch.valid and has_position,
+                source="nmea",
+                attributes=attributes,
+                server_time=server_time,
+            )
+        )
+    fixes.sort(key=lambda fix: fix.fix_time)
+    return fixes
+
+
+def nmea_checksum(body: str) -> str:
+    """`GPRMC,...` -> `$GPRMC,...*hh` (for simulators and tests that craft sentences)."""
+    checksum = 0
+    for char in body:
+        checksum ^= ord(char)
+    return f"${body}*{checksum:02X}"

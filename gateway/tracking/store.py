@@ -1,0 +1,251 @@
+"""Position storage: a batched writer thread and the read queries of replay and live views.
+
+The writer owns one DBAPI connection and inserts whole batches in one statement each: SQLite
+`INSERT OR IGNORE` through executemany, PostgreSQL one `INSERT … SELECT FROM unnest(arrays)` —
+both skip a (device, fix_time) already stored, which is how a re-sent QoS 1 beacon stays single.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import sqlalchemy
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.tracking.errors import TrackingStoreError
+from gateway.tracking.model import Fix, TrackPoint
+
+log = logging.getLogger(__name__)
+
+PositionRow = tuple[
+    str, float, float, float, float,
+    float | None, float | None, float | None, float | None, int | None, bool, str | None,
+]  # fmt: skip
+COLUMNS: Final = (
+    "device, fix_time, server_time, lat, lon, speed, course, altitude, accuracy, battery, "
+    "valid, attributes"
+)
+_SQLITE_INSERT: Final = (
+    f"INSERT OR IGNORE INTO positions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_PG_INSERT: Final = (
+    f"INSERT INTO positions ({COLUMNS}) SELECT * FROM unnest("
+    "%s::varchar[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
+    "%s::float8[], %s::float8[], %s::float8[], %s::int2[], %s::bool[], %s::text[]::json[]"
+    ") ON CONFLICT DO NOTHING"
+)
+
+CommitCallback = Callable[[int, int], None]
+"""on_commit(rows_offered, rows_inserted) — called on the writer thread after each commit."""
+
+
+def fix_row(fix: Fix) -> PositionRow:
+    attributes = fix.attributes
+    if fix.source != "native":
+        attributes = {**attributes, "src": fix.source}
+    return (
+        fix.device, fix.fix_time, fix.server_time, fix.lat, fix.lon, fix.speed, fix.course,
+        fix.altitude, fix.accuracy, fix.battery, fix.valid,
+        json.dumps(attributes, separators=(",", ":")) if attributes else None,
+    )  # fmt: skip
+
+
+class BatchInserter:
+    """Insert position rows in batches on one DBAPI connection; returns rows really inserted."""
+
+    def __init__(self, engine: sqlalchemy.Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise TrackingStoreError(f"positions need SQLite or PostgreSQL, not {self.dialect}")
+        self._connection: Any = None
+
+    def _connect(self) -> Any:
+        if self._connection is None:
+            self._connection = self.engine.raw_connection()
+        return self._connection
+
+    def insert(self, rows: Sequence[PositionRow]) -> int:
+        if not rows:
+            return 0
+        connection = self._connect()
+        try:
+            cursor = connection.cursor()
+            try:
+                if self.dialect == "sqlite":
+                    before = connection.total_changes
+                    cursor.executemany(_SQLITE_INSERT, rows)
+                    connection.commit()
+                    return int(connection.total_changes - before)
+                columns = list(zip(*rows, strict=True))
+                cursor.execute(_PG_INSERT, [list(column) for column in columns])
+                inserted = int(cursor.rowcount)
+                connection.commit()
+                return inserted
+            finally:
+                cursor.close()
+        except Exception as exc:
+            self.close()
+            raise TrackingStoreError(f"inserting {len(rows)} positions failed: {exc}") from exc
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # closing a broken connection may fail too; it is gone either way
+                log.debug("closing the position connection failed", exc_info=True)
+
+
+class PositionWriter:
+    """One thread owns position writes; `submit` never blocks the MQTT reader.
+
+    Rows wait in memory until committed; a failed batch is retried (with backoff) rather than
+    dropped, so a database restart costs latency, not positions.
+    """
+
+    def __init__(
+        self,
+        engine: sqlalchemy.Engine,
+        *,
+        max_batch: int = 5000,
+        max_wait: float = 0.05,
+        on_commit: CommitCallback | None = None,
+        retry_delay: float = 0.5,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.inserter = BatchInserter(engine)
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.on_commit = on_commit
+        self.retry_delay = retry_delay
+        self.log = logger or log
+        self._queue: queue.SimpleQueue[list[PositionRow] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="position-writer", daemon=True)
+        self._lock = threading.Lock()
+        self.pending = 0
+        self.offered = 0
+        self.inserted = 0
+        self.batches = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, rows: list[PositionRow]) -> None:
+        if rows:
+            with self._lock:
+                self.pending += len(rows)
+            self._queue.put(rows)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then stop."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
+        self.inserter.close()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = list(first)
+            deadline = time.monotonic() + self.max_wait
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                try:
+                    more = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else (self._queue.get_nowait())
+                    )
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.extend(more)
+            self._write(batch)
+
+    def _write(self, batch: list[PositionRow]) -> None:
+        while True:
+            try:
+                inserted = self.inserter.insert(batch)
+                break
+            except TrackingStoreError as exc:
+                self.failures += 1
+                self.log.warning("position batch failed (%s); retrying", exc)
+                time.sleep(self.retry_delay)
+        with self._lock:
+            self.pending -= len(batch)
+        self.offered += len(batch)
+        self.inserted += inserted
+        self.batches += 1
+        if self.on_commit is not None:
+            self.on_commit(len(batch), inserted)
+
+
+# ---- reads --------------------------------------------------------------------------------------
+
+_TRACK_SQL: Final = (
+    "SELECT fix_time, lat, lon, speed, course, altitude, accuracy, battery FROM positions "
+    "WHERE device = {p} AND fix_time >= {p} AND fix_time < {p} ORDER BY fix_time LIMIT {p}"
+)
+
+
+class PositionReader:
+    """Read queries on positions, straight on the driver for speed (a day is 17,280 rows)."""
+
+    def __init__(self, engine: sqlalchemy.Engine) -> None:
+        self.engine = engine
+        marker = "?" if engine.dialect.name == "sqlite" else "%s"
+        self._track_sql = _TRACK_SQL.format(p=marker)
+        self._last_sql = (
+            "SELECT fix_time, lat, lon, speed, course, altitude, accuracy, battery "
+            f"FROM positions WHERE device = {marker} ORDER BY fix_time DESC LIMIT 1"
+        )
+
+    def track_rows(
+        self, device: str, start: float, end: float, limit: int = 1_000_000
+    ) -> list[tuple[Any, ...]]:
+        """Raw (fix_time, lat, lon, speed, course, altitude, accuracy, battery) rows, in order."""
+        try:
+            with self.engine.connect() as conn:
+                result = conn.exec_driver_sql(self._track_sql, (device, start, end, limit))
+                return [tuple(row) for row in result.all()]
+        except SQLAlchemyError as exc:
+            raise TrackingStoreError(f"reading the track of {device!r} failed: {exc}") from exc
+
+    def track(
+        self, device: str, start: float, end: float, limit: int = 1_000_000
+    ) -> list[TrackPoint]:
+        return [TrackPoint(*row) for row in self.track_rows(device, start, end, limit)]
+
+    def last_point(self, device: str) -> TrackPoint | None:
+        try:
+            with self.engine.connect() as conn:
+                row = conn.exec_driver_sql(self._last_sql, (device,)).first()
+        except SQLAlchemyError as exc:
+            raise TrackingStoreError(f"reading the last position of {device!r} failed") from exc
+        return None if row is None else TrackPoint(*row)
+
+    def count(self, device: str | None = None) -> int:
+        query = "SELECT count(*) FROM positions"
+        try:
+            with self.engine.connect() as conn:
+                if device is None:
+                    return int(conn.exec_driver_sql(query).scalar_one())
+                marker = "?" if self.engine.dialect.name == "sqlite" else "%s"
+                return int(
+                    conn.exec_driver_sql(f"{query} WHERE device = {marker}", (device,)).scalar_one()
+                )
+        except SQLAlchemyError as exc:
+            raise TrackingStoreError(f"counting positions failed: {exc}") from exc

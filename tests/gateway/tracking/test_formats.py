@@ -1,0 +1,271 @@
+"""Beacon formats parsed from real sample strings (protocol §7, OwnTracks and NMEA docs)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.tracking.errors import (
+    BeaconEncodingError,
+    BeaconFieldError,
+    BeaconVersionError,
+    NmeaError,
+    UnknownSourceError,
+)
+from gateway.tracking.formats import (
+    KMH_TO_MPS,
+    KNOTS_TO_MPS,
+    OwnTracksMapping,
+    nmea_checksum,
+    owntracks_topic,
+    parse_native,
+    parse_nmea,
+    parse_owntracks,
+)
+from gateway.tracking.model import Fix, StatusReport
+
+NOW = 1764300005.0
+
+# docs/protocol.md §7, verbatim.
+NATIVE_SAMPLE = (
+    b'{"v": 1, "ts": 1764300000000, "lat": 30.8712, "lon": 120.1305, "acc": 5.0,\n'
+    b' "spd": 1.3, "crs": 270.0, "alt": 12.0, "bat": 86, "sat": 9}'
+)
+
+# The OwnTracks booklet's location example (JSON page, "_type=location"), with its placeholder
+# values (batt nnn, lat x.xxxxxx, lon y.yyyyyy, rad/p nnn) filled in.
+OWNTRACKS_SAMPLE = json.dumps(
+    {
+        "_type": "location",
+        "acc": 75,
+        "alt": 13,
+        "batt": 61,
+        "cog": 270,
+        "lat": 30.871234,
+        "lon": 120.130512,
+        "rad": 100,
+        "t": "u",
+        "tid": "YY",
+        "tst": 1376715317,
+        "vac": 10,
+        "vel": 54,
+        "p": 101,
+        "conn": "w",
+    }
+).encode()
+OWNTRACKS_LWT = b'{"_type":"lwt","tst":1376715317}'
+
+# The classic NMEA 0183 RMC and GGA examples (gpsd "NMEA revealed" / NMEA reference docs).
+RMC_SAMPLE = "$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A"
+GGA_SAMPLE = "$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"
+GSV_SAMPLE = "$GPGSV,3,1,11,03,03,111,00,04,15,270,00,06,01,010,00,13,06,292,00*74"
+
+
+def mapping(
+    devices: set[str], explicit: dict[tuple[str, str], str] | None = None
+) -> OwnTracksMapping:
+    return OwnTracksMapping(explicit or {}, devices.__contains__)
+
+
+# ---- native ------------------------------------------------------------------------------------
+
+
+def test_native_sample_from_the_protocol() -> None:
+    fix = parse_native("T001", NATIVE_SAMPLE, NOW)
+    assert fix == Fix(
+        device="T001",
+        fix_time=1764300000.0,
+        lat=30.8712,
+        lon=120.1305,
+        speed=1.3,
+        course=270.0,
+        altitude=12.0,
+        accuracy=5.0,
+        battery=86,
+        valid=True,
+        source="native",
+        attributes={"sat": 9},
+        server_time=NOW,
+    )
+
+
+def test_native_minimal_beacon() -> None:
+    fix = parse_native("T001", b'{"v":1,"ts":1764300000123,"lat":-12.5,"lon":-77}', NOW)
+    assert (fix.fix_time, fix.lat, fix.lon, fix.speed, fix.battery) == (
+        1764300000.123,
+        -12.5,
+        -77.0,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "needle"),
+    [
+        (b"not json", BeaconEncodingError, "JSON"),
+        (b"\xff\xfe", BeaconEncodingError, "JSON"),
+        (b"[1, 2]", BeaconEncodingError, "object"),
+        (b'{"ts":1,"lat":0,"lon":0}', BeaconVersionError, "'v'"),
+        (b'{"v":2,"ts":1,"lat":0,"lon":0}', BeaconVersionError, "'v'"),
+        (b'{"v":true,"ts":1,"lat":0,"lon":0}', BeaconVersionError, "'v'"),
+        (b'{"v":1,"lat":0,"lon":0}', BeaconFieldError, "'ts'"),
+        (b'{"v":1,"ts":1.5,"lat":0,"lon":0}', BeaconFieldError, "'ts'"),
+        (b'{"v":1,"ts":1,"lon":0}', BeaconFieldError, "'lat' is missing"),
+        (b'{"v":1,"ts":1,"lat":91,"lon":0}', BeaconFieldError, "outside"),
+        (b'{"v":1,"ts":1,"lat":0,"lon":-180.5}', BeaconFieldError, "outside"),
+        (b'{"v":1,"ts":1,"lat":"30","lon":0}', BeaconFieldError, "number"),
+        (b'{"v":1,"ts":1,"lat":true,"lon":0}', BeaconFieldError, "number"),
+        (b'{"v":1,"ts":1,"lat":0,"lon":0,"bat":101}', BeaconFieldError, "'bat'"),
+        (b'{"v":1,"ts":1,"lat":0,"lon":0,"acc":-1}', BeaconFieldError, "'acc'"),
+        (b'{"v":1,"ts":1,"lat":0,"lon":0,"sat":"9"}', BeaconFieldError, "'sat'"),
+        (b'{"v":1,"ts":1,"lat":0,"lon":0,"valid":1}', BeaconFieldError, "'valid'"),
+        (b'{"v":1,"ts":1,"lat":NaN,"lon":0}', BeaconFieldError, "outside"),
+        (b'{"v":1,"ts":1,"lat":0,"lon":0,"x":"' + b"a" * 4100 + b'"}', BeaconEncodingError, "4096"),
+    ],
+)
+def test_native_rejects_bad_beacons(payload: bytes, error: type[Exception], needle: str) -> None:
+    with pytest.raises(error, match=needle):
+        parse_native("T001", payload, NOW)
+
+
+def test_native_invalid_flag_is_kept() -> None:
+    fix = parse_native("T001", b'{"v":1,"ts":1,"lat":1,"lon":2,"valid":false}', NOW)
+    assert fix.valid is False
+
+
+# ---- OwnTracks ---------------------------------------------------------------------------------
+
+
+def test_owntracks_location_sample() -> None:
+    result = parse_owntracks("owntracks/T001/phone", OWNTRACKS_SAMPLE, NOW, mapping({"T001"}))
+    assert isinstance(result, Fix)
+    assert result.device == "T001"
+    assert result.fix_time == 1376715317.0
+    assert (result.lat, result.lon) == (30.871234, 120.130512)
+    assert result.speed == pytest.approx(54 * KMH_TO_MPS)  # OwnTracks vel is km/h
+    assert result.speed == pytest.approx(15.0)
+    assert (result.course, result.altitude, result.accuracy, result.battery) == (270, 13, 75, 61)
+    assert result.source == "owntracks"
+    assert result.attributes == {"tid": "YY", "t": "u", "conn": "w", "vac": 10, "p": 101}
+
+
+def test_owntracks_last_will_means_offline() -> None:
+    result = parse_owntracks("owntracks/T001/phone", OWNTRACKS_LWT, NOW, mapping({"T001"}))
+    assert result == StatusReport("T001", "offline", 1376715317.0, reason="lost")
+
+
+def test_owntracks_other_types_are_ignored() -> None:
+    transition = b'{"_type":"transition","event":"enter","tst":1,"lat":1,"lon":2,"wtst":1}'
+    assert parse_owntracks("owntracks/T001/p", transition, NOW, mapping({"T001"})) is None
+
+
+def test_owntracks_explicit_mapping_wins() -> None:
+    resolve = mapping({"T001"}, {("alice", "iphone"): "T004"})
+    result = parse_owntracks("owntracks/alice/iphone", OWNTRACKS_SAMPLE, NOW, resolve)
+    assert isinstance(result, Fix) and result.device == "T004"
+
+
+def test_owntracks_unmapped_user_is_refused() -> None:
+    with pytest.raises(UnknownSourceError, match="bob/phone"):
+        parse_owntracks("owntracks/bob/phone", OWNTRACKS_SAMPLE, NOW, mapping({"T001"}))
+
+
+@pytest.mark.parametrize(
+    "topic", ["owntracks/T001", "owntracks/T001/phone/event", "other/T001/phone", "owntracks//x"]
+)
+def test_owntracks_topic_shape(topic: str) -> None:
+    assert owntracks_topic(topic) is None
+    with pytest.raises(BeaconFieldError):
+        parse_owntracks(topic, OWNTRACKS_SAMPLE, NOW, mapping({"T001"}))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"_type":"location","lat":1,"lon":2}',
+        b'{"_type":"location","tst":"1","lat":1,"lon":2}',
+        b'{"_type":"location","tst":1,"lat":100,"lon":2}',
+        b'{"_type":7}',
+        b'{"_type":"location","tst":1,"lat":1,"lon":2,"batt":"x"}',
+    ],
+)
+def test_owntracks_bad_fields(payload: bytes) -> None:
+    with pytest.raises(BeaconFieldError):
+        parse_owntracks("owntracks/T001/p", payload, NOW, mapping({"T001"}))
+
+
+# ---- NMEA ----------------------------------------------------------------------------------------
+
+
+def test_nmea_rmc_and_gga_of_one_epoch_merge() -> None:
+    payload = f"{RMC_SAMPLE}\r\n{GGA_SAMPLE}\r\n{GSV_SAMPLE}\r\n".encode()
+    (fix,) = parse_nmea("T001", payload, NOW)
+    assert fix.fix_time == datetime(1994, 3, 23, 12, 35, 19, tzinfo=UTC).timestamp()
+    assert fix.lat == pytest.approx(48 + 7.038 / 60)
+    assert fix.lon == pytest.approx(11 + 31.0 / 60)
+    assert fix.speed == pytest.approx(22.4 * KNOTS_TO_MPS)
+    assert fix.course == 84.4
+    assert fix.altitude == 545.4
+    assert fix.accuracy == pytest.approx(0.9 * 5.0)
+    assert fix.valid and fix.source == "nmea"
+    assert fix.attributes == {"hdop": 0.9, "sat": 8, "quality": 1}
+
+
+def test_nmea_gga_alone_takes_the_server_date() -> None:
+    server = datetime(2026, 11, 28, 12, 40, 0, tzinfo=UTC).timestamp()
+    (fix,) = parse_nmea("T001", GGA_SAMPLE.encode(), server)
+    assert fix.fix_time == datetime(2026, 11, 28, 12, 35, 19, tzinfo=UTC).timestamp()
+    assert fix.speed is None
+
+
+def test_nmea_gga_just_before_midnight_belongs_to_yesterday() -> None:
+    server = datetime(2026, 11, 29, 0, 0, 5, tzinfo=UTC).timestamp()
+    sentence = nmea_checksum("GPGGA,235958,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")
+    (fix,) = parse_nmea("T001", sentence.encode(), server)
+    assert fix.fix_time == datetime(2026, 11, 28, 23, 59, 58, tzinfo=UTC).timestamp()
+
+
+def test_nmea_rmc_void_status_is_invalid() -> None:
+    sentence = nmea_checksum("GPRMC,123519,V,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W")
+    (fix,) = parse_nmea("T001", sentence.encode(), NOW)
+    assert fix.valid is False
+    assert fix.lat == pytest.approx(48.1173)
+
+
+def test_nmea_gga_quality_zero_is_invalid_even_with_a_valid_rmc() -> None:
+    gga = nmea_checksum("GPGGA,123519,4807.038,N,01131.000,E,0,00,99.9,,,,,,")
+    (fix,) = parse_nmea("T001", f"{RMC_SAMPLE}\n{gga}".encode(), NOW)
+    assert fix.valid is False
+
+
+def test_nmea_void_without_position_lands_at_zero_and_invalid() -> None:
+    (fix,) = parse_nmea("T001", nmea_checksum("GNRMC,001043.00,V,,,,,,,281126,,,N").encode(), NOW)
+    assert (fix.lat, fix.lon, fix.valid) == (0.0, 0.0, False)
+
+
+def test_nmea_several_epochs_in_one_payload_come_out_in_time_order() -> None:
+    first = nmea_checksum("GPRMC,123520,A,4807.040,N,01131.002,E,001.0,084.4,230394,,")
+    payload = f"{first}\n{RMC_SAMPLE}".encode()
+    fixes = parse_nmea("T001", payload, NOW)
+    assert [f.fix_time for f in fixes] == sorted(f.fix_time for f in fixes)
+    assert len(fixes) == 2
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        (RMC_SAMPLE[:-2] + "6B", "checksum"),
+        ("GPRMC,123519,A", "must start"),
+        (GSV_SAMPLE, "no RMC or GGA"),
+        ("", "no RMC or GGA"),
+        ("$GPRMC,,V,,,,,,,,,,N*53", "without a time"),
+        ("$\u00e9", "ASCII"),
+        ("$GARBAGE", "NMEA"),
+    ],
+)
+def test_nmea_rejects_bad_input(payload: str, needle: str) -> None:
+    with pytest.raises(NmeaError, match=needle):
+        parse_nmea("T001", payload.encode(), NOW)
