@@ -20,8 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -67,7 +71,16 @@ def serve_gateway(host: str, port: int, bursts: int) -> None:
         runner.stop()
         await task
 
-    asyncio.run(main())
+    run_event_loop(main())
+
+
+def run_event_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """uvloop when installed (as the gateway itself runs), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 # ---- the load generator -------------------------------------------------------------------
@@ -286,7 +299,7 @@ def main() -> None:
             if gateway.stdout.readline().strip() != "ready":
                 raise SystemExit("the gateway process did not start")
             assert broker.pid is not None
-            rows = asyncio.run(measure(broker.address, steps, seconds, gateway.pid, broker.pid))
+            rows = run_event_loop(measure(broker.address, steps, seconds, gateway.pid, broker.pid))
         finally:
             if gateway.stdin:
                 gateway.stdin.close()

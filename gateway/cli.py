@@ -9,8 +9,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway import cli_devices
 from gateway.broker import BrokerError, BrokerNotInstalledError
@@ -67,7 +68,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"xixin up: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve(service, args, secrets))
+        return run_event_loop(_serve(service, args, secrets))
     except KeyboardInterrupt:
         return 0
     finally:
@@ -125,6 +126,15 @@ async def _serve(service: GatewayService, args: argparse.Namespace, secrets: dic
         print("xixin: the demo saw no grant or relayed frame", file=sys.stderr)
         return 1
     return 0
+
+
+def run_event_loop(coro: Coroutine[Any, Any, int]) -> int:
+    """uvloop when installed: the relay's socket I/O costs about half as much on it."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def _report(service: GatewayService) -> None:
