@@ -102,8 +102,8 @@ class VoiceFrame:
         return flags
 
 
-def _check_header(buf: bytes | memoryview) -> tuple[FrameHeader, int]:
-    """Validate the header and walk the length fields; return the header and the RED offset."""
+def _validate(buf: bytes | memoryview) -> tuple[int, int, int, int, int, int]:
+    """Validate a whole frame; return (flags, burst, seq, timestamp, frame_ms, count)."""
     size = len(buf)
     if size > MAX_FRAME_BYTES:
         raise FrameTooLargeError(f"frame is {size} bytes, limit {MAX_FRAME_BYTES}")
@@ -137,17 +137,22 @@ def _check_header(buf: bytes | memoryview) -> tuple[FrameHeader, int]:
             raise FrameTruncatedError("frame ends inside a packet")
     if offset != size:
         raise FrameLengthError(f"{size - offset} bytes trail the frame")
-    return FrameHeader(flags, burst, seq, timestamp, frame_ms, count), offset
+    return flags, burst, seq, timestamp, frame_ms, count
 
 
 def peek_frame(buf: bytes | memoryview) -> FrameHeader:
     """Validate a whole frame and return its header without copying any packet."""
-    return _check_header(buf)[0]
+    return FrameHeader(*_validate(buf))
+
+
+def frame_burst(buf: bytes | memoryview) -> int:
+    """Validate a whole frame and return only its burst id: the relay's per-frame check."""
+    return _validate(buf)[1]
 
 
 def parse_frame(buf: bytes | memoryview) -> VoiceFrame:
     """Parse a frame; raise a :class:`FrameError` subclass on any deviation from the spec."""
-    header, _ = _check_header(buf)
+    header = peek_frame(buf)
     data = bytes(buf)
     offset = HEADER_SIZE
     packets = []
@@ -199,7 +204,7 @@ def encode_frame(frame: VoiceFrame) -> bytes:
         parts.append(len(packet).to_bytes(2, "big"))
         parts.append(packet)
     data = b"".join(parts)
-    _check_header(data)
+    _validate(data)
     return data
 
 

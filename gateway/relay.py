@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import mqtt5
 
-from codec.frame import FrameError, peek_frame
+from codec.frame import FrameError, frame_burst
 from gateway.floor import Floor
 from gateway.metrics import Counters
 
@@ -48,11 +48,11 @@ class Relay:
             self._drop("unknown_talkgroup")
             return
         try:
-            header = peek_frame(payload)
+            burst = frame_burst(payload)
         except FrameError:
             self._drop("malformed")
             return
-        if not floor.media(parts[5], header.burst, self.clock()):
+        if not floor.media(parts[5], burst, self.clock()):
             self._drop("not_holder")
             return
         self.counters.relayed += 1
@@ -65,12 +65,12 @@ class Relay:
             self._drop("no_call")
             return
         try:
-            header = peek_frame(payload)
+            burst = frame_burst(payload)
         except FrameError:
             self._drop("malformed")
             return
         floor, down_topic = route
-        if not floor.media(device, header.burst, self.clock()):
+        if not floor.media(device, burst, self.clock()):
             self._drop("not_holder")
             return
         self.counters.relayed += 1

@@ -20,6 +20,7 @@ from codec.frame import (
     FrameVersionError,
     VoiceFrame,
     encode_frame,
+    frame_burst,
     parse_frame,
     peek_frame,
     samples_per_message,
@@ -52,6 +53,7 @@ def test_round_trip(frame: VoiceFrame) -> None:
     assert parse_frame(memoryview(data)) == frame
     header = peek_frame(data)
     assert (header.burst, header.seq, header.count) == (frame.burst, frame.seq, len(frame.packets))
+    assert frame_burst(data) == frame.burst
 
 
 @given(frames(), st.data())
@@ -60,6 +62,8 @@ def test_every_truncation_rejected(frame: VoiceFrame, data: st.DataObject) -> No
     cut = data.draw(st.integers(0, len(wire) - 1))
     with pytest.raises(FrameError):
         parse_frame(wire[:cut])
+    with pytest.raises(FrameError):
+        frame_burst(wire[:cut])
 
 
 @settings(max_examples=300)
