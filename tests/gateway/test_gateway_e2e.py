@@ -248,3 +248,18 @@ def test_disabled_and_unknown_devices_refused(
     assert reply["type"] == "error" and reply["code"] == "disabled"
     stranger.send_control("floor_request", id="z-1", tg=TG)
     assert stranger.wait_control("error")["code"] == "unknown_device"
+
+
+def test_mqtt_311_terminal_talks_to_mqtt5_terminal(
+    start_gateway: GatewayFactory, terminal: TerminalFactory
+) -> None:
+    start_gateway()
+    old = terminal("T001", [TG], mqtt_v5=False)
+    new = terminal("T002", [TG])
+    granted = old.request_floor(tg=TG)
+    assert granted["type"] == "floor_granted"
+    for frame in frames(granted["burst"], 5):
+        old.send_frame(frame, tg=TG)
+    assert [r.frame.seq for r in collect(new, 5)] == [0, 1, 2, 3, 4]
+    old.release_floor(tg=TG)
+    assert new.request_floor(tg=TG)["type"] == "floor_granted"
