@@ -1,15 +1,23 @@
-"""The terminal-side protocol client (docs/protocol.md), on paho-mqtt.
+"""The terminal-side protocol client (docs/protocol.md), blocking, on paho-mqtt.
 
-Firmware integrators can follow this file as a reference implementation; the firmware simulator
-and the tests use it as the scripted peer. paho runs its network loop on its own thread; replies
-and downlink frames are handed to the caller through thread-safe queues and callbacks.
+Firmware integrators can follow this file as a reference implementation; tests use it as the
+scripted peer. The protocol logic — message formats, request ids and retries (3 tries within 6 s),
+floor views, echo suppression — lives in the sans-I/O :class:`devices.session.TerminalSession`;
+beacons go through the store-and-forward :class:`devices.beacons.BeaconQueue`. This module only
+moves bytes: paho runs its network loop on its own thread, and replies and downlink frames are
+handed to the caller through thread-safe queues and callbacks. The asyncio twin used by the
+firmware simulator and the softphone is :mod:`devices.aio_client`.
+
+Connect sequence: CONNECT with the Last Will → CONNACK → subscribe `ctrl/down`, `voice/down` and
+the affiliated talkgroups → publish status `online` → send queued beacons. Clean power-off
+publishes status `offline` (reason `shutdown`) before DISCONNECT.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -22,12 +30,34 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from codec.frame import FrameError, VoiceFrame, encode_frame, parse_frame
+from codec.frame import VoiceFrame
+from devices.beacons import BeaconQueue
 from devices.errors import DevicesError
+from devices.session import (
+    CALL_PREFIX,
+    ROOT,
+    Beacon,
+    Command,
+    Control,
+    FloorNews,
+    FrameIn,
+    Outgoing,
+    PeerStatus,
+    Reply,
+    RetryPolicy,
+    TerminalSession,
+    target_key,
+)
 
 log = logging.getLogger(__name__)
-ROOT = "xixin/v1"
-FLOOR_REPLIES = frozenset({"floor_granted", "floor_queued", "floor_deny", "error"})
+__all__ = [
+    "ROOT",
+    "ClientError",
+    "ConnectFailedError",
+    "ReceivedFrame",
+    "ReplyTimeoutError",
+    "TerminalClient",
+]
 
 
 class ClientError(DevicesError):
@@ -41,7 +71,7 @@ class ConnectFailedError(ClientError):
 
 
 class ReplyTimeoutError(ClientError):
-    """No reply to a request in time."""
+    """No reply to a request in time (after the retries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +81,12 @@ class ReceivedFrame:
     received_at: float  # time.monotonic()
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class TerminalClient:
-    """One terminal's MQTT session."""
+    """One terminal's MQTT session (blocking API, thread-safe)."""
 
     def __init__(
         self,
@@ -65,6 +99,8 @@ class TerminalClient:
         keep_alive: int = 30,
         on_frame: Callable[[ReceivedFrame], None] | None = None,
         on_control: Callable[[dict[str, Any]], None] | None = None,
+        retry: RetryPolicy | None = None,
+        beacons: BeaconQueue | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self.device_id = device_id
@@ -72,36 +108,42 @@ class TerminalClient:
         self.log = logger or log
         self.on_frame = on_frame
         self.on_control = on_control
+        self.session = TerminalSession(device_id, retry=retry)
+        self.beacons = beacons or BeaconQueue()
+        self.battery: int | None = None
         protocol = mqtt.MQTTv5 if mqtt_v5 else mqtt.MQTTv311
         self._mqtt = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=device_id, protocol=protocol
         )
         if secret is not None:
             self._mqtt.username_pw_set(device_id, secret)
-        self._mqtt.will_set(
-            self.topic("status"),
-            json.dumps({"v": 1, "state": "offline", "reason": "lost"}),
-            qos=1,
-            retain=True,
-        )
+        will = self.session.will()
+        self._mqtt.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._mqtt.on_connect = self._on_connect
         self._mqtt.on_message = self._on_message
         self._mqtt.on_disconnect = self._on_disconnect
         self._mqtt.on_subscribe = self._on_subscribe
+        self._mqtt.on_publish = self._on_publish
         self._connected = threading.Event()
         self._connect_result: str | None = None
-        self._ids = itertools.count(1)
         self._waiters: dict[str, queue.Queue[dict[str, Any]]] = {}
         self._subacks: dict[int, threading.Event] = {}
-        self._lock = threading.Lock()
+        self._beacon_mids: dict[int, int] = {}
+        self._lock = threading.RLock()
+        self._wanted_tgs: list[str] = []
         self.control: queue.Queue[dict[str, Any]] = queue.Queue()
         self.frames: queue.Queue[ReceivedFrame] = queue.Queue()
-        self.own_bursts: set[int] = set()
-        self.talkgroups: list[str] = []
-        self.bad_frames = 0
 
     def topic(self, rest: str) -> str:
         return f"{ROOT}/dev/{self.device_id}/{rest}"
+
+    @property
+    def talkgroups(self) -> list[str]:
+        return list(self.session.talkgroups)
+
+    @property
+    def bad_frames(self) -> int:
+        return self.session.counters.bad_frames
 
     # ---- connection -----------------------------------------------------------------------
 
@@ -127,16 +169,16 @@ class TerminalClient:
     ) -> None:
         self._connect_result = str(reason)
         if not reason.is_failure:
-            subs = [(self.topic("ctrl/down"), 1), (self.topic("voice/down"), 0)]
-            for tg in self.talkgroups:
-                subs += [(f"{ROOT}/tg/{tg}/down", 0), (f"{ROOT}/tg/{tg}/ctrl", 1)]
+            with self._lock:
+                tgs = self._wanted_tgs or list(self.session.talkgroups)
+                subs = self.session.base_subscriptions()
+                subs += self.session.talkgroup_subscriptions(tgs)
+                status = self.session.status("online", _now_ms(), battery=self.battery)
             client.subscribe(subs)
-            client.publish(
-                self.topic("status"),
-                json.dumps({"v": 1, "state": "online", "ts": int(time.time() * 1000)}),
-                qos=1,
-                retain=True,
-            )
+            client.publish(status.topic, status.payload, qos=status.qos, retain=status.retain)
+            with self._lock:
+                self.beacons.set_online(True)
+                self._flush_beacons()
         self._connected.set()
 
     def _on_disconnect(
@@ -147,17 +189,16 @@ class TerminalClient:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        with self._lock:
+            # paho itself re-sends unacknowledged QoS 1 publishes after reconnecting.
+            self.beacons.set_online(False, keep_in_flight=True)
         if reason.is_failure:
             self.log.info("%s disconnected: %s", self.device_id, reason)
 
     def disconnect(self) -> None:
         """Clean power-off: publish offline, then DISCONNECT (no Last Will)."""
-        info = self._mqtt.publish(
-            self.topic("status"),
-            json.dumps({"v": 1, "state": "offline", "reason": "shutdown"}),
-            qos=1,
-            retain=True,
-        )
+        status = self.session.status("offline", _now_ms(), battery=self.battery, reason="shutdown")
+        info = self._mqtt.publish(status.topic, status.payload, qos=1, retain=True)
         info.wait_for_publish(2.0)
         self._mqtt.disconnect()
         self._mqtt.loop_stop()
@@ -168,45 +209,76 @@ class TerminalClient:
         self._mqtt.loop_stop()
         if sock is not None:
             sock.close()
+        with self._lock:
+            self.beacons.set_online(False)
 
     # ---- requests ---------------------------------------------------------------------------
 
-    def request(self, msg_type: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
-        """Send a control request and wait for the reply carrying its id."""
-        request_id = f"{self.device_id}-{next(self._ids)}"
+    def _publish(self, out: Outgoing) -> mqtt.MQTTMessageInfo:
+        return self._mqtt.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+
+    def request(self, msg_type: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+        """Send a control request and wait for its reply, retrying per the retry policy.
+
+        `timeout` caps the wait (default: the policy's window, 6 s); ReplyTimeoutError after.
+        """
         box: queue.Queue[dict[str, Any]] = queue.Queue()
+        start = time.monotonic()
         with self._lock:
-            self._waiters[request_id] = box
+            pending, message = self.session.request(msg_type, start, **fields)
+            self._waiters[pending.id] = box
+        deadline = start + (self.session.retry.window_s if timeout is None else timeout)
         try:
-            self.send_control(msg_type, id=request_id, **fields)
-            try:
-                return box.get(timeout=timeout)
-            except queue.Empty as exc:
-                raise ReplyTimeoutError(f"no reply to {msg_type} within {timeout} s") from exc
+            self._publish(message)
+            while True:
+                now = time.monotonic()
+                with self._lock:
+                    resend, _expired = self.session.poll(now)
+                    alive = pending.id in self.session.pending
+                for out in resend:
+                    self._publish(out)
+                if now >= deadline or (not alive and box.empty()):
+                    try:
+                        return box.get_nowait()
+                    except queue.Empty:
+                        raise ReplyTimeoutError(
+                            f"no reply to {msg_type} {pending.id} after {pending.tries} tries "
+                            f"in {now - start:.1f} s"
+                        ) from None
+                retry_at = (
+                    pending.next_try if pending.tries < self.session.retry.tries else math.inf
+                )
+                wake = min(deadline, retry_at, pending.deadline)
+                try:
+                    return box.get(timeout=max(0.001, wake - now))
+                except queue.Empty:
+                    continue
         finally:
             with self._lock:
-                self._waiters.pop(request_id, None)
+                self._waiters.pop(pending.id, None)
+                self.session.pending.pop(pending.id, None)
 
     def send_control(self, msg_type: str, **fields: Any) -> None:
+        """Publish a control message as given (no id handling, no reply expected)."""
         body = {"v": 1, "type": msg_type, **fields}
         self._mqtt.publish(self.topic("ctrl/up"), json.dumps(body), qos=1)
 
-    def affiliate(self, talkgroups: list[str], timeout: float = 5.0) -> dict[str, Any]:
+    def affiliate(self, talkgroups: list[str], timeout: float | None = None) -> dict[str, Any]:
         """Listen to `talkgroups`: subscribe first (so no frame is missed), then affiliate."""
-        new = [tg for tg in talkgroups if tg not in self.talkgroups]
+        with self._lock:
+            current = list(self.session.talkgroups)
+            self._wanted_tgs = list(talkgroups)
+        new = [tg for tg in talkgroups if tg not in current]
         if new:
-            subs = [
-                (f"{ROOT}/tg/{tg}/{kind}", qos)
-                for tg in new
-                for kind, qos in (("down", 0), ("ctrl", 1))
-            ]
-            self._subscribe_and_wait(subs, timeout)
-        reply = self.request("affiliate", timeout, tgs=talkgroups)
+            self._subscribe_and_wait(self.session.talkgroup_subscriptions(new), timeout or 5.0)
+        reply = self.request("affiliate", timeout, tgs=list(talkgroups))
         accepted = list(reply.get("tgs", []))
-        for tg in set(self.talkgroups) | set(new):
+        with self._lock:
+            self.session.talkgroups = tuple(accepted)
+            self._wanted_tgs = accepted
+        for tg in set(current) | set(new):
             if tg not in accepted:
-                self._mqtt.unsubscribe([f"{ROOT}/tg/{tg}/down", f"{ROOT}/tg/{tg}/ctrl"])
-        self.talkgroups = accepted
+                self._mqtt.unsubscribe([self.session.tg_down(tg), self.session.tg_ctrl(tg)])
         return reply
 
     def _subscribe_and_wait(self, subs: list[tuple[str, int]], timeout: float) -> None:
@@ -237,60 +309,101 @@ class TerminalClient:
         tg: str | None = None,
         call: str | None = None,
         emergency: bool = False,
-        timeout: float = 5.0,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        reply = self.request("floor_request", timeout, tg=tg, call=call, emergency=emergency)
-        if reply.get("type") == "floor_granted":
-            self.own_bursts.add(int(reply["burst"]))
-        return reply
+        target_key(tg, call)
+        return self.request("floor_request", timeout, tg=tg, call=call, emergency=emergency or None)
 
     def release_floor(
-        self, tg: str | None = None, call: str | None = None, timeout: float = 5.0
+        self, tg: str | None = None, call: str | None = None, timeout: float | None = None
     ) -> dict[str, Any]:
+        key = target_key(tg, call)
+        with self._lock:
+            view = self.session.floor(key)
+            view.request_id = None
+            if view.state != "taken":
+                view.state = "idle"
         return self.request("floor_release", timeout, tg=tg, call=call)
+
+    def sos(self, active: bool = True, timeout: float | None = None) -> dict[str, Any]:
+        return self.request("sos", timeout, active=active)
+
+    def status_msg(self, code: str, text: str | None = None) -> dict[str, Any]:
+        return self.request("status_msg", None, code=code, text=text)
+
+    def ack(self, command_id: str, ok: bool = True, detail: str | None = None) -> None:
+        self._publish(self.session.ack(command_id, ok, detail))
+
+    def send_report(self, report: dict[str, Any]) -> None:
+        """Send a receiver report (`rr`), e.g. codec.protection.ReceiverReport.to_message()."""
+        self._publish(self.session.report(report))
 
     def send_frame(self, frame: VoiceFrame, tg: str | None = None) -> None:
         """Publish one voice frame to a talkgroup, or to the private call when tg is None."""
-        topic = f"{ROOT}/tg/{tg}/up/{self.device_id}" if tg else self.topic("call/up")
-        self._mqtt.publish(topic, encode_frame(frame), qos=0)
+        self._publish(self.session.frame(frame, tg or CALL_PREFIX))
 
     def publish_raw(self, topic: str, payload: bytes, qos: int = 0) -> mqtt.MQTTMessageInfo:
         return self._mqtt.publish(topic, payload, qos=qos)
 
+    # ---- beacons ----------------------------------------------------------------------------
+
+    def send_beacon(self, beacon: Beacon) -> None:
+        """Queue a fix; it is published now if connected, else after reconnecting (in order)."""
+        with self._lock:
+            self.beacons.take(beacon, time.monotonic())
+            self._flush_beacons()
+
+    def _flush_beacons(self) -> None:
+        for seq, beacon in self.beacons.to_send():
+            info = self._publish(self.session.beacon(beacon))
+            self._beacon_mids[info.mid] = seq
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        with self._lock:
+            seq = self._beacon_mids.pop(mid, None)
+            if seq is not None:
+                self.beacons.acked(seq, ok=not reason.is_failure)
+                self._flush_beacons()
+
+    def wait_beacons_acked(self, timeout: float = 10.0) -> bool:
+        """Block until the beacon queue is empty; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not len(self.beacons):
+                    return True
+            time.sleep(0.02)
+        return False
+
     # ---- receiving ------------------------------------------------------------------------
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        topic = msg.topic
-        if topic.endswith("/voice/down") or (topic.endswith("/down") and "/tg/" in topic):
-            try:
-                frame = parse_frame(bytes(msg.payload))
-            except FrameError:
-                self.bad_frames += 1
-                return
-            if frame.burst in self.own_bursts and "/tg/" in topic:
-                return  # our own voice, echoed by the broker (protocol §2)
-            received = ReceivedFrame(topic, frame, time.monotonic())
+        with self._lock:
+            incoming = self.session.on_message(msg.topic, bytes(msg.payload))
+            box = self._waiters.get(incoming.request.id) if isinstance(incoming, Reply) else None
+        if isinstance(incoming, FrameIn):
+            received = ReceivedFrame(msg.topic, incoming.frame, time.monotonic())
             if self.on_frame is not None:
                 self.on_frame(received)
             else:
                 self.frames.put(received)
             return
-        try:
-            body = json.loads(msg.payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            self.log.warning("%s: unreadable control message on %s", self.device_id, topic)
-            return
-        if not isinstance(body, dict):
-            return
-        re_id = body.get("re")
-        if isinstance(re_id, str):
-            with self._lock:
-                box = self._waiters.get(re_id)
+        if isinstance(incoming, Reply):
             if box is not None:
-                box.put(body)
+                box.put(incoming.body)
                 return
-        if body.get("type") == "floor_granted" and "burst" in body:
-            self.own_bursts.add(int(body["burst"]))
+            body = incoming.body
+        elif isinstance(incoming, Control | FloorNews | PeerStatus | Command):
+            body = incoming.body
+        else:
+            return  # own echo, malformed frame or unreadable JSON (counted by the session)
         if self.on_control is not None:
             self.on_control(body)
         self.control.put(body)

@@ -1,0 +1,477 @@
+"""The terminal-side protocol client on asyncio: what the firmware simulator and softphone use.
+
+Same protocol logic as :mod:`devices.client` (the sans-I/O :class:`TerminalSession` and the
+store-and-forward :class:`BeaconQueue`), but on one event loop, so one process can run a thousand
+terminals: the transport is the batched asyncio MQTT 5 client of :mod:`gateway.mqtt` (one
+protocol object per connection, writes batched per loop turn), retries are one timer per client
+with requests outstanding, and PUBACKs are callbacks, not coroutines.
+
+Two ways to use it:
+
+- awaitable calls — ``await client.start()``, ``await client.request_floor(tg=…)``,
+  ``client.send_frame(…)``, ``await client.stop()`` — for scripts, tests and the softphone;
+- a :class:`TerminalHandler` that receives every classified message and connection change, and
+  ``client.send(outgoing)`` — for the firmware state machine, which builds its own messages with
+  ``client.session``.
+
+Voice frames can be run through a :class:`FrameGate` (network impairment: drop or delay each
+frame, both directions); control messages and beacons are never impaired (they ride on TCP and
+QoS 1, where loss shows up as delay or a lost connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import mqtt5
+
+from codec.frame import VoiceFrame
+from devices.beacons import BeaconQueue
+from devices.client import ClientError, ConnectFailedError, ReplyTimeoutError
+from devices.session import (
+    CALL_PREFIX,
+    Beacon,
+    Dropped,
+    FrameIn,
+    Incoming,
+    Outgoing,
+    PendingRequest,
+    Reply,
+    RetryPolicy,
+    TerminalSession,
+    key_fields,
+    target_key,
+)
+from gateway.mqtt import ClientOptions, ConnectRefusedError, MqttClient, Will
+
+log = logging.getLogger(__name__)
+
+AckCallback = Callable[[bool | None], None]
+"""on_ack(True) PUBACK ok, (False) the broker refused it, (None) the connection was lost first."""
+
+
+class TerminalMqtt(MqttClient):
+    """gateway.mqtt.MqttClient plus what a terminal needs: PUBACK callbacks, UNSUBSCRIBE, a
+    disconnect hook and an abrupt drop. (Candidates for the shared client; see the report.)"""
+
+    def __init__(self, *args: Any, on_lost: Callable[[], None] | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.on_lost = on_lost
+
+    def publish_acked(self, topic: str, payload: bytes, on_ack: AckCallback) -> bool:
+        """QoS 1 publish without a coroutine; False (and no callback) when not connected."""
+        if self._transport is None:
+            return False
+        packet_id = self._packet_id()
+        fut: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
+        self._pending[packet_id] = fut
+
+        def done(f: asyncio.Future[mqtt5.Packet]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                on_ack(None)
+                return
+            ack = f.result()
+            on_ack(not (isinstance(ack, mqtt5.PubAckPacket) and int(ack.reason_code) >= 0x80))
+
+        fut.add_done_callback(done)
+        self._send(
+            mqtt5.PublishPacket(
+                topic, payload, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=packet_id
+            ).write()
+        )
+        return True
+
+    def unsubscribe_nowait(self, filters: list[str]) -> None:
+        if self._transport is not None and filters:
+            self._send(mqtt5.UnsubscribePacket(self._packet_id(), filters).write())
+
+    def abort(self) -> None:
+        """Drop the TCP connection without DISCONNECT (the broker fires the Last Will); run()
+        returns instead of reconnecting."""
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _drop_connection(self) -> None:
+        was_connected = self.is_connected
+        super()._drop_connection()
+        if was_connected and self.on_lost is not None:
+            self.on_lost()
+
+
+class TerminalHandler(Protocol):
+    def on_connected(self, now: float) -> None: ...
+
+    def on_disconnected(self, now: float) -> None: ...
+
+    def on_incoming(self, incoming: Incoming, now: float) -> None: ...
+
+    def on_expired(self, request: PendingRequest, now: float) -> None: ...
+
+
+class FrameGate(Protocol):
+    """Network impairment for voice frames: seconds of delay, or None to drop the frame."""
+
+    def uplink(self, now: float) -> float | None: ...
+
+    def downlink(self, now: float) -> float | None: ...
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class AsyncTerminalClient:
+    """One terminal's MQTT session on the running event loop."""
+
+    def __init__(
+        self,
+        device_id: str,
+        secret: str | None,
+        host: str,
+        port: int,
+        *,
+        keep_alive: int = 30,
+        retry: RetryPolicy | None = None,
+        beacons: BeaconQueue | None = None,
+        handler: TerminalHandler | None = None,
+        gate: FrameGate | None = None,
+        on_frame: Callable[[FrameIn, float], None] | None = None,
+        battery: Callable[[], int | None] | None = None,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.secret = secret
+        self.host, self.port, self.keep_alive = host, port, keep_alive
+        self.session = TerminalSession(device_id, retry=retry)
+        self.beacons = beacons if beacons is not None else BeaconQueue()
+        self.handler = handler
+        self.gate = gate
+        self.on_frame = on_frame
+        self.battery = battery or (lambda: None)
+        self.backoff = (backoff_initial, backoff_max)
+        self.clock = clock
+        self.log = logger or log
+        self.wanted_tgs: list[str] = []
+        self.frames: asyncio.Queue[FrameIn] = asyncio.Queue()
+        self.control: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.mqtt: TerminalMqtt | None = None
+        self.error: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._connected = asyncio.Event()
+
+    @property
+    def is_connected(self) -> bool:
+        return self.mqtt is not None and self.mqtt.is_connected
+
+    # ---- connection -----------------------------------------------------------------------
+
+    def _options(self) -> ClientOptions:
+        will = self.session.will()
+        return ClientOptions(
+            host=self.host,
+            port=self.port,
+            client_id=self.device_id,
+            username=self.device_id if self.secret is not None else None,
+            password=self.secret,
+            keep_alive=self.keep_alive,
+            will=Will(will.topic, will.payload, will.qos, will.retain),
+            subscriptions=self.session.base_subscriptions(),
+            backoff_initial=self.backoff[0],
+            backoff_max=self.backoff[1],
+        )
+
+    def launch(self) -> None:
+        """Start connecting (and reconnecting) in the background; returns at once."""
+        if self._task is not None and not self._task.done():
+            return
+        self.error = None
+        self.mqtt = TerminalMqtt(
+            self._options(),
+            self._on_message,
+            on_connect=self._on_connect,
+            on_lost=self._on_lost,
+            logger=self.log,
+        )
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(self.mqtt), name=f"terminal-{self.device_id}"
+        )
+
+    async def _run(self, mqtt: TerminalMqtt) -> None:
+        try:
+            await mqtt.run()
+        except ConnectRefusedError as exc:
+            self.error = ConnectFailedError(exc.reason.name)
+            self.log.warning("%s: %s", self.device_id, exc)
+        except (TimeoutError, OSError) as exc:
+            self.error = exc
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Connect and wait for the session to be up (status published, subscriptions made)."""
+        self.launch()
+        assert self._task is not None
+        waiter = asyncio.ensure_future(self._connected.wait())
+        done, _ = await asyncio.wait(
+            {waiter, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if waiter not in done:
+            waiter.cancel()
+            await self.go_offline()
+            if isinstance(self.error, ClientError):
+                raise self.error
+            raise ConnectFailedError(str(self.error) if self.error else "timed out")
+
+    async def _on_connect(self) -> None:
+        mqtt = self.mqtt
+        assert mqtt is not None
+        now = self.clock()
+        if self.wanted_tgs:
+            await mqtt.subscribe(self.session.talkgroup_subscriptions(self.wanted_tgs))
+        status = self.session.status("online", wall_ms(), battery=self.battery())
+        mqtt.publish_nowait(status.topic, status.payload, qos=1, retain=True)
+        if self.wanted_tgs:
+            # The gateway forgets a terminal's affiliation when it goes offline.
+            self.send_request(*self.session.affiliate(now, self.wanted_tgs))
+        self.beacons.set_online(True)
+        self.flush_beacons()
+        self._connected.set()
+        if self.handler is not None:
+            self.handler.on_connected(now)
+
+    def _on_lost(self) -> None:
+        self._connected.clear()
+        self.beacons.set_online(False)
+        now = self.clock()
+        for pending in self.session.forget_pending():
+            waiter = self._waiters.pop(pending.id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ReplyTimeoutError(f"connection lost before {pending.type}"))
+        if self.handler is not None:
+            self.handler.on_disconnected(now)
+
+    async def go_offline(self) -> None:
+        """Vanish abruptly (no DISCONNECT: the broker publishes our Last Will)."""
+        if self.mqtt is not None:
+            self.mqtt.abort()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._task, 5.0)
+        self._task = None
+
+    async def stop(self) -> None:
+        """Clean power-off: status offline (reason shutdown), then DISCONNECT."""
+        mqtt = self.mqtt
+        if mqtt is not None and mqtt.is_connected:
+            status = self.session.status(
+                "offline", wall_ms(), battery=self.battery(), reason="shutdown"
+            )
+            with contextlib.suppress(Exception):
+                await mqtt.publish(status.topic, status.payload, qos=1, retain=True, timeout=2.0)
+        if mqtt is not None:
+            await mqtt.close()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._task, 5.0)
+        self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # ---- sending --------------------------------------------------------------------------
+
+    def send(self, out: Outgoing, on_ack: AckCallback | None = None) -> bool:
+        """Publish now (batched into this loop turn's write); False when not connected."""
+        mqtt = self.mqtt
+        if mqtt is None:
+            return False
+        if on_ack is not None and out.qos:
+            return mqtt.publish_acked(out.topic, out.payload, on_ack)
+        return mqtt.publish_nowait(out.topic, out.payload, qos=out.qos, retain=out.retain)
+
+    def send_request(self, pending: PendingRequest, message: Outgoing) -> None:
+        """Send a request built with ``client.session`` and keep its retry timer running."""
+        del pending
+        self.send(message)
+        self._arm_timer()
+
+    def send_frame(self, frame: VoiceFrame, tg: str | None = None) -> None:
+        """A voice frame to a talkgroup (or the private call when tg is None), through the gate."""
+        out = self.session.frame(frame, tg or CALL_PREFIX)
+        delay = self.gate.uplink(self.clock()) if self.gate is not None else 0.0
+        if delay is None:
+            return
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self.send, out)
+        else:
+            self.send(out)
+
+    def send_beacon(self, beacon: Beacon) -> None:
+        self.beacons.take(beacon, self.clock())
+        self.flush_beacons()
+
+    def flush_beacons(self) -> None:
+        for seq, beacon in self.beacons.to_send():
+            out = self.session.beacon(beacon)
+            if not self.send(out, self._beacon_ack(seq)):
+                self.beacons.lost(seq)
+
+    def _beacon_ack(self, seq: int) -> AckCallback:
+        def on_ack(ok: bool | None) -> None:
+            if ok is None:
+                self.beacons.lost(seq)
+                return
+            self.beacons.acked(seq, ok)
+            if self.is_connected:
+                self.flush_beacons()
+
+        return on_ack
+
+    def subscribe_talkgroups(self, tgs: list[str]) -> Awaitable[list[int]] | None:
+        mqtt = self.mqtt
+        if mqtt is None or not mqtt.is_connected or not tgs:
+            return None
+        return mqtt.subscribe(self.session.talkgroup_subscriptions(tgs))
+
+    def unsubscribe_talkgroups(self, tgs: list[str]) -> None:
+        if self.mqtt is not None:
+            topics = [t for t, _ in self.session.talkgroup_subscriptions(tgs)]
+            self.mqtt.unsubscribe_nowait(topics)
+
+    # ---- awaitable requests ---------------------------------------------------------------
+
+    async def request(self, msg_type: str, **fields: Any) -> dict[str, Any]:
+        """Send a request and await its reply (retried per the policy; ReplyTimeoutError)."""
+        if not self.is_connected:
+            raise ClientError(f"{self.device_id} is not connected")
+        pending, message = self.session.request(msg_type, self.clock(), **fields)
+        return await self._await(pending, message)
+
+    async def affiliate(self, tgs: list[str]) -> dict[str, Any]:
+        """Listen to `tgs`: subscribe first (no frame missed), affiliate, drop the rejected."""
+        for tg in tgs:
+            target_key(tg=tg)
+        previous = set(self.wanted_tgs)
+        self.wanted_tgs = list(tgs)
+        new = [tg for tg in tgs if tg not in previous]
+        subscribing = self.subscribe_talkgroups(new)
+        if subscribing is not None:
+            await subscribing
+        reply = await self.request("affiliate", tgs=list(tgs))
+        accepted = [t for t in reply.get("tgs", []) if isinstance(t, str)]
+        self.wanted_tgs = accepted
+        self.unsubscribe_talkgroups([tg for tg in previous | set(new) if tg not in accepted])
+        return reply
+
+    async def request_floor(
+        self, tg: str | None = None, call: str | None = None, emergency: bool = False
+    ) -> dict[str, Any]:
+        key = target_key(tg, call)
+        pending, message = self.session.floor_request(
+            self.clock(), emergency=emergency, **key_fields(key)
+        )
+        return await self._await(pending, message)
+
+    async def release_floor(self, tg: str | None = None, call: str | None = None) -> dict[str, Any]:
+        key = target_key(tg, call)
+        pending, message = self.session.floor_release(self.clock(), **key_fields(key))
+        return await self._await(pending, message)
+
+    async def sos(self, active: bool = True) -> dict[str, Any]:
+        return await self.request("sos", active=active)
+
+    async def status_msg(self, code: str, text: str | None = None) -> dict[str, Any]:
+        return await self.request("status_msg", code=code, text=text)
+
+    def ack(self, command_id: str, ok: bool = True, detail: str | None = None) -> None:
+        self.send(self.session.ack(command_id, ok, detail))
+
+    async def _await(self, pending: PendingRequest, message: Outgoing) -> dict[str, Any]:
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters[pending.id] = waiter
+        self.send_request(pending, message)
+        try:
+            return await waiter
+        finally:
+            self._waiters.pop(pending.id, None)
+
+    async def wait_control(
+        self, msg_type: str, timeout: float = 5.0, **match: Any
+    ) -> dict[str, Any]:
+        """Wait for an unsolicited control message of `msg_type` (others are discarded)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                body = await self.control.get()
+                if body.get("type") == msg_type and all(body.get(k) == v for k, v in match.items()):
+                    return body
+
+    # ---- retries ---------------------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        due = self.session.next_deadline()
+        if due is None:
+            return
+        if self._timer is not None:
+            if self._timer_at <= due:
+                return
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = due
+        self._timer = loop.call_later(max(0.0, due - self.clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self.clock()
+        resend, expired = self.session.poll(now)
+        for out in resend:
+            self.send(out)
+        for pending in expired:
+            waiter = self._waiters.pop(pending.id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(
+                    ReplyTimeoutError(f"no reply to {pending.type} after {pending.tries} tries")
+                )
+            if self.handler is not None:
+                self.handler.on_expired(pending, now)
+        self._arm_timer()
+
+    # ---- receiving --------------------------------------------------------------------------
+
+    def _on_message(self, topic: str, payload: bytes, qos: int) -> None:
+        incoming = self.session.on_message(topic, payload)
+        if isinstance(incoming, FrameIn) and self.gate is not None:
+            delay = self.gate.downlink(self.clock())
+            if delay is None:
+                return
+            if delay > 0:
+                asyncio.get_running_loop().call_later(delay, self._deliver, incoming)
+                return
+        self._deliver(incoming)
+
+    def _deliver(self, incoming: Incoming) -> None:
+        now = self.clock()
+        answered = False
+        if isinstance(incoming, Reply):
+            waiter = self._waiters.pop(incoming.request.id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(incoming.body)
+                answered = True
+        if self.handler is not None:
+            self.handler.on_incoming(incoming, now)
+        elif isinstance(incoming, FrameIn):
+            if self.on_frame is not None:
+                self.on_frame(incoming, now)
+            else:
+                self.frames.put_nowait(incoming)
+        elif not isinstance(incoming, Dropped) and not answered:
+            self.control.put_nowait(incoming.body)

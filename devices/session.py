@@ -1,0 +1,624 @@
+"""The terminal side of docs/protocol.md as a sans-I/O session: no sockets, no threads, no clock.
+
+A :class:`TerminalSession` builds every message a terminal sends (status, control requests,
+beacons, voice frames), classifies every message it receives, keeps the terminal's view of each
+floor (granted burst, queue position, who talks) and retransmits unanswered requests: a request
+is sent up to ``RetryPolicy.tries`` times within ``RetryPolicy.window_s`` (MCPTT-like: 3 tries in
+6 s) with the same id, because the gateway answers repeated requests idempotently (§6 Retries).
+
+The I/O shells — :mod:`devices.client` (paho, blocking) and :mod:`devices.aio_client` (asyncio,
+used by the firmware simulator and the softphone) — move bytes and call :meth:`poll` on time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from codec.frame import FrameError, VoiceFrame, encode_frame, parse_frame
+from devices.errors import DevicesError
+
+ROOT: Final = "xixin/v1"
+MAX_JSON_BYTES: Final = 4096
+_DEV_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_TG_RE: Final = re.compile(r"^[a-z0-9-]{1,32}$")
+CALL_PREFIX: Final = "call:"
+REPLY_TYPES: Final = frozenset(
+    {
+        "floor_granted",
+        "floor_queued",
+        "floor_deny",
+        "floor_released",
+        "affiliated",
+        "sos_ack",
+        "status_ack",
+        "error",
+    }
+)
+COMMANDS: Final = frozenset({"text", "assign", "stun", "revive", "config", "monitor"})
+
+
+class SessionError(DevicesError):
+    """A message the session cannot build or a value outside the protocol."""
+
+
+# ---- values ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One MQTT publish to make."""
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Send a request `tries` times, evenly spaced, and give up `window_s` after the first."""
+
+    tries: int = 3
+    window_s: float = 6.0
+
+    def __post_init__(self) -> None:
+        if self.tries < 1 or self.window_s <= 0:
+            raise SessionError("a retry policy needs tries >= 1 and a positive window")
+
+    @property
+    def interval_s(self) -> float:
+        return self.window_s / self.tries
+
+
+@dataclass(slots=True)
+class PendingRequest:
+    id: str
+    type: str
+    message: Outgoing
+    first_sent: float
+    tries: int = 1
+    next_try: float = 0.0
+    deadline: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Beacon:
+    """A GPS fix as sent on `dev/{dev}/gps` (§7). `ts` is the fix time in Unix ms."""
+
+    ts: int
+    lat: float
+    lon: float
+    acc: float | None = None
+    spd: float | None = None
+    crs: float | None = None
+    alt: float | None = None
+    bat: int | None = None
+    sat: int | None = None
+
+    def __post_init__(self) -> None:
+        if not -90.0 <= self.lat <= 90.0 or not -180.0 <= self.lon <= 180.0:
+            raise SessionError(f"beacon position {self.lat}, {self.lon} out of range")
+        if self.ts < 0:
+            raise SessionError(f"beacon ts {self.ts} is negative")
+
+    def to_json(self) -> bytes:
+        body: dict[str, Any] = {"v": 1, "ts": self.ts, "lat": self.lat, "lon": self.lon}
+        for name in ("acc", "spd", "crs", "alt", "bat", "sat"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = round(value, 1) if isinstance(value, float) else value
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, payload: bytes) -> Beacon:
+        try:
+            body = json.loads(payload)
+            return cls(
+                ts=int(body["ts"]),
+                lat=float(body["lat"]),
+                lon=float(body["lon"]),
+                acc=body.get("acc"),
+                spd=body.get("spd"),
+                crs=body.get("crs"),
+                alt=body.get("alt"),
+                bat=body.get("bat"),
+                sat=body.get("sat"),
+            )
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise SessionError(f"not a beacon: {exc}") from exc
+
+
+def target_key(tg: str | None = None, call: str | None = None) -> str:
+    """The key of a floor: the talkgroup id, or ``call:{peer}`` for a private call."""
+    if (tg is None) == (call is None):
+        raise SessionError("name exactly one of tg or call")
+    if tg is not None:
+        if not _TG_RE.match(tg):
+            raise SessionError(f"{tg!r} is not a talkgroup id")
+        return tg
+    assert call is not None
+    if not _DEV_RE.match(call):
+        raise SessionError(f"{call!r} is not a device id")
+    return CALL_PREFIX + call
+
+
+def key_fields(key: str) -> dict[str, str]:
+    """``{"tg": …}`` or ``{"call": …}`` for a floor key."""
+    if key.startswith(CALL_PREFIX):
+        return {"call": key[len(CALL_PREFIX) :]}
+    return {"tg": key}
+
+
+def body_key(body: dict[str, Any]) -> str | None:
+    """The floor key a control message is about, or None."""
+    tg, call = body.get("tg"), body.get("call")
+    if isinstance(tg, str):
+        return tg
+    if isinstance(call, str):
+        return CALL_PREFIX + call
+    return None
+
+
+@dataclass(slots=True)
+class FloorView:
+    """What this terminal knows about one floor."""
+
+    key: str
+    state: str = "idle"  # idle | requesting | queued | granted | revoked | taken (by another)
+    burst: int | None = None  # the current burst on the floor, ours or another's
+    holder: str | None = None
+    priority: str | None = None
+    own_burst: int | None = None  # our latest burst here: its echoes are discarded (§2)
+    position: int | None = None
+    max_ms: int | None = None
+    grace_ms: int | None = None
+    reason: str | None = None  # last deny / revoke reason
+    request_id: str | None = None
+
+
+# ---- what came in ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The first reply to one of our requests."""
+
+    request: PendingRequest
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """Any other `ctrl/down` message: late grant/deny, queue update, revoke, late entry…"""
+
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A dispatcher command (§5.4); answer it with :meth:`TerminalSession.ack`."""
+
+    id: str
+    cmd: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FloorNews:
+    """A talkgroup floor broadcast (`floor_taken` / `floor_idle`, §5.3)."""
+
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameIn:
+    key: str  # talkgroup id or call:{peer}
+    frame: VoiceFrame
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    device: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    reason: str  # own_echo | bad_frame | bad_json | unknown_topic
+
+
+Incoming = Reply | Control | Command | FloorNews | FrameIn | PeerStatus | Dropped
+
+
+# ---- the session -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SessionCounters:
+    requests: int = 0
+    retries: int = 0
+    expired: int = 0
+    own_echo: int = 0
+    bad_frames: int = 0
+    bad_json: int = 0
+
+
+class TerminalSession:
+    """Protocol state of one terminal; every method takes the time it runs at."""
+
+    def __init__(
+        self,
+        device_id: str,
+        *,
+        retry: RetryPolicy | None = None,
+        fw: str = "xixin-sim-1.0",
+        request_prefix: str | None = None,
+    ) -> None:
+        if not _DEV_RE.match(device_id):
+            raise SessionError(f"{device_id!r} is not a device id (^[A-Za-z0-9_-]{{1,32}}$)")
+        self.device_id = device_id
+        self.retry = retry or RetryPolicy()
+        self.fw = fw
+        self._prefix = request_prefix or device_id
+        self._ids = itertools.count(1)
+        self.pending: dict[str, PendingRequest] = {}
+        self.floors: dict[str, FloorView] = {}
+        self.talkgroups: tuple[str, ...] = ()  # accepted by the last `affiliated`
+        self.stunned = False
+        self.counters = SessionCounters()
+        dev = f"{ROOT}/dev/{device_id}"
+        self.status_topic = f"{dev}/status"
+        self.ctrl_up = f"{dev}/ctrl/up"
+        self.ctrl_down = f"{dev}/ctrl/down"
+        self.gps_topic = f"{dev}/gps"
+        self.call_up = f"{dev}/call/up"
+        self.voice_down = f"{dev}/voice/down"
+
+    # ---- topics ---------------------------------------------------------------------------
+
+    @staticmethod
+    def tg_down(tg: str) -> str:
+        return f"{ROOT}/tg/{tg}/down"
+
+    @staticmethod
+    def tg_ctrl(tg: str) -> str:
+        return f"{ROOT}/tg/{tg}/ctrl"
+
+    def tg_up(self, tg: str) -> str:
+        return f"{ROOT}/tg/{tg}/up/{self.device_id}"
+
+    def base_subscriptions(self) -> list[tuple[str, int]]:
+        return [(self.ctrl_down, 1), (self.voice_down, 0)]
+
+    @classmethod
+    def talkgroup_subscriptions(cls, tgs: list[str] | tuple[str, ...]) -> list[tuple[str, int]]:
+        return [
+            (topic, qos)
+            for tg in tgs
+            for topic, qos in ((cls.tg_down(tg), 0), (cls.tg_ctrl(tg), 1))
+        ]
+
+    def floor(self, key: str) -> FloorView:
+        view = self.floors.get(key)
+        if view is None:
+            view = self.floors[key] = FloorView(key)
+        return view
+
+    # ---- building messages ----------------------------------------------------------------
+
+    def will(self) -> Outgoing:
+        """The Last Will (§1): written by the broker if we vanish."""
+        return Outgoing(
+            self.status_topic, _json({"v": 1, "state": "offline", "reason": "lost"}), 1, True
+        )
+
+    def status(
+        self,
+        state: str,
+        wall_ms: int,
+        *,
+        battery: int | None = None,
+        reason: str | None = None,
+    ) -> Outgoing:
+        if state not in ("online", "offline"):
+            raise SessionError(f"status state must be online or offline, not {state!r}")
+        body: dict[str, Any] = {"v": 1, "state": state, "ts": wall_ms, "fw": self.fw}
+        if battery is not None:
+            body["battery"] = max(0, min(100, int(battery)))
+        if reason is not None:
+            body["reason"] = reason
+        return Outgoing(self.status_topic, _json(body), 1, True)
+
+    def request(self, msg_type: str, now: float, **fields: Any) -> tuple[PendingRequest, Outgoing]:
+        """A control request with a fresh id, remembered until its reply or its deadline."""
+        request_id = f"{self._prefix}-{next(self._ids)}"
+        body = {"v": 1, "type": msg_type, "id": request_id}
+        body.update((k, v) for k, v in fields.items() if v is not None)
+        message = Outgoing(self.ctrl_up, _json(body), 1)
+        pending = PendingRequest(
+            request_id,
+            msg_type,
+            message,
+            first_sent=now,
+            next_try=now + self.retry.interval_s,
+            deadline=now + self.retry.window_s,
+        )
+        self.pending[request_id] = pending
+        self.counters.requests += 1
+        key = body_key(body)
+        if key is not None and msg_type == "floor_request":
+            view = self.floor(key)
+            view.request_id = request_id
+            if view.state not in ("granted", "revoked"):
+                view.state = "requesting"
+        return pending, message
+
+    def floor_request(
+        self, now: float, *, tg: str | None = None, call: str | None = None, emergency: bool = False
+    ) -> tuple[PendingRequest, Outgoing]:
+        key = target_key(tg, call)
+        return self.request("floor_request", now, emergency=emergency or None, **key_fields(key))
+
+    def floor_release(
+        self, now: float, *, tg: str | None = None, call: str | None = None
+    ) -> tuple[PendingRequest, Outgoing]:
+        key = target_key(tg, call)
+        view = self.floor(key)
+        view.request_id = None
+        if view.state in ("requesting", "queued", "granted", "revoked"):
+            view.state = "idle" if view.holder in (None, self.device_id) else "taken"
+            view.position = None
+        return self.request("floor_release", now, **key_fields(key))
+
+    def affiliate(
+        self, now: float, tgs: list[str] | tuple[str, ...]
+    ) -> tuple[PendingRequest, Outgoing]:
+        for tg in tgs:
+            target_key(tg=tg)
+        return self.request("affiliate", now, tgs=list(tgs))
+
+    def sos(self, now: float, active: bool) -> tuple[PendingRequest, Outgoing]:
+        return self.request("sos", now, active=active)
+
+    def status_msg(
+        self, now: float, code: str, text: str | None = None
+    ) -> tuple[PendingRequest, Outgoing]:
+        return self.request("status_msg", now, code=code, text=text)
+
+    def ack(self, command_id: str, ok: bool = True, detail: str | None = None) -> Outgoing:
+        body: dict[str, Any] = {"v": 1, "type": "ack", "re": command_id, "ok": ok}
+        if detail is not None:
+            body["detail"] = detail
+        return Outgoing(self.ctrl_up, _json(body), 1)
+
+    def report(self, report: dict[str, Any]) -> Outgoing:
+        """A receiver report (`rr`, §9) built by codec.protection.ReceiverReport.to_message()."""
+        if report.get("type") != "rr":
+            raise SessionError("a receiver report has type rr")
+        return Outgoing(self.ctrl_up, _json(report), 0)
+
+    def beacon(self, beacon: Beacon) -> Outgoing:
+        return Outgoing(self.gps_topic, beacon.to_json(), 1)
+
+    def frame(self, frame: VoiceFrame, key: str) -> Outgoing:
+        """A voice frame for a talkgroup, or the private call uplink for a key ``call:…``."""
+        topic = self.call_up if key.startswith(CALL_PREFIX) else self.tg_up(key)
+        return Outgoing(topic, encode_frame(frame), 0)
+
+    # ---- timers ---------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        if not self.pending:
+            return None
+        return min(min(p.next_try, p.deadline) for p in self.pending.values())
+
+    def poll(self, now: float) -> tuple[list[Outgoing], list[PendingRequest]]:
+        """Retransmissions due now, and requests that went unanswered for the whole window."""
+        resend: list[Outgoing] = []
+        expired: list[PendingRequest] = []
+        for pending in list(self.pending.values()):
+            if now >= pending.deadline:
+                del self.pending[pending.id]
+                expired.append(pending)
+                self.counters.expired += 1
+                self._on_expired(pending)
+            elif now >= pending.next_try and pending.tries < self.retry.tries:
+                pending.tries += 1
+                pending.next_try = pending.first_sent + pending.tries * self.retry.interval_s
+                resend.append(pending.message)
+                self.counters.retries += 1
+        return resend, expired
+
+    def _on_expired(self, pending: PendingRequest) -> None:
+        if pending.type != "floor_request":
+            return
+        for view in self.floors.values():
+            if view.request_id == pending.id and view.state == "requesting":
+                view.state = "idle" if view.holder is None else "taken"
+                view.reason = "no_reply"
+                view.request_id = None
+
+    def forget_pending(self) -> list[PendingRequest]:
+        """Drop every pending request (the connection is gone); returns them."""
+        dropped = list(self.pending.values())
+        self.pending.clear()
+        for view in self.floors.values():
+            if view.state in ("requesting", "queued", "granted", "revoked"):
+                view.state = "idle"
+                view.request_id = None
+        return dropped
+
+    # ---- receiving ------------------------------------------------------------------------
+
+    def on_message(self, topic: str, payload: bytes) -> Incoming:
+        """Classify one received message and update the floor views."""
+        if topic.startswith(f"{ROOT}/tg/"):
+            tg, _, kind = topic[len(ROOT) + 4 :].partition("/")
+            if kind == "down":
+                return self._frame(tg, payload, echo_check=True)
+            if kind == "ctrl":
+                body = self._json(payload)
+                if body is None:
+                    return Dropped("bad_json")
+                self._floor_news(body)
+                return FloorNews(body)
+            return Dropped("unknown_topic")
+        if topic == self.voice_down:
+            return self._frame(None, payload, echo_check=False)
+        if topic == self.ctrl_down:
+            body = self._json(payload)
+            if body is None:
+                return Dropped("bad_json")
+            return self._control(body)
+        if topic.startswith(f"{ROOT}/dev/") and topic.endswith("/status"):
+            body = self._json(payload)
+            if body is None:
+                return Dropped("bad_json")
+            return PeerStatus(topic[len(ROOT) + 5 : -len("/status")], body)
+        return Dropped("unknown_topic")
+
+    def _json(self, payload: bytes) -> dict[str, Any] | None:
+        try:
+            body = json.loads(payload) if len(payload) <= MAX_JSON_BYTES else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            self.counters.bad_json += 1
+            return None
+        return body
+
+    def _frame(self, tg: str | None, payload: bytes, echo_check: bool) -> Incoming:
+        try:
+            frame = parse_frame(payload)
+        except FrameError:
+            self.counters.bad_frames += 1
+            return Dropped("bad_frame")
+        if tg is None:
+            key = self._call_key_for(frame.burst)
+            return FrameIn(key, frame)
+        view = self.floors.get(tg)
+        if echo_check and view is not None and view.own_burst == frame.burst:
+            self.counters.own_echo += 1
+            return Dropped("own_echo")
+        return FrameIn(tg, frame)
+
+    def _call_key_for(self, burst: int) -> str:
+        # voice/down carries no peer id: find the private call whose current burst this is.
+        for key, view in self.floors.items():
+            if key.startswith(CALL_PREFIX) and view.burst == burst:
+                return key
+        return CALL_PREFIX + "unknown"
+
+    def _control(self, body: dict[str, Any]) -> Incoming:
+        msg_type = body.get("type")
+        if msg_type == "command":
+            command_id, cmd = body.get("id"), body.get("cmd")
+            if isinstance(command_id, str) and isinstance(cmd, str):
+                if cmd == "stun":
+                    self.stunned = True
+                elif cmd == "revive":
+                    self.stunned = False
+                return Command(command_id, cmd, body)
+            self.counters.bad_json += 1
+            return Dropped("bad_json")
+        self._floor_reply(body)
+        re_id = body.get("re")
+        if isinstance(re_id, str) and msg_type in REPLY_TYPES:
+            pending = self.pending.pop(re_id, None)
+            if pending is not None:
+                if msg_type == "affiliated":
+                    self.talkgroups = tuple(t for t in body.get("tgs", []) if isinstance(t, str))
+                return Reply(pending, body)
+        if msg_type == "floor_taken":
+            self._floor_news(body)  # late entry: the broadcast repeated on our ctrl/down
+        return Control(body)
+
+    def _floor_reply(self, body: dict[str, Any]) -> None:
+        key = body_key(body)
+        msg_type = body.get("type")
+        if key is None or not isinstance(msg_type, str) or not msg_type.startswith("floor_"):
+            return
+        view = self.floor(key)
+        burst = body.get("burst")
+        if msg_type == "floor_granted" and isinstance(burst, int):
+            view.state, view.burst, view.own_burst = "granted", burst, burst
+            view.holder, view.position = self.device_id, None
+            view.max_ms = body.get("max_ms") if isinstance(body.get("max_ms"), int) else None
+            view.request_id = body.get("re") if isinstance(body.get("re"), str) else view.request_id
+        elif msg_type == "floor_queued":
+            if view.state in ("requesting", "queued"):
+                view.state = "queued"
+            position = body.get("position")
+            view.position = position if isinstance(position, int) else None
+        elif msg_type == "floor_deny":
+            view.reason = str(body.get("reason"))
+            if view.state in ("requesting", "queued"):
+                view.state = "idle" if view.holder in (None, self.device_id) else "taken"
+                view.position = None
+                view.request_id = None
+        elif msg_type == "floor_revoke":
+            if burst == view.own_burst:
+                view.state = "revoked"
+                view.reason = str(body.get("reason"))
+                grace = body.get("grace_ms")
+                view.grace_ms = grace if isinstance(grace, int) else 0
+        elif msg_type == "floor_released" and view.holder == self.device_id:
+            view.state, view.holder = "idle", None
+
+    def _floor_news(self, body: dict[str, Any]) -> None:
+        key = body_key(body)
+        if key is None:
+            return
+        view = self.floor(key)
+        if body.get("type") == "floor_taken":
+            by, burst = body.get("by"), body.get("burst")
+            view.holder = by if isinstance(by, str) else None
+            view.burst = burst if isinstance(burst, int) else None
+            priority = body.get("priority")
+            view.priority = priority if isinstance(priority, str) else None
+            if by != self.device_id and view.state in ("idle", "granted", "revoked", "taken"):
+                view.state = "taken"
+        elif body.get("type") == "floor_idle":
+            view.holder, view.burst, view.priority = None, None, None
+            if view.state in ("taken", "granted", "revoked"):
+                view.state = "idle"
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(slots=True)
+class ScanList:
+    """Which talkgroup to play when several are active: the selected one, then by priority.
+
+    Radio scanning: a terminal listens to its whole scan list but plays one call at a time; a
+    call on a higher-priority talkgroup interrupts a lower one, otherwise the current call keeps
+    the speaker until it ends.
+    """
+
+    selected: str
+    priority: list[str] = field(default_factory=list)  # highest first, after `selected`
+    playing: str | None = None
+
+    def rank(self, key: str) -> int:
+        if key == self.selected:
+            return 0
+        if key in self.priority:
+            return 1 + self.priority.index(key)
+        return 1 + len(self.priority)
+
+    def offer(self, key: str) -> bool:
+        """A frame arrived on `key`: True if it is the call to play (switching if it outranks)."""
+        if self.playing is None or self.playing == key or self.rank(key) < self.rank(self.playing):
+            self.playing = key
+            return True
+        return False
+
+    def ended(self, key: str) -> None:
+        if self.playing == key:
+            self.playing = None

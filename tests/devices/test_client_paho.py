@@ -1,0 +1,174 @@
+"""The blocking paho client against a real mosquitto and a real gateway."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devices.client import ReplyTimeoutError, TerminalClient
+from devices.org import default_org
+from devices.session import Beacon, RetryPolicy
+from gateway.broker import ManagedBroker
+from gateway.directory import build_directory
+from gateway.runner import GatewayRunner, GatewaySettings
+from tests.gateway.harness import GatewayThread
+
+DEVICES = [("T001", "grid-01", "officer", True), ("T002", "grid-01", "officer", True)]
+
+
+class Spy:
+    """A plain MQTT subscriber recording (topic, payload) in arrival order."""
+
+    def __init__(self, broker: ManagedBroker, topic: str) -> None:
+        self.messages: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"spy-{time.time_ns()}")
+        subscribed = threading.Event()
+        self.client.on_message = lambda c, u, m: self.messages.put(
+            (m.topic, bytes(m.payload), bool(m.retain))
+        )
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.client.subscribe(topic, qos=1)
+        assert subscribed.wait(5)
+
+    def take(self, count: int, timeout: float = 5.0) -> list[tuple[str, bytes, bool]]:
+        got = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                got.append(self.messages.get(timeout=left))
+            except queue.Empty:
+                break
+        return got
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def clients(mosquitto: ManagedBroker) -> Iterator[list[TerminalClient]]:
+    made: list[TerminalClient] = []
+    yield made
+    for client in made:
+        try:
+            client.disconnect()
+        except Exception:
+            client.drop()
+
+
+def gateway(broker: ManagedBroker) -> GatewayThread:
+    settings = GatewaySettings(broker=broker.address)
+    return GatewayThread(GatewayRunner(settings, build_directory(default_org(), DEVICES)))
+
+
+def test_status_online_last_will_and_clean_shutdown(
+    mosquitto: ManagedBroker, clients: list[TerminalClient]
+) -> None:
+    spy = Spy(mosquitto, "xixin/v1/dev/+/status")
+    try:
+        a = TerminalClient("T001", None, mosquitto.host, mosquitto.port)
+        a.battery = 77
+        a.connect()
+        ((topic, payload, _),) = spy.take(1)
+        online = json.loads(payload)
+        assert topic == "xixin/v1/dev/T001/status"
+        assert online["state"] == "online" and online["battery"] == 77 and online["ts"] > 0
+        a.drop()
+        lost = json.loads(spy.take(1)[0][1])
+        assert lost == {"v": 1, "state": "offline", "reason": "lost"}, "the Last Will"
+        b = TerminalClient("T002", None, mosquitto.host, mosquitto.port)
+        b.connect()
+        spy.take(1)
+        b.disconnect()
+        shutdown = json.loads(spy.take(1)[0][1])
+        assert shutdown["state"] == "offline" and shutdown["reason"] == "shutdown"
+    finally:
+        spy.close()
+
+
+def test_request_is_tried_three_times_then_times_out(
+    mosquitto: ManagedBroker, clients: list[TerminalClient]
+) -> None:
+    spy = Spy(mosquitto, "xixin/v1/dev/T001/ctrl/up")
+    try:
+        a = TerminalClient("T001", None, mosquitto.host, mosquitto.port, retry=RetryPolicy(3, 0.9))
+        a.connect()
+        clients.append(a)
+        start = time.monotonic()
+        with pytest.raises(ReplyTimeoutError, match="3 tries"):
+            a.request_floor(tg="grid-01")
+        assert 0.85 <= time.monotonic() - start < 2.0
+        tries = [json.loads(p) for _, p, _ in spy.take(4, timeout=0.5)]
+        assert len(tries) == 3 and len({t["id"] for t in tries}) == 1
+    finally:
+        spy.close()
+
+
+def test_a_retry_reaches_a_gateway_that_came_up_late(
+    mosquitto: ManagedBroker, clients: list[TerminalClient]
+) -> None:
+    a = TerminalClient("T001", None, mosquitto.host, mosquitto.port, retry=RetryPolicy(3, 3.0))
+    a.connect()
+    clients.append(a)
+    gw = gateway(mosquitto)
+    starter = threading.Timer(0.3, gw.start)
+    starter.start()
+    try:
+        # The first try goes unanswered (no gateway yet); the second, a second later, is granted.
+        start = time.monotonic()
+        reply = a.request_floor(tg="grid-01")
+        assert reply["type"] == "floor_granted"
+        assert 0.9 <= time.monotonic() - start < 2.5
+        assert a.session.counters.retries >= 1
+    finally:
+        starter.join()
+        gw.stop()
+
+
+def test_beacons_commands_and_floor(
+    mosquitto: ManagedBroker, clients: list[TerminalClient]
+) -> None:
+    gw = gateway(mosquitto).start()
+    spy = Spy(mosquitto, "xixin/v1/dev/T001/gps")
+    try:
+        a = TerminalClient("T001", None, mosquitto.host, mosquitto.port)
+        b = TerminalClient("T002", None, mosquitto.host, mosquitto.port)
+        for client in (a, b):
+            client.connect()
+            clients.append(client)
+            assert client.affiliate(["grid-01", "grid-07"])["rejected"] == ["grid-07"]
+        for n in range(20):
+            a.send_beacon(Beacon(ts=1_700_000_000_000 + n, lat=30.87, lon=120.13))
+        assert a.wait_beacons_acked(5.0) and a.beacons.counters.acked == 20
+        got = [json.loads(p)["ts"] for _, p, _ in spy.take(20)]
+        assert got == [1_700_000_000_000 + n for n in range(20)]
+
+        assert a.sos(True)["type"] == "sos_ack"
+        assert a.status_msg("on_scene", "at the gate")["type"] == "status_ack"
+        gw.call(lambda: gw.runner.send_command("T001", "stun"))
+        command = a.wait_control("command")
+        assert command["cmd"] == "stun" and a.session.stunned
+        a.ack(command["id"])
+        assert a.request_floor(tg="grid-01")["reason"] == "stunned"
+        gw.call(lambda: gw.runner.send_command("T001", "revive"))
+        a.wait_control("command", cmd="revive")
+        granted = a.request_floor(tg="grid-01", emergency=True)
+        assert granted["type"] == "floor_granted"
+        assert b.wait_control("floor_taken", tg="grid-01")["priority"] == "emergency"
+        assert a.release_floor(tg="grid-01")["type"] == "floor_released"
+        assert a.session.floor("grid-01").state in ("idle", "taken")
+    finally:
+        spy.close()
+        gw.stop()
