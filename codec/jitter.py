@@ -41,8 +41,9 @@ _TS_MOD = 1 << 32
 _SEQ_MOD = 1 << 16
 _ENDED_MEMORY = 32  # how many finished burst ids are remembered to discard their stragglers
 _WAIT_MEMORY = 4096  # waiting-time samples kept for the percentile
-_LOSS_ALPHA = 0.02  # loss estimate memory: about 50 packets
-_LOSSY = 0.005  # above this loss estimate a protected stream gets one packet of lookahead
+_LOSS_ALPHA = 0.01  # memory of the missing-at-playout estimate: about 100 packets
+_LOSSY = 0.002  # above it a protected stream gets one packet of lookahead (~3 s after a loss)
+_EARLY_SEQ = 50  # below this sequence number a burst's origin is inferred
 _MAX_BURSTS = 8  # bursts buffered at once (one talker at a time, slack for overlap)
 
 
@@ -103,7 +104,9 @@ class JitterConfig:
     max_delay_ms: float = 1000.0
     max_hold_ms: float = 100.0  # how long to conceal in place waiting for a late packet
     burst_timeout_ms: float = 1000.0  # no packet for this long and nothing buffered: burst over
-    stretch_margin_ms: float = 10.0  # hysteresis around the target before stretching
+    # Playout delay is kept within [target - margin, target - margin + one packet): it grows
+    # below that band and shrinks above it (a band one packet wide cannot oscillate).
+    stretch_margin_ms: float = 2.5
     idle_tick_ms: int = 20
 
     def __post_init__(self) -> None:
@@ -181,6 +184,7 @@ class _Burst:
     highest_seq: int | None = None
     last_played: _Packet | None = None
     holding: int = 0
+    origin_ts: int | None = None  # where the burst began, when its first messages were lost
 
     def unwrap_ts(self, raw: int) -> int:
         return ((raw - self.ts_ref_raw + _TS_MOD // 2) % _TS_MOD) - _TS_MOD // 2
@@ -264,6 +268,11 @@ class JitterBuffer:
             burst.frame_duration = duration
         if frame.end:
             burst.end_ts = position
+        if frame.seq < _EARLY_SEQ and frame.packets:
+            # Sequence numbers start at 0 (docs/protocol.md §3): this early in a burst we know
+            # where it began even if its first messages are missing, and can conceal them.
+            origin = ts - frame.seq * (position - ts)
+            burst.origin_ts = origin if burst.origin_ts is None else min(burst.origin_ts, origin)
         if frame.redundant and red_duration and seq - 1 not in burst.seen:
             red = _Packet(frame.redundant, now, seq - 1, -1, True, frame.fec, True, red_duration)
             self._store(burst, ts - red_duration, red, count_late=False)
@@ -301,6 +310,11 @@ class JitterBuffer:
         low, high = self.config.min_delay_ms / 1000.0, self.config.max_delay_ms / 1000.0
         return min(high, max(low, self._delays.target_s + self._lookahead_s()))
 
+    def _delay_band(self, step: int) -> tuple[float, float]:
+        """The playout delays (s) left alone: [low, high); `step` is one packet (48 kHz)."""
+        low = self._target_s() - self.config.stretch_margin_ms / 1000.0
+        return low, low + step / OPUS_CLOCK
+
     def _lookahead_s(self) -> float:
         """One packet more delay while a lossy stream is protected, so FEC/RED arrive in time."""
         if self._loss_ewma < _LOSSY or self._protected_packet == 0:
@@ -321,6 +335,8 @@ class JitterBuffer:
             if burst is not None:
                 self._current = burst
                 burst.next_ts = min(burst.packets)
+                if burst.origin_ts is not None:
+                    burst.next_ts = min(burst.next_ts, burst.origin_ts)
                 self._counts["started"] += 1
                 item = self._play(burst, now, quiet=False)
                 if item is not None:
@@ -348,10 +364,10 @@ class JitterBuffer:
             return None
         burst = min(waiting, key=lambda b: b.first_arrival)
         first_ts = min(burst.packets)
+        if burst.origin_ts is not None:
+            first_ts = min(first_ts, burst.origin_ts)
         start_at = burst.min_offset + first_ts / OPUS_CLOCK + self._target_s()
-        # The sound card asks every tick: start at the tick nearest the ideal moment.
-        half_tick = self.config.idle_tick_ms / 2000.0
-        return burst if now >= start_at - half_tick else None
+        return burst if now >= start_at - self.config.stretch_margin_ms / 1000.0 else None
 
     def _finish(self, burst: _Burst, timed_out: bool) -> None:
         self._bursts.pop(burst.burst_id, None)
@@ -388,17 +404,14 @@ class JitterBuffer:
         self, burst: _Burst, ts: int, packet: _Packet, now: float, quiet: bool
     ) -> PlayoutItem:
         burst.holding = 0
-        target = self._target_s()
-        margin = self.config.stretch_margin_ms / 1000.0
-        if quiet and self._current_delay < target - margin:
+        low, high = self._delay_band(packet.duration)
+        if quiet and self._current_delay < low:
             self._counts["preemptive"] += 1
             return self._expand(burst, burst.frame_duration, None)
         # Too much delay and the next packet is already here: the player may drop this one's
         # audio if it decodes to something quiet (NetEQ's accelerate, at packet granularity).
         droppable = (
-            quiet
-            and self._current_delay > target + margin
-            and (ts + packet.duration) in burst.packets
+            quiet and self._current_delay >= high and (ts + packet.duration) in burst.packets
         )
         del burst.packets[ts]
         burst.next_ts = ts + packet.duration
@@ -452,6 +465,7 @@ class JitterBuffer:
         # In speech, shifting the timeline is worse than a concealed frame: move on. Whether
         # the packet is lost or late is not known yet (a late one is counted when it comes).
         burst.next_ts = ts + step
+        self._note_loss(True)
         return self._expand(burst, step, ts)
 
     def _is_dtx_gap(self, burst: _Burst, following: _Packet) -> bool:
@@ -465,13 +479,12 @@ class JitterBuffer:
 
     def _play_gap(self, burst: _Burst, ts: int, gap_end: int) -> PlayoutItem:
         step = burst.frame_duration
-        target = self._target_s()
-        margin = self.config.stretch_margin_ms / 1000.0
+        low, high = self._delay_band(step)
         advance = step
-        if self._current_delay > target + margin:
-            excess = int((self._current_delay - target) * OPUS_CLOCK) // step * step
+        if self._current_delay >= high:
+            excess = int((self._current_delay - low) * OPUS_CLOCK) // step * step
             advance = step + excess
-        elif self._current_delay < target - margin:
+        elif self._current_delay < low:
             advance = 0
         burst.next_ts = min(gap_end, ts + advance)
         self._counts["cng"] += 1

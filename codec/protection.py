@@ -246,6 +246,10 @@ class ProtectionPolicy:
     report_timeout_s: float = 30.0  # forget reports older than this
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "mode", ProtectMode(self.mode))  # accept "auto" etc.
+        except ValueError as exc:
+            raise CodecConfigError(f"unknown protection mode {self.mode!r}") from exc
         if not BITRATE_MIN <= self.bitrate <= BITRATE_MAX:
             raise CodecConfigError(f"bitrate {self.bitrate} outside {BITRATE_MIN}-{BITRATE_MAX}")
         if self.max_bitrate_on_air < self.bitrate:
