@@ -1,0 +1,278 @@
+"""TrackingService: the tracking part of `xixin up` — ingest workers, writer, live stream, alarms.
+
+Constructed by GatewayService from its engine, organisation, device registry, broker account
+and event hub; `running()` keeps it up while the gateway runs. Everything here runs on the
+gateway's event loop except database work (writer thread, `asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy
+
+from devices.org import Organisation
+from gateway.broker import BrokerAddress
+from gateway.control import GatewayEvent
+from gateway.event_log import EventHub
+from gateway.store.registry import Device, DeviceRegistry
+from gateway.tracking.config import TrackingConfig
+from gateway.tracking.errors import TrackingStoreError
+from gateway.tracking.ingest import IngestWorker
+from gateway.tracking.model import Fix, TrackingEvent
+from gateway.tracking.pipeline import FlushResult, TrackingPipeline
+from gateway.tracking.repository import TrackingRepository
+from gateway.tracking.store import PositionReader, PositionWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAccount:
+    address: BrokerAddress
+    username: str | None = None
+    password: str | None = None
+
+
+def position_event(fix: Fix) -> GatewayEvent:
+    return GatewayEvent(
+        "position",
+        fix.device,
+        int(fix.server_time * 1000),
+        {
+            "fix_time": int(fix.fix_time * 1000),
+            "lat": fix.lat,
+            "lon": fix.lon,
+            "speed": fix.speed,
+            "course": fix.course,
+            "acc": fix.accuracy,
+            "bat": fix.battery,
+            "src": fix.source,
+        },
+    )
+
+
+def tracking_gateway_event(event: TrackingEvent) -> GatewayEvent:
+    data: dict[str, Any] = {"active": event.active, "lat": event.lat, "lon": event.lon}
+    if event.kind == "alarm":
+        data["alarm"] = event.type
+    else:
+        data["event"] = event.type
+        data["geofence"] = event.geofence
+    data.update(event.data)
+    return GatewayEvent(event.kind, event.device, int(event.ts * 1000), data)
+
+
+class TrackingService:
+    def __init__(
+        self,
+        engine: sqlalchemy.Engine,
+        org: Organisation,
+        registry: DeviceRegistry,
+        broker: BrokerAccount,
+        hub: EventHub | None = None,
+        config: TrackingConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.engine = engine
+        self.org = org
+        self.registry = registry
+        self.broker = broker
+        self.hub = hub
+        self.config = config or TrackingConfig()
+        self.clock = clock
+        self.log = logger or log
+        self.devices: dict[str, Device] = {}
+        self.repository = TrackingRepository(engine, clock)
+        self.reader = PositionReader(engine)
+        self.pipeline = TrackingPipeline(
+            self.config,
+            org,
+            is_device=self.devices.__contains__,
+            assigned_grid=self.assigned_grid,
+            logger=self.log,
+        )
+        self.writer = PositionWriter(
+            engine,
+            max_batch=self.config.writer_max_batch,
+            max_wait=self.config.writer_max_wait_s,
+            logger=self.log,
+        )
+        self.workers: list[IngestWorker] = []
+        self.ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._event_tasks: set[asyncio.Task[None]] = set()
+
+    # ---- devices and fences ----------------------------------------------------------------------
+
+    def assigned_grid(self, device_id: str) -> str | None:
+        device = self.devices.get(device_id)
+        if device is None or device.unit not in self.org.grids:
+            return None
+        return device.unit
+
+    def refresh_devices(self) -> None:
+        """Re-read the registry (called at start and periodically; blocking)."""
+        self.devices.clear()
+        self.devices.update((d.id, d) for d in self.registry.list())
+
+    def reload_geofences(self) -> None:
+        """Re-read custom geofences (blocking): call after adding or deleting one."""
+        self.pipeline.set_fences(self.repository.geofences())
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until stop(): ingest workers, the tick loop and the device refresh."""
+        await asyncio.to_thread(self._prepare)
+        self.writer.start()
+        account = self.broker
+        for index in range(max(1, self.config.ingest_workers)):
+            self.workers.append(
+                IngestWorker(
+                    account.address,
+                    self.pipeline,
+                    self.writer,
+                    client_id=f"xixin-ingest-{index + 1}-{id(self) & 0xFFFF:04x}",
+                    username=account.username,
+                    password=account.password,
+                    share_group=self.config.share_group,
+                    on_flush=self._publish,
+                    clock=self.clock,
+                    logger=self.log,
+                )
+            )
+        try:
+            async with asyncio.TaskGroup() as group:
+                readies = []
+                for worker in self.workers:
+                    ready = asyncio.Event()
+                    readies.append(ready)
+                    group.create_task(worker.run(ready), name=worker.client.options.client_id)
+                ticker = group.create_task(self._tick_loop(), name="tracking-ticks")
+                watcher = group.create_task(self._watch_devices(), name="tracking-devices")
+                await asyncio.gather(*(r.wait() for r in readies))
+                self.ready.set()
+                await self._stopping.wait()
+                ticker.cancel()
+                watcher.cancel()
+                for worker in self.workers:
+                    await worker.close()
+        finally:
+            await asyncio.to_thread(self.writer.stop)
+            if self._event_tasks:
+                await asyncio.gather(*self._event_tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[TrackingService]:
+        task = asyncio.create_task(self.run(), name="tracking")
+        ready = asyncio.create_task(self.ready.wait())
+        try:
+            done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                ready.cancel()
+                task.result()
+            yield self
+        finally:
+            self.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 15)
+
+    def _prepare(self) -> None:
+        self.refresh_devices()
+        self.reload_geofences()
+        now = self.clock()
+        for device_id in self.devices:
+            point = self.reader.last_point(device_id)
+            if point is not None:
+                self.pipeline.live.seed(
+                    Fix(device_id, point.t, point.lat, point.lon, point.speed, point.course,
+                        point.altitude, point.accuracy, point.battery, server_time=point.t),
+                    now,
+                )  # fmt: skip
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_interval_s)
+            rows = self.pipeline.take_rows()
+            if rows:
+                self.writer.submit(rows)
+            self._publish(self.pipeline.tick(self.clock()))
+
+    async def _watch_devices(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                devices = await asyncio.to_thread(self.registry.list)
+            except Exception:
+                self.log.exception("tracking could not re-read the device registry")
+                continue
+            self.devices.clear()
+            self.devices.update((d.id, d) for d in devices)
+
+    # ---- output ----------------------------------------------------------------------------------
+
+    def _publish(self, result: FlushResult) -> None:
+        if result.events:
+            self._store_events(result.events)
+        if self.hub is None:
+            return
+        out: list[GatewayEvent] = [position_event(fix) for fix in result.positions]
+        for change in result.status:
+            out.append(
+                GatewayEvent(
+                    "status", change.device, int(change.ts * 1000),
+                    {"state": change.state, "reason": change.reason},
+                )
+            )  # fmt: skip
+        # SOS is already streamed by the control plane; only store it here.
+        out.extend(tracking_gateway_event(e) for e in result.events if e.type != "sos")
+        if out:
+            self.hub.publish(out)
+
+    def _store_events(self, events: list[TrackingEvent]) -> None:
+        async def store() -> None:
+            try:
+                await asyncio.to_thread(self.repository.insert_events, events)
+            except TrackingStoreError:
+                self.log.exception("tracking events lost")
+
+        task = asyncio.get_running_loop().create_task(store())
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    def observe_gateway_events(self, events: list[GatewayEvent]) -> None:
+        """Event sink for the control plane: SOS alarms are stored with the last position."""
+        for event in events:
+            if event.kind == "alarm" and event.data.get("alarm") == "sos" and event.device:
+                stored = self.pipeline.on_sos(
+                    event.device, bool(event.data.get("active")), event.wall_ms / 1000
+                )
+                if stored:
+                    self._store_events(stored)
+
+    # ---- queries ---------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        counters = self.pipeline.counters
+        return {
+            "received": dict(counters.received),
+            "rejected": dict(counters.rejected),
+            "ignored": counters.ignored,
+            "accepted": self.pipeline.filters.accepted,
+            "filtered": self.pipeline.filtered(),
+            "stored": self.writer.inserted,
+            "pending": self.writer.pending,
+            "write_failures": self.writer.failures,
+        }
