@@ -36,7 +36,8 @@ from gateway.mqtt import ClientOptions, MqttClient  # noqa: E402
 
 FRAME_MS = 20
 PAYLOAD_BYTES = 80
-SUB_TICKS = 10  # bursts are spread over the 20 ms period, as real talkers are not in phase
+SUB_TICKS = 10
+TX_CONNECTIONS = 100  # bursts are spread over the 20 ms period, as real talkers are not in phase
 
 
 def tg_of(i: int) -> str:
@@ -150,21 +151,30 @@ class Load:
             ),
             self._on_down,
         )
-        self.tx = MqttClient(
-            ClientOptions(self.address.host, self.address.port, "bench-tx"),
-            lambda *_: None,
-        )
-        self._tasks = [asyncio.create_task(self.rx.run()), asyncio.create_task(self.tx.run())]
+        # Terminals each have their own connection; mosquitto reads one packet per connection
+        # per loop turn, so one connection for all talkers would measure that, not the relay.
+        self.txs = [
+            MqttClient(
+                ClientOptions(self.address.host, self.address.port, f"bench-tx-{k}"),
+                lambda *_: None,
+            )
+            for k in range(TX_CONNECTIONS)
+        ]
+        self._tasks = [asyncio.create_task(c.run()) for c in [self.rx, *self.txs]]
         await self.rx.wait_connected(10)
-        await self.tx.wait_connected(10)
+        for tx in self.txs:
+            await tx.wait_connected(10)
         await asyncio.sleep(0.2)  # subscriptions in place
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.rx.close()
-        await self.tx.close()
+        for client in [self.rx, *self.txs]:
+            await client.close()
         for task in self._tasks:
             task.cancel()
+
+    def tx(self, burst: int) -> MqttClient:
+        return self.txs[burst % len(self.txs)]
 
     async def request_floors(self, bursts: int) -> None:
         self.grants.clear()
@@ -172,7 +182,7 @@ class Load:
         self.expected_grants = bursts
         for i in range(bursts):
             body = {"v": 1, "type": "floor_request", "id": f"b{i}", "tg": tg_of(i)}
-            self.tx.publish_nowait(
+            self.tx(i).publish_nowait(
                 f"xixin/v1/dev/{dev_of(i)}/ctrl/up", json.dumps(body).encode(), qos=1
             )
         await asyncio.wait_for(self.grant_event.wait(), 20)
@@ -200,7 +210,7 @@ class Load:
                 frame = VoiceFrame(
                     burst_ids[i], seq & 0xFFFF, seq * 960, FRAME_MS, (packet,), start=seq == 0
                 )
-                self.tx.publish_nowait(topics[i], encode_frame(frame))
+                self.tx(i).publish_nowait(topics[i], encode_frame(frame))
                 sent += 1
             delay = start + (tick + 1) * FRAME_MS / 1000 / SUB_TICKS - time.monotonic()
             await asyncio.sleep(max(0.0, delay))
@@ -209,7 +219,7 @@ class Load:
         if via_gateway:  # fresh floors for the next step (max talk burst is 30 s)
             for i in range(bursts):
                 body = {"v": 1, "type": "floor_release", "id": f"r{i}", "tg": tg_of(i)}
-                self.tx.publish_nowait(
+                self.tx(i).publish_nowait(
                     f"xixin/v1/dev/{dev_of(i)}/ctrl/up", json.dumps(body).encode(), qos=1
                 )
             await asyncio.sleep(0.3)

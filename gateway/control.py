@@ -117,8 +117,7 @@ class ControlPlane:
     # ---- directory changes ------------------------------------------------------------------
 
     def _add_talkgroup(self, tg: str) -> None:
-        self.relay.floors[tg] = Floor(tg, self.floor_config)
-        self.relay.down_topics[tg] = topics.tg_down(tg)
+        self.relay.add_talkgroup(tg, Floor(tg, self.floor_config))
         self.targets[tg] = _Target(tg=tg)
 
     def update_directory(self, directory: Directory, now: float, wall_ms: int) -> None:
@@ -263,10 +262,8 @@ class ControlPlane:
         if key not in self.relay.call_floors:
             if not create:
                 return None
-            self.relay.call_floors[key] = Floor(key, self.floor_config)
+            self.relay.add_call(key, Floor(key, self.floor_config), (a, b))
             self.targets[key] = _Target(parties=(a, b))
-            self.relay.call_routes[a] = (self.relay.call_floors[key], topics.voice_down(b))
-            self.relay.call_routes[b] = (self.relay.call_floors[key], topics.voice_down(a))
         return key
 
     def _deny(self, info: DeviceInfo, request: FloorRequest, reason: str) -> None:

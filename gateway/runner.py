@@ -32,6 +32,12 @@ class GatewaySettings:
     talkgroups: list[str] | None = None  # the partition this instance owns; None = all
     floor: FloorConfig = field(default_factory=FloorConfig)
     tick_interval: float = 0.05
+    # Downlink voice goes out over this many extra connections (see gateway/relay.py).
+    publish_connections: int = 4
+
+
+def _ignore_message(topic: str, payload: bytes, qos: int) -> None:
+    """Publishing connections subscribe to nothing."""
 
 
 def _wall_ms() -> int:
@@ -68,7 +74,22 @@ class GatewayRunner:
             on_connect=self._on_connect,
             logger=self.log,
         )
-        self.relay = Relay(self.client.publish_raw, self.counters)
+        self.publishers = [
+            MqttClient(
+                ClientOptions(
+                    host=settings.broker.host,
+                    port=settings.broker.port,
+                    client_id=f"xixin-gateway-{settings.instance}-pub{k}",
+                    username=settings.username,
+                    password=settings.password,
+                ),
+                _ignore_message,
+                logger=self.log,
+            )
+            for k in range(settings.publish_connections)
+        ]
+        senders = [p.publish_raw for p in self.publishers] or [self.client.publish_raw]
+        self.relay = Relay(senders, self.counters)
         self.control = ControlPlane(directory, self.relay, self.counters, settings.floor, self.log)
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -115,8 +136,14 @@ class GatewayRunner:
     # ---- lifecycle --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until stop(): the MQTT connection and the floor timer loop."""
+        """Run until stop(): the MQTT connections and the floor timer loop."""
         async with asyncio.TaskGroup() as group:
+            publisher_tasks = [
+                group.create_task(p.run(), name=f"gateway-pub{k}")
+                for k, p in enumerate(self.publishers)
+            ]
+            for publisher in self.publishers:
+                await publisher.wait_connected(30)
             client_task = group.create_task(self.client.run(self.ready), name="gateway-mqtt")
             ticker = group.create_task(self._tick_loop(), name="gateway-timers")
             await self._stopping.wait()
@@ -130,6 +157,9 @@ class GatewayRunner:
                 )
             await self.client.close()
             client_task.cancel()
+            for publisher, task in zip(self.publishers, publisher_tasks, strict=True):
+                await publisher.close()
+                task.cancel()
 
     async def _tick_loop(self) -> None:
         interval = self.settings.tick_interval
