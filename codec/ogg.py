@@ -364,17 +364,17 @@ def read_ogg_opus(data: bytes) -> OggOpusStream:
     stream = OggOpusStream(head, tags, serial=serial or 0, ended=ended, truncated=truncated)
     positions = []
     position = 0
-    offset: int | None = None  # a live stream may start at a non-zero granule (RFC 7845 §4)
+    start: int | None = None  # a live stream may start at a non-zero granule (RFC 7845 §4)
     for packet, granule in raw[2:]:
         try:
             position += packet_duration(packet)
         except OpusPacketError as exc:
             raise OggError(f"bad audio packet: {exc}") from exc
-        if granule != -1 and offset is None:
-            offset = granule - position
+        if granule != -1 and start is None:
+            start = granule - position
         positions.append(position)
     for (packet, _), end in zip(raw[2:], positions, strict=True):
-        stream.packets.append(OggPacket(packet, end + max(0, offset or 0)))
+        stream.packets.append(OggPacket(packet, end + max(0, start or 0)))
     return stream
 
 
