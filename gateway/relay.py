@@ -10,6 +10,7 @@ so a single gateway connection would cap the relay at what one socket gets from 
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from gateway.floor import Floor
 from gateway.metrics import Counters
 
 Sender = Callable[[bytes], None]
+log = logging.getLogger(__name__)
 
 
 class Relay:
@@ -30,7 +32,9 @@ class Relay:
         senders: Sequence[Sender],
         counters: Counters,
         clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger | None = None,
     ) -> None:
+        self.log = logger or log
         if not senders:
             raise ValueError("the relay needs at least one sender")
         self.senders = list(senders)
@@ -41,6 +45,7 @@ class Relay:
         # talkgroup -> (downlink topic, sender); device -> (its call's floor, peer downlink, sender)
         self._down: dict[str, tuple[str, Sender]] = {}
         self._calls: dict[str, tuple[Floor, str, Sender]] = {}
+        self._logged: set[tuple[str, str]] = set()
 
     def _sender(self, key: str) -> Sender:
         return self.senders[zlib.crc32(key.encode()) % len(self.senders)]
@@ -56,28 +61,35 @@ class Relay:
         self._calls[a] = (floor, topics.voice_down(b), sender)
         self._calls[b] = (floor, topics.voice_down(a), sender)
 
-    def _drop(self, reason: str) -> None:
+    def _drop(self, reason: str, where: str) -> None:
+        """Count every dropped frame; log the first of each (reason, topic) only."""
         dropped = self.counters.dropped
         dropped[reason] = dropped.get(reason, 0) + 1
+        key = (reason, where)
+        if key not in self._logged and len(self._logged) < 10_000:
+            self._logged.add(key)
+            self.log.warning(
+                "dropped voice frame (%s) on %s; further ones are only counted", reason, where
+            )
 
     def talkgroup_frame(self, topic: str, payload: bytes) -> None:
         """Uplink `xixin/v1/tg/{tg}/up/{device}`."""
         parts = topic.split("/")
         if len(parts) != 6 or parts[4] != "up":
-            self._drop("bad_topic")
+            self._drop("bad_topic", topic)
             return
         tg = parts[3]
         floor = self.floors.get(tg)
         if floor is None:
-            self._drop("unknown_talkgroup")
+            self._drop("unknown_talkgroup", topic)
             return
         try:
             burst = frame_burst(payload)
         except FrameError:
-            self._drop("malformed")
+            self._drop("malformed", topic)
             return
         if not floor.media(parts[5], burst, self.clock()):
-            self._drop("not_holder")
+            self._drop("not_holder", topic)
             return
         self.counters.relayed += 1
         down_topic, send = self._down[tg]
@@ -87,16 +99,16 @@ class Relay:
         """Uplink `xixin/v1/dev/{device}/call/up` of a private call."""
         route = self._calls.get(device)
         if route is None:
-            self._drop("no_call")
+            self._drop("no_call", device)
             return
         try:
             burst = frame_burst(payload)
         except FrameError:
-            self._drop("malformed")
+            self._drop("malformed", device)
             return
         floor, down_topic, send = route
         if not floor.media(device, burst, self.clock()):
-            self._drop("not_holder")
+            self._drop("not_holder", device)
             return
         self.counters.relayed += 1
         send(mqtt5.PublishPacket(down_topic, payload).write())

@@ -89,7 +89,7 @@ class GatewayRunner:
             for k in range(settings.publish_connections)
         ]
         senders = [p.publish_raw for p in self.publishers] or [self.client.publish_raw]
-        self.relay = Relay(senders, self.counters)
+        self.relay = Relay(senders, self.counters, logger=self.log)
         self.control = ControlPlane(directory, self.relay, self.counters, settings.floor, self.log)
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
