@@ -114,6 +114,8 @@ def device_acl_rules(device: Device, org: Organisation) -> list[str]:
         f"topic write {dev}/call/up",
         f"topic read {dev}/ctrl/down",
         f"topic read {dev}/voice/down",
+        # Gateway presence: a terminal re-affiliates when a gateway comes (back) online.
+        f"topic read {ROOT}/gw/+/status",
     ]
     for tg in sorted(org.member_talkgroups(device.unit, device.role)):
         rules.append(f"topic write {ROOT}/tg/{tg}/up/{device.id}")

@@ -154,6 +154,7 @@ def test_acl_officer_guard_dispatcher(tmp_path: Path, org: Organisation) -> None
         f"topic write {dev}/call/up",
         f"topic read {dev}/ctrl/down",
         f"topic read {dev}/voice/down",
+        f"topic read {ROOT}/gw/+/status",
     }
     for tg in ("grid-01", "area-renxi", "all"):
         expected |= {
