@@ -168,7 +168,9 @@ def test_acl_officer_guard_dispatcher(tmp_path: Path, org: Organisation) -> None
     for tg in org.talkgroups:
         assert f"topic write {ROOT}/tg/{tg}/up/D001" in dispatcher
         assert f"topic read {ROOT}/tg/{tg}/down" in dispatcher
-    assert not any("+" in rule or "#" in rule for rule in sections["T001"])
+    # The only wildcard an officer gets is reading gateway presence.
+    wildcards = [rule for rule in sections["T001"] if "+" in rule or "#" in rule]
+    assert wildcards == [f"topic read {ROOT}/gw/+/status"]
 
 
 def test_acl_refuses_a_device_shadowing_the_gateway(tmp_path: Path, org: Organisation) -> None:
