@@ -101,6 +101,8 @@ class JitterConfig:
     quantile: float = 0.95
     forget: float = 0.995
     min_delay_ms: float = 0.0
+    start_delay_ms: float = 60.0  # the target until `start_samples` arrivals were measured
+    start_samples: int = 50
     max_delay_ms: float = 1000.0
     max_hold_ms: float = 100.0  # how long to conceal in place waiting for a late packet
     burst_timeout_ms: float = 1000.0  # no packet for this long and nothing buffered: burst over
@@ -308,7 +310,11 @@ class JitterBuffer:
 
     def _target_s(self) -> float:
         low, high = self.config.min_delay_ms / 1000.0, self.config.max_delay_ms / 1000.0
-        return min(high, max(low, self._delays.target_s + self._lookahead_s()))
+        measured = self._delays.target_s
+        if self._delays.samples < self.config.start_samples:
+            # Too few arrivals for a quantile: start safe, as NetEQ does (kStartDelayMs).
+            measured = max(measured, self.config.start_delay_ms / 1000.0)
+        return min(high, max(low, measured + self._lookahead_s()))
 
     def _delay_band(self, step: int) -> tuple[float, float]:
         """The playout delays (s) left alone: [low, high); `step` is one packet (48 kHz)."""

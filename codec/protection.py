@@ -303,13 +303,17 @@ class ProtectionController:
     def on_report(self, report: ReceiverReport, now: float) -> ProtectionSettings:
         source = report.sender or ""
         weight = 1.0 if (report.expected or 0) >= 25 else 0.5  # short intervals are noisy
+        # What the listener misses at playout: lost, or arrived too late to be played. A RED
+        # copy or LBRR in the next message restores either.
+        received_share = 1.0 - report.loss_pct / 100.0
+        missing = min(100.0, report.loss_pct + (report.late_pct or 0.0) * received_share)
         listener = self._state.listeners.get(source)
         if listener is None:
-            listener = self._state.listeners[source] = _Listener(report.loss_pct, now)
+            listener = self._state.listeners[source] = _Listener(missing, now)
         else:
             # Fast attack, slow release: protection reacts at once and relaxes gradually.
-            alpha = 0.7 if report.loss_pct > listener.loss else 0.25
-            listener.loss += weight * alpha * (report.loss_pct - listener.loss)
+            alpha = 0.7 if missing > listener.loss else 0.25
+            listener.loss += weight * alpha * (missing - listener.loss)
             listener.updated = now
         return self.settings(now)
 

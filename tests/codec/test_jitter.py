@@ -215,6 +215,14 @@ def test_target_delay_follows_the_jitter_quantile_and_relaxes() -> None:
     assert buffer.target_delay_ms <= 5  # forgotten once the network calmed down
 
 
+def test_a_new_listener_starts_with_a_safe_delay_until_it_has_measured() -> None:
+    buffer = JitterBuffer(JitterConfig(start_delay_ms=60, start_samples=50))
+    assert buffer.target_delay_ms == 60
+    for seq in range(50):
+        buffer.push(message(seq), seq * 0.02)
+    assert buffer.target_delay_ms == 0  # a perfectly regular network needs no delay
+
+
 def test_burst_start_waits_for_the_target_delay() -> None:
     buffer = JitterBuffer(JitterConfig(min_delay_ms=60))
     buffer.push(message(0), 1.0)
@@ -225,7 +233,7 @@ def test_burst_start_waits_for_the_target_delay() -> None:
 
 
 def test_burst_ends_by_timeout_and_by_a_new_talker() -> None:
-    buffer = JitterBuffer(JitterConfig(burst_timeout_ms=200))
+    buffer = JitterBuffer(JitterConfig(burst_timeout_ms=200, start_delay_ms=0))
     buffer.push(message(0), 0.0)
     assert buffer.pull(0.0).burst_start
     kinds = []
