@@ -11,8 +11,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+import msgspec
 import pynmeagps
 
 from gateway.tracking.errors import (
@@ -73,34 +74,60 @@ def _percent(data: dict[str, Any], key: str) -> int | None:
 
 # ---- native beacon (docs/protocol.md §7) -----------------------------------------------------
 
+_Lat = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+_Lon = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+
+
+class _NativeBeacon(msgspec.Struct, frozen=True):
+    """The §7 beacon; msgspec decodes and range-checks it in one C pass (the hot path)."""
+
+    v: int
+    ts: Annotated[int, msgspec.Meta(gt=0)]
+    lat: _Lat
+    lon: _Lon
+    acc: Annotated[float, msgspec.Meta(ge=0.0, le=1e7)] | None = None
+    spd: Annotated[float, msgspec.Meta(ge=0.0, le=1000.0)] | None = None
+    crs: Annotated[float, msgspec.Meta(ge=0.0, le=360.0)] | None = None
+    alt: Annotated[float, msgspec.Meta(ge=-1000.0, le=100_000.0)] | None = None
+    bat: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] | None = None
+    sat: Annotated[int, msgspec.Meta(ge=0, le=255)] | None = None
+    valid: bool = True
+
+
+_native_decoder = msgspec.json.Decoder(_NativeBeacon)
+
 
 def parse_native(device: str, payload: bytes, server_time: float) -> Fix:
     """`{"v":1,"ts":ms,"lat":..,"lon":..,[acc,spd,crs,alt,bat,sat,valid]}` -> Fix."""
-    data = _load_object(payload)
-    if data.get("v") != 1 or type(data.get("v")) is not int:
-        raise BeaconVersionError(f"'v' must be 1, got {data.get('v')!r}")
-    ts = data.get("ts")
-    if type(ts) is not int or ts <= 0:
-        raise BeaconFieldError(f"'ts' must be a positive integer (epoch ms), got {ts!r}")
-    valid = data.get("valid", True)
-    if type(valid) is not bool:
-        raise BeaconFieldError(f"'valid' must be a boolean, got {valid!r}")
-    sat = data.get("sat")
-    if sat is not None and (type(sat) is not int or not 0 <= sat <= 255):
-        raise BeaconFieldError(f"'sat' must be an integer 0-255, got {sat!r}")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise BeaconEncodingError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        beacon = _native_decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if text.startswith("Expected `object`"):
+            raise BeaconEncodingError(f"payload is not a JSON object: {text}") from exc
+        if "`v`" in text or "$.v`" in text:
+            raise BeaconVersionError(f"'v' must be 1: {text}") from exc
+        raise BeaconFieldError(f"bad beacon field: {text}") from exc
+    except msgspec.DecodeError as exc:
+        raise BeaconEncodingError(f"payload is not a UTF-8 JSON object: {exc}") from exc
+    if beacon.v != 1:
+        raise BeaconVersionError(f"'v' must be 1, got {beacon.v!r}")
     return Fix(
-        device=device,
-        fix_time=ts / 1000.0,
-        lat=_required(data, "lat", -90.0, 90.0),
-        lon=_required(data, "lon", -180.0, 180.0),
-        speed=_number(data, "spd", 0.0, 1000.0),
-        course=_number(data, "crs", 0.0, 360.0),
-        altitude=_number(data, "alt", -1000.0, 100_000.0),
-        accuracy=_number(data, "acc", 0.0, 1e7),
-        battery=_percent(data, "bat"),
-        valid=valid,
-        attributes={} if sat is None else {"sat": sat},
-        server_time=server_time,
+        device,
+        beacon.ts / 1000.0,
+        beacon.lat,
+        beacon.lon,
+        beacon.spd,
+        beacon.crs,
+        beacon.alt,
+        beacon.acc,
+        None if beacon.bat is None else round(beacon.bat),
+        beacon.valid,
+        "native",
+        {} if beacon.sat is None else {"sat": beacon.sat},
+        server_time,
     )
 
 

@@ -159,40 +159,61 @@ class GeofenceSet:
         return [self.specs[j].id for j in np.flatnonzero(row)]
 
 
+def membership_codes(matrix: npt.NDArray[np.bool_]) -> list[int]:
+    """Each row of a (points x fences) matrix as an int bitmask (bit j = inside fence j)."""
+    count, fences = matrix.shape
+    if fences == 0:
+        return [0] * count
+    if fences <= 62:
+        weights = np.left_shift(np.int64(1), np.arange(fences, dtype=np.int64))
+        codes: list[int] = (matrix.astype(np.int64) @ weights).tolist()
+        return codes
+    packed = np.packbits(matrix, axis=1, bitorder="little")
+    width = packed.shape[1]
+    raw = packed.tobytes()
+    return [int.from_bytes(raw[i * width : (i + 1) * width], "little") for i in range(count)]
+
+
+def _bits(code: int) -> list[int]:
+    return [j for j in range(code.bit_length()) if code >> j & 1]
+
+
 class GeofenceTracker:
-    """Per device, the fences it is inside; `update` turns a batch of fixes into transitions."""
+    """Per device, the fences it is inside (a bitmask); `update` turns fixes into transitions."""
 
     def __init__(self, fences: GeofenceSet) -> None:
         self.fences = fences
-        self._inside: dict[str, frozenset[int]] = {}
+        self._inside: dict[str, int] = {}
 
     def replace(self, fences: GeofenceSet) -> None:
         """New fence definitions: keep each device's state for fences that still exist."""
         old_specs = self.fences.specs
-        for device, members in self._inside.items():
-            ids = {old_specs[j].id for j in members}
-            self._inside[device] = frozenset(fences.index[i] for i in ids if i in fences.index)
+        for device, code in self._inside.items():
+            ids = (old_specs[j].id for j in _bits(code))
+            self._inside[device] = sum(1 << fences.index[i] for i in ids if i in fences.index)
         self.fences = fences
 
     def inside(self, device: str) -> list[str]:
-        return sorted(self.fences.specs[j].id for j in self._inside.get(device, ()))
+        return sorted(self.fences.specs[j].id for j in _bits(self._inside.get(device, 0)))
 
     def update(self, fixes: Sequence[Fix], xs: FloatArray, ys: FloatArray) -> list[TrackingEvent]:
         """Transitions caused by `fixes` (in order; xs/ys are their projected coordinates)."""
         if not fixes or not len(self.fences):
             return []
-        matrix = self.fences.membership(xs, ys)
+        codes = membership_codes(self.fences.membership(xs, ys))
         events: list[TrackingEvent] = []
         specs = self.fences.specs
-        for fix, row in zip(fixes, matrix, strict=True):
-            members = frozenset(np.flatnonzero(row).tolist())
-            previous = self._inside.get(fix.device)
-            self._inside[fix.device] = members
-            if previous is None or previous == members:
+        inside = self._inside
+        for fix, code in zip(fixes, codes, strict=True):
+            previous = inside.get(fix.device)
+            if previous == code:
                 continue
-            for j in sorted(previous - members):
+            inside[fix.device] = code
+            if previous is None:
+                continue
+            for j in _bits(previous & ~code):
                 events.append(_event("exit", fix, specs[j]))
-            for j in sorted(members - previous):
+            for j in _bits(code & ~previous):
                 events.append(_event("enter", fix, specs[j]))
         return events
 

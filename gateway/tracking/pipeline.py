@@ -211,17 +211,21 @@ class TrackingPipeline:
         xs, ys = self.projection.arrays_to_xy(lons, lats)
         # Late points (older than what we know of the device) are history: no live effects.
         newest: dict[str, float] = {}
-        current = np.ones(len(fixes), dtype=bool)
-        for i, fix in enumerate(fixes):
-            live = self.live.devices.get(fix.device)
-            known = newest.get(fix.device, live.fix.fix_time if live and live.fix else -1.0)
-            if fix.fix_time < known:
-                current[i] = False
-            else:
+        devices = self.live.devices
+        keep: list[bool] = []
+        for fix in fixes:
+            known = newest.get(fix.device)
+            if known is None:
+                live = devices.get(fix.device)
+                known = live.fix.fix_time if live is not None and live.fix is not None else -1.0
+            current = fix.fix_time >= known
+            keep.append(current)
+            if current:
                 newest[fix.device] = fix.fix_time
-        if not current.all():
-            fixes = [f for f, keep in zip(fixes, current, strict=True) if keep]
-            xs, ys = xs[current], ys[current]
+        if not all(keep):
+            mask = np.array(keep, dtype=bool)
+            fixes = [f for f, current in zip(fixes, keep, strict=True) if current]
+            xs, ys = xs[mask], ys[mask]
         in_grid = self._in_assigned_grid(fixes, xs, ys)
         result.events += self.geofences.update(fixes, xs, ys)
         for fix, inside in zip(fixes, in_grid, strict=True):

@@ -7,7 +7,6 @@ both skip a (device, fix_time) already stored, which is how a re-sent QoS 1 beac
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -15,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+import msgspec
 import sqlalchemy
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -45,6 +45,9 @@ CommitCallback = Callable[[int, int], None]
 """on_commit(rows_offered, rows_inserted) — called on the writer thread after each commit."""
 
 
+_encode = msgspec.json.Encoder().encode
+
+
 def fix_row(fix: Fix) -> PositionRow:
     attributes = fix.attributes
     if fix.source != "native":
@@ -52,7 +55,7 @@ def fix_row(fix: Fix) -> PositionRow:
     return (
         fix.device, fix.fix_time, fix.server_time, fix.lat, fix.lon, fix.speed, fix.course,
         fix.altitude, fix.accuracy, fix.battery, fix.valid,
-        json.dumps(attributes, separators=(",", ":")) if attributes else None,
+        _encode(attributes).decode() if attributes else None,
     )  # fmt: skip
 
 

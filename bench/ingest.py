@@ -1,0 +1,384 @@
+"""Ingest benchmark: beacons/s end to end (MQTT publish -> row committed), zero loss.
+
+    python bench/ingest.py [--quick] [--workers 1,2] [--beacons N] [--db sqlite,postgresql]
+
+For each database (SQLite in WAL mode, and a private PostgreSQL cluster with fsync on) and each
+worker count, N ingest worker processes join one MQTT 5 shared subscription on a real mosquitto
+and run the real pipeline (parse -> filter chain -> geofences/alarms/live -> batched writer
+thread). A publisher process sends native §7 beacons at QoS 1 with a bounded PUBACK window, as
+fast as the broker takes them. The clock runs from the first publish to the last commit; `lost`
+is beacons published minus rows in the table. In the same run the raw batched-insert rate of the
+same database is measured with the same writer code and no MQTT. Writes bench/results/ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Coroutine
+from multiprocessing.queues import Queue as MpQueue
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import mqtt5  # noqa: E402
+
+from gateway.broker import BrokerAddress, ManagedBroker  # noqa: E402
+from gateway.mqtt import ClientOptions, MqttClient  # noqa: E402
+
+T = TypeVar("T")
+DEVICES = 1000
+STEP_S = 5.0
+WINDOW = 2000  # QoS 1 publishes in flight from the publisher
+BACKLOG = 10_000  # published but not yet committed (the managed broker queues 20,000)
+GRID_LON, GRID_LAT = 120.1122, 30.8633  # inside the demo org's grid-01
+
+
+class BenchBroker(ManagedBroker):
+    """The managed broker's own configuration, optionally with a larger QoS 1 in-flight window
+    towards subscribers (mosquitto waits for PUBACKs beyond it)."""
+
+    inflight: int | None = None
+
+    def write_config(self) -> Path:
+        path = super().write_config()
+        if self.inflight is not None:
+            text = path.read_text().replace(
+                "max_inflight_messages 100", f"max_inflight_messages {self.inflight}"
+            )
+            path.write_text(text)
+        return path
+
+
+def run_event_loop(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ---- worker process ------------------------------------------------------------------------------
+
+
+def worker_main(
+    url: str, host: str, port: int, index: int, reports: MpQueue[Any], stop: Any, committed: Any
+) -> None:
+    from devices.org import default_org
+    from gateway.store.db import create_db_engine
+    from gateway.tracking.config import TrackingConfig
+    from gateway.tracking.ingest import IngestWorker
+    from gateway.tracking.pipeline import TrackingPipeline
+    from gateway.tracking.store import PositionWriter
+
+    engine = create_db_engine(url)
+    config = TrackingConfig(require_provisioned=False)
+    pipeline = TrackingPipeline(
+        config, default_org(), is_device=lambda _: True, assigned_grid=lambda _: "grid-01"
+    )
+    inserted = 0
+
+    def on_commit(offered: int, rows: int) -> None:
+        nonlocal inserted
+        inserted += rows
+        with committed.get_lock():
+            committed.value += offered
+        reports.put(("commit", index, time.time(), inserted))
+
+    writer = PositionWriter(engine, max_batch=5000, max_wait=0.02, on_commit=on_commit)
+    writer.start()
+
+    async def main() -> None:
+        worker = IngestWorker(
+            BrokerAddress(host, port), pipeline, writer, client_id=f"bench-ingest-{index}"
+        )
+        task = asyncio.create_task(worker.run())
+        await worker.client.wait_connected(10)
+        await asyncio.sleep(0.2)  # the SUBACK of the shared subscription
+        reports.put(("ready", index, time.time(), 0))
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+        await worker.close()
+        task.cancel()
+
+    try:
+        run_event_loop(main())
+    finally:
+        writer.stop()
+        filtered = dict(pipeline.filters.counts)
+        rejected = dict(pipeline.counters.rejected)
+        reports.put(("done", index, time.time(), {"filtered": filtered, "rejected": rejected}))
+        engine.dispose()
+
+
+# ---- publisher process ------------------------------------------------------------------------
+
+
+class _AckCounter(MqttClient):
+    acked = 0
+
+    def _on_control_packet(self, packet: mqtt5.Packet) -> None:
+        if isinstance(packet, mqtt5.PubAckPacket):
+            self.acked += 1
+            return
+        super()._on_control_packet(packet)
+
+
+def beacons(count: int, t0: float) -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    for i in range(count):
+        device, step = i % DEVICES, i // DEVICES
+        ts = int((t0 + step * STEP_S) * 1000)
+        lat = GRID_LAT + step * 4e-5 + device * 1e-6
+        payload = (
+            f'{{"v":1,"ts":{ts},"lat":{lat:.6f},"lon":{GRID_LON + device * 1e-6:.6f},'
+            f'"acc":5.0,"spd":1.2,"crs":90.0,"alt":12.0,"bat":86,"sat":9}}'
+        ).encode()
+        out.append((f"xixin/v1/dev/B{device:04d}/gps", payload))
+    return out
+
+
+def publisher_main(host: str, port: int, count: int, reports: MpQueue[Any], committed: Any) -> None:
+    t0 = time.time() - (count // DEVICES + 1) * STEP_S - 60
+    # Encoded before the clock starts: the load generator must not be what is measured.
+    packets = [
+        mqtt5.PublishPacket(
+            topic, payload, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=i % 65535 + 1
+        ).write()
+        for i, (topic, payload) in enumerate(beacons(count, t0))
+    ]
+
+    async def main() -> None:
+        client = _AckCounter(ClientOptions(host, port, "bench-publisher"), lambda *_: None)
+        await client.connect()
+        reports.put(("pub-start", 0, time.time(), 0))
+        sent = 0
+        for packet in packets:
+            while sent - client.acked >= WINDOW:
+                await asyncio.sleep(0)
+            # Sustained, not burst: keep what is published but not yet committed below the
+            # broker's per-subscriber queue (max_queued_messages), which would drop beyond it.
+            while sent - committed.value >= BACKLOG:
+                await asyncio.sleep(0.0005)
+            client.publish_raw(packet)
+            sent += 1
+            if sent % 200 == 0:
+                await asyncio.sleep(0)
+        while client.acked < sent:
+            await asyncio.sleep(0.001)
+        reports.put(("pub-end", 0, time.time(), time.process_time()))
+        await client.close()
+
+    run_event_loop(main())
+
+
+# ---- one measurement --------------------------------------------------------------------------
+
+
+def end_to_end(url: str, broker: ManagedBroker, workers: int, count: int) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    reports: MpQueue[Any] = ctx.Queue()
+    stop = ctx.Event()
+    committed = ctx.Value("q", 0)
+    procs = []
+    for index in range(workers):
+        proc = ctx.Process(
+            target=worker_main,
+            args=(url, broker.host, broker.port, index, reports, stop, committed),
+        )
+        proc.start()
+        procs.append(proc)
+    ready = 0
+    while ready < workers:
+        kind, *_ = reports.get(timeout=60)
+        ready += kind == "ready"
+    cpu_before = {p.pid: cpu_seconds(p.pid) for p in procs if p.pid}
+    broker_cpu = cpu_seconds(broker.pid) if broker.pid else 0.0
+    publisher = ctx.Process(
+        target=publisher_main, args=(broker.host, broker.port, count, reports, committed)
+    )
+    publisher.start()
+    inserted: dict[int, int] = {}
+    first = last_commit = pub_end = publisher_cpu = 0.0
+    deadline = time.monotonic() + max(120.0, count / 2000)
+    while sum(inserted.values()) < count and time.monotonic() < deadline:
+        try:
+            kind, index, ts, value = reports.get(timeout=5)
+        except Exception:
+            continue
+        if kind == "pub-start":
+            first = ts
+        elif kind == "pub-end":
+            pub_end, publisher_cpu = ts, value
+        elif kind == "commit":
+            inserted[index] = value
+            last_commit = ts
+    publisher.join(30)
+    cpu = {p.pid: cpu_seconds(p.pid) - cpu_before[p.pid] for p in procs if p.pid}
+    broker_cpu = (cpu_seconds(broker.pid) if broker.pid else 0.0) - broker_cpu
+    extra: list[Any] = []
+    stop.set()
+    done = 0
+    while done < workers:
+        kind, _, _, value = reports.get(timeout=60)
+        if kind == "done":
+            done += 1
+            extra.append(value)
+    for proc in procs:
+        proc.join(30)
+    elapsed = last_commit - first
+    committed = sum(inserted.values())
+    return {
+        "workers": workers,
+        "beacons": count,
+        "committed": committed,
+        "seconds": round(elapsed, 3),
+        "publish_seconds": round(pub_end - first, 3),
+        "end_to_end_per_s": round(committed / elapsed) if elapsed > 0 else 0,
+        "worker_cpu_s": round(sum(cpu.values()), 2),
+        # What one worker would sustain on a core of its own (the machine is shared).
+        "per_worker_cpu_second": round(committed / max(sum(cpu.values()), 1e-9)),
+        "broker_cpu_s": round(broker_cpu, 2),
+        "publisher_cpu_s": round(publisher_cpu, 2),
+        "filtered": [e["filtered"] for e in extra],
+    }
+
+
+def raw_insert_rate(url: str, rows: int) -> float:
+    from gateway.store.db import create_db_engine
+    from gateway.tracking.model import Fix
+    from gateway.tracking.store import BatchInserter, fix_row
+
+    engine = create_db_engine(url)
+    inserter = BatchInserter(engine)
+    t0 = time.time() - 86_400
+    data = [
+        fix_row(Fix(f"R{i % DEVICES:04d}", t0 + (i // DEVICES) * STEP_S, GRID_LAT, GRID_LON,
+                    1.2, 90.0, 12.0, 5.0, 86, attributes={"sat": 9}, server_time=t0))
+        for i in range(rows)
+    ]  # fmt: skip
+    start = time.perf_counter()
+    for i in range(0, rows, 5000):
+        inserter.insert(data[i : i + 5000])
+    elapsed = time.perf_counter() - start
+    inserter.close()
+    engine.dispose()
+    return rows / elapsed
+
+
+def count_rows(url: str) -> int:
+    from gateway.store.db import create_db_engine
+
+    engine = create_db_engine(url)
+    with engine.connect() as conn:
+        total = int(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM positions WHERE device < 'C' AND device >= 'B'"
+            ).scalar_one()
+        )
+    engine.dispose()
+    return total
+
+
+def fresh_database(kind: str, workdir: Path, name: str, cluster: Any) -> str:
+    from gateway.store.db import migrate
+
+    if kind == "sqlite":
+        url = f"sqlite:///{workdir / (name + '.db')}"
+    else:
+        url = cluster.create_database(name)
+    migrate(url)
+    return url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workers", default=None, help="comma-separated worker counts")
+    parser.add_argument("--beacons", type=int, default=None)
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--inflight", type=int, default=None, help="broker max_inflight_messages")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ingest.json"))
+    args = parser.parse_args()
+    workers_list = [int(w) for w in (args.workers or ("1" if args.quick else "1,2")).split(",")]
+    count = args.beacons or (60_000 if args.quick else 300_000)
+    raw_rows = 50_000 if args.quick else 200_000
+    workdir = Path(tempfile.mkdtemp(prefix="xixin-bench-ingest-"))
+    cluster = None
+    results: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    try:
+        for kind in args.db.split(","):
+            if kind == "postgresql" and cluster is None:
+                from tests.gateway.tracking.pgcluster import PostgresCluster
+
+                cluster = PostgresCluster(fsync=True).start()
+            best: dict[str, Any] | None = None
+            for workers in workers_list:
+                url = fresh_database(kind, workdir, f"ingest_{kind}_{workers}", cluster)
+                broker = BenchBroker(workdir / f"broker-{kind}-{workers}")
+                broker.inflight = args.inflight
+                broker.start()
+                try:
+                    run = end_to_end(url, broker, workers, count)
+                finally:
+                    broker.stop()
+                run["db"] = kind
+                run["lost"] = count - count_rows(url)
+                runs.append(run)
+                print(json.dumps(run), flush=True)
+                if best is None or run["end_to_end_per_s"] > best["end_to_end_per_s"]:
+                    best = run
+                raw = raw_insert_rate(url, raw_rows)
+                run["raw_insert_per_s"] = round(raw)
+            assert best is not None
+            results.append(
+                {
+                    "db": kind,
+                    "end_to_end_per_s": best["end_to_end_per_s"],
+                    "raw_insert_per_s": best["raw_insert_per_s"],
+                    "lost": max(r["lost"] for r in runs if r["db"] == kind),
+                    "workers": best["workers"],
+                    "per_worker_per_s": round(best["end_to_end_per_s"] / best["workers"]),
+                }
+            )
+    finally:
+        if cluster is not None:
+            cluster.stop()
+            cluster.remove()
+        shutil.rmtree(workdir, ignore_errors=True)
+    report = {
+        "benchmark": "ingest",
+        "quick": args.quick,
+        "beacons": count,
+        "devices": DEVICES,
+        "target_per_worker_per_s": 20_000,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "rows": results,
+        "runs": runs,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
