@@ -23,6 +23,8 @@ from gateway.floor import Floor
 from gateway.metrics import Counters
 
 Sender = Callable[[bytes], None]
+Tap = Callable[[str, str, bytes], None]
+"""tap(floor key, talker, frame): sees every relayed frame (the recorder); must not block."""
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +48,7 @@ class Relay:
         self._down: dict[str, tuple[str, Sender]] = {}
         self._calls: dict[str, tuple[Floor, str, Sender]] = {}
         self._logged: set[tuple[str, str]] = set()
+        self.tap: Tap | None = None
 
     def _sender(self, key: str) -> Sender:
         return self.senders[zlib.crc32(key.encode()) % len(self.senders)]
@@ -94,6 +97,8 @@ class Relay:
         self.counters.relayed += 1
         down_topic, send = self._down[tg]
         send(mqtt5.PublishPacket(down_topic, payload).write())
+        if self.tap is not None:
+            self.tap(tg, parts[5], payload)
 
     def call_frame(self, device: str, payload: bytes) -> None:
         """Uplink `xixin/v1/dev/{device}/call/up` of a private call."""
@@ -112,3 +117,5 @@ class Relay:
             return
         self.counters.relayed += 1
         send(mqtt5.PublishPacket(down_topic, payload).write())
+        if self.tap is not None:
+            self.tap(floor.key, device, payload)

@@ -17,6 +17,7 @@ from gateway.directory import Directory, build_directory
 from gateway.errors import ConfigError
 from gateway.event_log import EventHub, EventWriter
 from gateway.floor import FloorConfig
+from gateway.recorder import Recorder
 from gateway.runner import GatewayRunner, GatewaySettings
 from gateway.store.db import create_db_engine, default_db_url, migrate
 from gateway.store.registry import Device, DeviceRegistry
@@ -36,6 +37,7 @@ class ServiceConfig:
     instance: str = "gw1"
     floor: FloorConfig = field(default_factory=FloorConfig)
     device_poll_s: float = 2.0
+    record: bool = True  # every talk burst to data_dir/recordings as Ogg Opus
 
 
 class GatewayService:
@@ -52,6 +54,10 @@ class GatewayService:
         self.broker: ManagedBroker | None = None
         self.hub = EventHub()
         self.writer = EventWriter(self.engine, logger=self.log)
+        self.recordings_dir = config.data_dir / "recordings"
+        self.recorder = (
+            Recorder(self.recordings_dir, self.engine, logger=self.log) if config.record else None
+        )
         self.runner: GatewayRunner | None = None
         self._devices_seen: list[Device] = []
         self._migrated = False
@@ -103,6 +109,8 @@ class GatewayService:
             event_sinks=[self.writer.submit, self.hub.publish],
             logger=self.log,
         )
+        if self.recorder is not None:
+            self.runner.relay.tap = self.recorder.submit
         return self.runner
 
     def directory(self, devices: list[Device] | None = None) -> Directory:
@@ -145,6 +153,8 @@ class GatewayService:
         """Run the gateway while the context is open (the app lifespan uses this)."""
         runner = self.runner or self.prepare()
         self.writer.start()
+        if self.recorder is not None:
+            self.recorder.start()
         task = asyncio.create_task(runner.run(), name="gateway")
         watcher = asyncio.create_task(self._watch_devices(), name="device-watch")
         try:
@@ -160,6 +170,8 @@ class GatewayService:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)
             self.writer.stop()
+            if self.recorder is not None:
+                await asyncio.to_thread(self.recorder.stop)
 
     def close(self) -> None:
         if self.broker is not None:

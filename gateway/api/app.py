@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from prometheus_client import CollectorRegistry
 
-from gateway.api.routes import devices, events, health, metrics, talkgroups
+from gateway.api.routes import devices, events, health, metrics, recordings, talkgroups
 from gateway.metrics import GatewayCollector, LiveGauges
 from gateway.service import GatewayService
 
@@ -30,7 +30,7 @@ def create_app(service: GatewayService) -> FastAPI:
 
     app = FastAPI(title="Xixin gateway", version="1", lifespan=lifespan)
     app.state.service = service
-    for module in (health, devices, talkgroups, metrics, events):
+    for module in (health, devices, talkgroups, recordings, metrics, events):
         app.include_router(module.router)
     console = resources.files("gateway.console").joinpath("index.html").read_text("utf-8")
 

@@ -72,3 +72,15 @@ class CommandOut(BaseModel):
     id: str
     device: str
     cmd: str
+
+
+class RecordingOut(BaseModel):
+    id: int
+    floor_key: str
+    talker: str
+    burst: int
+    started_at: float
+    ended_at: float
+    duration_ms: int
+    frames: int
+    lost_frames: int

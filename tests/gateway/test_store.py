@@ -30,9 +30,9 @@ from gateway.store.errors import (
 )
 from gateway.store.registry import Device, DeviceRegistry
 from gateway.store.schema import devices, floor_events, metadata, presence_events
-from gateway.tracking import schema as _tracking_schema  # noqa: F401  (its tables join metadata)
+from gateway.store.tables import metadata as _all_tables  # noqa: F401  (every table joins metadata)
 
-HEAD = "0002_tracking"  # the newest revision; 0001_initial is its base
+HEAD = "0003_recordings"  # the newest revision
 
 
 class FakeClock:

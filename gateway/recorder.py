@@ -1,0 +1,201 @@
+"""Records every talk burst as an Ogg Opus file, off the relay's hot path.
+
+The relay hands each relayed frame to `Recorder.submit` (a lock-free queue put); one worker
+thread owns the files: it parses frames, fills sequence gaps with concealment packets, starts a
+file per burst, closes it at the burst's END flag or after `idle_close_s` without frames, and
+indexes it in the `recordings` table. Pages are flushed every 200 ms of audio, so a crash loses
+at most that much (codec/ogg.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import sqlalchemy
+
+from codec.errors import CodecError
+from codec.frame import FrameError, parse_frame
+from codec.ogg import OggOpusWriter, recording_tags
+from gateway.store.recordings import recordings
+
+log = logging.getLogger(__name__)
+
+_STOP = ("", "", b"")
+
+
+@dataclass(slots=True)
+class _Open:
+    path: Path
+    file: BinaryIO
+    writer: OggOpusWriter
+    floor: str
+    talker: str
+    burst: int
+    next_seq: int
+    started: float
+    last_frame: float
+    frame_ms: int
+    frames: int = 0
+    lost: int = 0
+
+
+def _file_safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+class Recorder:
+    def __init__(
+        self,
+        root: Path,
+        engine: sqlalchemy.Engine | None,
+        *,
+        idle_close_s: float = 4.0,
+        clock: Callable[[], float] = time.time,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.root = root
+        self.engine = engine
+        self.idle_close_s = idle_close_s
+        self.clock = clock
+        self.log = logger or log
+        self._queue: queue.SimpleQueue[tuple[str, str, bytes]] = queue.SimpleQueue()
+        self._open: dict[str, _Open] = {}
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self.recorded = 0
+        self.errors = 0
+
+    # ---- called on the event loop ----------------------------------------------------------
+
+    def submit(self, floor: str, talker: str, payload: bytes) -> None:
+        self._queue.put((floor, talker, payload))
+
+    def open_bursts(self) -> dict[str, tuple[str, int]]:
+        """Bursts being recorded now: floor key -> (talker, frames written so far)."""
+        return {floor: (rec.talker, rec.frames) for floor, rec in list(self._open.items())}
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+
+    # ---- the worker thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                item = None
+            if item == _STOP:
+                for floor in list(self._open):
+                    self._close(floor)
+                return
+            if item is not None:
+                try:
+                    self._frame(*item)
+                except (OSError, CodecError) as exc:
+                    self.errors += 1
+                    self.log.error("recording %s failed: %s", item[0], exc)
+            self._close_idle()
+
+    def _close_idle(self) -> None:
+        now = self.clock()
+        for floor, rec in list(self._open.items()):
+            if now - rec.last_frame > self.idle_close_s:
+                self._close(floor)
+
+    def _frame(self, floor: str, talker: str, payload: bytes) -> None:
+        try:
+            frame = parse_frame(payload)
+        except FrameError:
+            return  # the relay validated it; nothing else reaches here
+        now = self.clock()
+        rec = self._open.get(floor)
+        if rec is not None and (rec.burst != frame.burst or rec.talker != talker):
+            self._close(floor)
+            rec = None
+        if rec is None:
+            rec = self._begin(floor, talker, frame.burst, frame.seq, frame.frame_ms, now)
+            self._open[floor] = rec
+        missing = (frame.seq - rec.next_seq) & 0xFFFF
+        if 0 < missing < 500:  # a lost stretch: keep the timeline with concealment
+            rec.lost += missing
+            rec.file.write(rec.writer.write_gap(missing * rec.frame_ms * 48 * len(frame.packets)))
+        elif missing >= 500:
+            return  # late or duplicate frame: already past it
+        for packet in frame.packets:
+            rec.file.write(rec.writer.write_packet(packet))
+        rec.frames += 1
+        rec.next_seq = (frame.seq + 1) & 0xFFFF
+        rec.last_frame = now
+        if frame.end:
+            self._close(floor)
+
+    def _begin(
+        self, floor: str, talker: str, burst: int, seq: int, frame_ms: int, now: float
+    ) -> _Open:
+        started = datetime.fromtimestamp(now, UTC)
+        folder = self.root / started.strftime("%Y-%m-%d") / _file_safe(floor)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{started:%H%M%S}-{_file_safe(talker)}-b{burst}.opus"
+        serial = zlib.crc32(f"{floor}/{burst}/{now}".encode())
+        tags = recording_tags(talker, floor, started.isoformat(timespec="milliseconds"))
+        rec = _Open(
+            path=path,
+            file=path.open("wb"),
+            writer=OggOpusWriter(serial, tags=tags),
+            floor=floor,
+            talker=talker,
+            burst=burst,
+            next_seq=seq,
+            started=now,
+            last_frame=now,
+            frame_ms=frame_ms,
+        )
+        rec.file.write(rec.writer.start())
+        rec.file.flush()
+        return rec
+
+    def _close(self, floor: str) -> None:
+        rec = self._open.pop(floor, None)
+        if rec is None:
+            return
+        try:
+            rec.file.write(rec.writer.close())
+        finally:
+            rec.file.close()
+        self.recorded += 1
+        if self.engine is None:
+            return
+        duration_ms = rec.writer.granule // 48
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    recordings.insert().values(
+                        floor_key=rec.floor,
+                        talker=rec.talker,
+                        burst=rec.burst,
+                        started_at=rec.started,
+                        ended_at=rec.last_frame,
+                        duration_ms=duration_ms,
+                        frames=rec.frames,
+                        lost_frames=rec.lost,
+                        path=str(rec.path.relative_to(self.root)),
+                    )
+                )
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            self.errors += 1
+            self.log.error("could not index recording %s: %s", rec.path, exc)

@@ -1,0 +1,135 @@
+"""Talk-burst recordings: the recorder core with a fake clock, and end to end through the
+gateway with real Opus, checked by opus-tools."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from codec.frame import VoiceFrame, encode_frame
+from codec.ogg import read_ogg_opus
+from codec.opus import EncoderSettings, OpusEncoder
+from devices.client import TerminalClient
+from gateway.api import create_app
+from gateway.recorder import Recorder
+from gateway.service import GatewayService, ServiceConfig
+from gateway.store.db import create_db_engine, migrate
+from gateway.store.recordings import recordings
+from gateway.store.tables import metadata as _all_tables  # noqa: F401
+
+
+def opus_frames(count: int, burst: int = 7, drop: frozenset[int] = frozenset()) -> list[bytes]:
+    encoder = OpusEncoder(EncoderSettings(sample_rate=16000, bitrate=16000))
+    t = np.arange(count * 320) / 16000
+    pcm = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    wires = []
+    for seq in range(count):
+        packet = encoder.encode(pcm[seq * 320 : (seq + 1) * 320])
+        if seq in drop:
+            continue
+        wires.append(
+            encode_frame(
+                VoiceFrame(
+                    burst, seq, seq * 960, 20, (packet,), start=seq == 0, end=seq == count - 1
+                )
+            )
+        )
+    return wires
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_764_300_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def wait_for(predicate: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_recorder_fills_gaps_splits_bursts_and_indexes(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    migrate(engine)
+    clock = Clock()
+    recorder = Recorder(tmp_path / "rec", engine, idle_close_s=4.0, clock=clock)
+    recorder.start()
+    try:
+        for wire in opus_frames(50, burst=7, drop=frozenset({10, 11, 12})):
+            recorder.submit("grid-01", "T001", wire)
+            clock.now += 0.02
+        second = opus_frames(25, burst=8)[:-1]  # no END: closed by the idle timer
+        for wire in second:
+            recorder.submit("grid-01", "T002", wire)
+        wait_for(lambda: recorder.open_bursts() == {"grid-01": ("T002", 24)})
+        assert recorder.recorded == 1  # the new burst closed the first file
+        clock.now += 5
+        wait_for(lambda: recorder.recorded == 2)
+    finally:
+        recorder.stop()
+    with engine.connect() as conn:
+        rows = conn.execute(select(recordings).order_by(recordings.c.id)).all()
+    assert [(r.talker, r.burst, r.frames, r.lost_frames) for r in rows] == [
+        ("T001", 7, 47, 3),
+        ("T002", 8, 24, 0),
+    ]
+    assert rows[0].duration_ms == 1000  # the 3 lost frames are concealed, the timeline kept
+    stream = read_ogg_opus((tmp_path / "rec" / rows[0].path).read_bytes())
+    assert stream.tags.get("TALKER") == "T001" and stream.tags.get("TALKGROUP") == "grid-01"
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, GatewayService]]:
+    service = GatewayService(ServiceConfig(data_dir=tmp_path, device_poll_s=0.2))
+    try:
+        with TestClient(create_app(service)) as client:
+            yield client, service
+    finally:
+        service.close()
+
+
+@pytest.mark.skipif(shutil.which("opusinfo") is None, reason="opus-tools not installed")
+def test_burst_through_gateway_is_recorded_and_served(
+    api: tuple[TestClient, GatewayService], tmp_path: Path
+) -> None:
+    http, service = api
+    secret = http.post(
+        "/api/devices", json={"id": "T001", "unit": "grid-01", "role": "officer"}
+    ).json()["secret"]
+    assert service.broker is not None
+    terminal = TerminalClient("T001", secret, service.broker.host, service.broker.port)
+    terminal.connect()
+    try:
+        burst = terminal.request_floor(tg="grid-01")["burst"]
+        for wire in opus_frames(100, burst=burst):
+            terminal.publish_raw("xixin/v1/tg/grid-01/up/T001", wire)
+            time.sleep(0.002)
+        terminal.release_floor(tg="grid-01")
+    finally:
+        terminal.disconnect()
+    wait_for(lambda: http.get("/api/recordings").json() != [])
+    [listed] = http.get("/api/recordings", params={"floor": "grid-01"}).json()
+    assert listed["talker"] == "T001" and listed["frames"] == 100 and listed["duration_ms"] == 2000
+    audio = http.get(f"/api/recordings/{listed['id']}/audio")
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/ogg"
+    path = tmp_path / "download.opus"
+    path.write_bytes(audio.content)
+    assert subprocess.run(["opusinfo", str(path)], capture_output=True).returncode == 0
+    decoded = tmp_path / "decoded.wav"
+    subprocess.run(["opusdec", "--quiet", str(path), str(decoded)], check=True)
+    with wave.open(str(decoded)) as wav:
+        assert abs(wav.getnframes() / wav.getframerate() - 2.0) < 0.05
+    assert http.get("/api/recordings/9999/audio").status_code == 404
