@@ -12,7 +12,7 @@ import pytest
 
 from codec.pcm import write_wav
 from firmware_sim.quality_cmd import add_parser, main
-from tests.codec.conftest import SENTENCES, speak
+from tests.codec.speech import SENTENCES, speak
 
 
 @pytest.fixture(scope="module")
