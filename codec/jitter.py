@@ -435,6 +435,11 @@ class JitterBuffer:
 
     # ----------------------------------------------------------------------------- statistics
 
+    @property
+    def late_discarded(self) -> int:
+        """Packets dropped for arriving after their playout time (cheap, unlike stats())."""
+        return self._counts["late"]
+
     def reset_waiting(self) -> None:
         """Start the waiting-time statistics afresh (e.g. per call)."""
         self._waits.clear()

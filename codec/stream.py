@@ -243,7 +243,7 @@ class VoicePlayer:
     def receive(self, frame: VoiceFrame, now: float) -> None:
         self.monitor.on_frame(frame, now)
         self.jitter.push(frame, now)
-        late = self.jitter.stats().late_discarded
+        late = self.jitter.late_discarded
         if late > self._late_seen:
             self.monitor.note_late(late - self._late_seen)
             self._late_seen = late
