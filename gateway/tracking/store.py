@@ -196,6 +196,21 @@ class PositionWriter:
             self.on_commit(len(batch), inserted)
 
 
+def _driver_errors() -> tuple[type[Exception], ...]:
+    import sqlite3
+
+    errors: list[type[Exception]] = [sqlite3.Error]
+    try:
+        import psycopg
+    except ImportError:  # PostgreSQL support is optional at run time
+        return tuple(errors)
+    errors.append(psycopg.Error)
+    return tuple(errors)
+
+
+_READ_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, *_driver_errors())
+
+
 # ---- reads --------------------------------------------------------------------------------------
 
 _TRACK_SQL: Final = (
@@ -210,6 +225,7 @@ class PositionReader:
     def __init__(self, engine: sqlalchemy.Engine) -> None:
         self.engine = engine
         marker = "?" if engine.dialect.name == "sqlite" else "%s"
+        self._binary = engine.dialect.name == "postgresql"
         self._track_sql = _TRACK_SQL.format(p=marker)
         self._last_sql = (
             "SELECT fix_time, lat, lon, speed, course, altitude, accuracy, battery "
@@ -222,9 +238,18 @@ class PositionReader:
         """Raw (fix_time, lat, lon, speed, course, altitude, accuracy, battery) rows, in order."""
         try:
             with self.engine.connect() as conn:
-                result = conn.exec_driver_sql(self._track_sql, (device, start, end, limit))
-                return [tuple(row) for row in result.all()]
-        except SQLAlchemyError as exc:
+                # Straight on the DBAPI cursor: a day is 17,280 rows and SQLAlchemy's Row
+                # wrapping would cost more than the index scan itself.
+                raw: Any = conn.connection.dbapi_connection
+                # psycopg's binary protocol halves the cost of 138,000 floats.
+                cursor = raw.cursor(binary=True) if self._binary else raw.cursor()
+                try:
+                    cursor.execute(self._track_sql, (device, start, end, limit))
+                    rows: list[tuple[Any, ...]] = cursor.fetchall()
+                finally:
+                    cursor.close()
+                return rows
+        except _READ_ERRORS as exc:
             raise TrackingStoreError(f"reading the track of {device!r} failed: {exc}") from exc
 
     def track(

@@ -1,0 +1,218 @@
+"""Replay benchmark: one device's 24 h (17,280 points at 5 s) out of a table of >= 50 M rows.
+
+    python bench/replay.py [--quick] [--db sqlite,postgresql] [--cache /var/tmp/xixin-bench]
+
+The table is generated once (1,000 devices x 3 days at 5 s = 51.84 M rows; --quick: 40 devices x
+1 day = 0.69 M rows) inside the database itself and cached outside the repository, then reused.
+Each sample picks a random device and a random 24 h window and times the replay query exactly as
+the API runs it (`PositionReader.track_rows`, primary-key range scan), and separately the whole
+replay (query + segments + Douglas-Peucker for zoom 16). Writes bench/results/replay.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.store.db import create_db_engine, migrate  # noqa: E402
+from gateway.tracking.errors import TrackingStoreError  # noqa: E402
+from gateway.tracking.history import HistoryConfig, replay_segments  # noqa: E402
+from gateway.tracking.model import TrackPoint  # noqa: E402
+from gateway.tracking.store import PositionReader  # noqa: E402
+
+STEP_S = 5
+DAY_POINTS = 86_400 // STEP_S  # 17,280
+T0 = 1_764_000_000.0  # 2025-11-24T16:00:00Z, a fixed start so the cache stays valid
+LAT0, LON0 = 30.86, 120.12
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def generate_sqlite(url: str, devices: int, days: int) -> None:
+    engine = create_db_engine(url)
+    migrate(engine)
+    points = DAY_POINTS * days
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA synchronous=OFF")
+        cursor.execute("CREATE TEMP TABLE seq (i INTEGER PRIMARY KEY)")
+        cursor.execute(
+            "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < ?) "
+            "INSERT INTO seq SELECT i FROM s",
+            (points - 1,),
+        )
+        for d in range(devices):
+            # A patrol-like walk: a slow drift plus a bounded zig-zag, different per device.
+            cursor.execute(
+                "INSERT INTO positions (device, fix_time, server_time, lat, lon, speed, course, "
+                "altitude, accuracy, battery, valid, attributes) "
+                "SELECT ?, ? + i * 5, ? + i * 5 + 0.4, "
+                "? + (i % 720) * 2e-6 + ((i / 720) % 7) * 1e-4, "
+                "? + (i % 360) * 3e-6 - ((i / 360) % 5) * 1e-4, "
+                "1.2, (i * 7) % 360, 12.0, 5.0, 100 - (i / 600) % 90, 1, NULL FROM seq",
+                (f"D{d:04d}", T0, T0, LAT0 + (d % 40) * 1e-3, LON0 + (d // 40) * 1e-3),
+            )
+            if d % 50 == 49:
+                raw.commit()
+                print(f"  sqlite: {d + 1}/{devices} devices", flush=True)
+        raw.commit()
+        cursor.execute("ANALYZE")
+        raw.commit()
+    finally:
+        raw.close()
+        engine.dispose()
+
+
+def generate_postgresql(url: str, devices: int, days: int) -> None:
+    engine = create_db_engine(url)
+    migrate(engine)
+    points = DAY_POINTS * days
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("SET synchronous_commit = off")
+        for start in range(0, devices, 50):
+            cursor.execute(
+                "INSERT INTO positions (device, fix_time, server_time, lat, lon, speed, course, "
+                "altitude, accuracy, battery, valid, attributes) "
+                "SELECT 'D' || lpad(d::text, 4, '0'), %s + i * 5, %s + i * 5 + 0.4, "
+                "%s + (d %% 40) * 1e-3 + (i %% 720) * 2e-6 + ((i / 720) %% 7) * 1e-4, "
+                "%s + (d / 40) * 1e-3 + (i %% 360) * 3e-6 - ((i / 360) %% 5) * 1e-4, "
+                "1.2, (i * 7) %% 360, 12.0, 5.0, 100 - (i / 600) %% 90, true, NULL "
+                "FROM generate_series(%s::int, %s::int) d, generate_series(0, %s::int) i "
+                "ORDER BY d, i",
+                (T0, T0, LAT0, LON0, start, min(devices, start + 50) - 1, points - 1),
+            )
+            raw.commit()
+            print(f"  postgresql: {min(devices, start + 50)}/{devices} devices", flush=True)
+        raw.commit()
+    finally:
+        raw.close()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE positions")
+    engine.dispose()
+
+
+def row_count(url: str) -> int:
+    engine = create_db_engine(url)
+    try:
+        return PositionReader(engine).count()
+    except TrackingStoreError:
+        return 0
+    finally:
+        engine.dispose()
+
+
+def measure(url: str, devices: int, days: int, samples: int) -> dict[str, Any]:
+    engine = create_db_engine(url)
+    reader = PositionReader(engine)
+    rng = random.Random(7)
+    query_ms: list[float] = []
+    replay_ms: list[float] = []
+    returned: list[int] = []
+    config = HistoryConfig()
+    reader.track_rows("D0000", T0, T0 + 60)  # open the pool outside the clock
+    for _ in range(samples):
+        device = f"D{rng.randrange(devices):04d}"
+        start = T0 + rng.randrange(0, max(1, (days - 1) * 86_400 + 1), STEP_S)
+        t = time.perf_counter()
+        rows = reader.track_rows(device, start, start + 86_400)
+        query_ms.append((time.perf_counter() - t) * 1000)
+        returned.append(len(rows))
+        t = time.perf_counter()
+        rows = reader.track_rows(device, start, start + 86_400)
+        replay_segments([TrackPoint(*r) for r in rows], 16, config)
+        replay_ms.append((time.perf_counter() - t) * 1000)
+    engine.dispose()
+    return {
+        "samples": samples,
+        "points_per_replay": round(statistics.mean(returned)),
+        "replay_p50_ms": round(percentile(query_ms, 50), 2),
+        "replay_p95_ms": round(percentile(query_ms, 95), 2),
+        "replay_max_ms": round(max(query_ms), 2),
+        "full_replay_p50_ms": round(percentile(replay_ms, 50), 2),
+        "full_replay_p95_ms": round(percentile(replay_ms, 95), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--db", default="sqlite")
+    parser.add_argument("--cache", default="/var/tmp/xixin-bench")
+    parser.add_argument("--samples", type=int, default=None)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "replay.json"))
+    args = parser.parse_args()
+    devices, days = (40, 1) if args.quick else (1000, 3)
+    samples = args.samples or (40 if args.quick else 200)
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    label = f"{devices}x{days}d"
+    results: list[dict[str, Any]] = []
+    cluster = None
+    try:
+        for kind in args.db.split(","):
+            if kind == "sqlite":
+                url = f"sqlite:///{cache / f'replay-{label}.db'}"
+            else:
+                from tests.gateway.tracking.pgcluster import PostgresCluster
+
+                cluster = PostgresCluster(cache / "pg", fsync=True).start()
+                url = cluster.create_database(f"replay_{label}")
+            expected = devices * days * DAY_POINTS
+            generated_s = 0.0
+            if row_count(url) != expected:
+                print(f"generating {expected:,} rows ({kind}) ...", flush=True)
+                t = time.time()
+                if kind == "sqlite":
+                    Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+                    generate_sqlite(url, devices, days)
+                else:
+                    generate_postgresql(url, devices, days)
+                generated_s = time.time() - t
+            db_rows = row_count(url)
+            row = {"db": kind, "db_rows": db_rows, **measure(url, devices, days, samples)}
+            if generated_s:
+                row["generated_in_s"] = round(generated_s)
+            print(json.dumps(row), flush=True)
+            results.append(row)
+            if cluster is not None:
+                cluster.stop()
+                cluster = None
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    report = {
+        "benchmark": "replay",
+        "quick": args.quick,
+        "query": "one device, 24 h window, ORDER BY fix_time (primary key range scan)",
+        "target_p95_ms": 50,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "rows": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
