@@ -36,8 +36,9 @@ from gateway.mqtt import ClientOptions, MqttClient  # noqa: E402
 
 FRAME_MS = 20
 PAYLOAD_BYTES = 80
-SUB_TICKS = 10
-TX_CONNECTIONS = 100  # bursts are spread over the 20 ms period, as real talkers are not in phase
+SUB_TICKS = 10  # bursts are spread over the 20 ms period, as real talkers are not in phase
+TX_CONNECTIONS = 100
+OPUS_TOC = b"\x48"  # SILK wideband, 20 ms, mono, one frame: a packet the recorder accepts
 
 
 def tg_of(i: int) -> str:
@@ -53,6 +54,7 @@ def dev_of(i: int) -> str:
 
 def serve_gateway(host: str, port: int, bursts: int) -> None:
     from gateway.directory import DeviceInfo, Directory
+    from gateway.recorder_process import RecorderLink
     from gateway.runner import GatewayRunner, GatewaySettings
 
     directory = Directory.build(
@@ -65,12 +67,20 @@ def serve_gateway(host: str, port: int, bursts: int) -> None:
 
     async def main() -> None:
         runner = GatewayRunner(GatewaySettings(BrokerAddress(host, port)), directory)
-        task = asyncio.create_task(runner.run())
-        await runner.ready.wait()
-        print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        runner.stop()
-        await task
+        # As in production, every relayed burst is also recorded (recorder process, files only).
+        with tempfile.TemporaryDirectory() as recordings:
+            recorder = RecorderLink(Path(recordings), None)
+            runner.relay.tap = recorder.tap
+            recorder.start()
+            task = asyncio.create_task(runner.run())
+            await runner.ready.wait()
+            print("ready", flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+            runner.stop()
+            await task
+            recorder.stop()
+            files = sum(1 for _ in Path(recordings).rglob("*.opus"))
+            print(f"recorded {files} bursts, {recorder.dropped} frames dropped", flush=True)
 
     run_event_loop(main())
 
@@ -137,7 +147,7 @@ class Load:
             return
         if not self.recording:
             return
-        sent_ns = int.from_bytes(payload[14:22], "big")
+        sent_ns = int.from_bytes(payload[15:23], "big")
         self.latencies.append((time.monotonic_ns() - sent_ns) / 1e6)
         self.received += 1
 
@@ -196,7 +206,7 @@ class Load:
             topics = [f"xixin/v1/tg/{tg_of(i)}/down" for i in range(bursts)]
             burst_ids = [1] * bursts
         groups = [list(range(g, bursts, SUB_TICKS)) for g in range(SUB_TICKS)]
-        filler = bytes(PAYLOAD_BYTES - 8)
+        filler = bytes(PAYLOAD_BYTES - 9)
         self.latencies = []
         self.received = 0
         self.recording = True
@@ -206,7 +216,7 @@ class Load:
         for tick in range(ticks):
             seq = tick // SUB_TICKS
             for i in groups[tick % SUB_TICKS]:
-                packet = time.monotonic_ns().to_bytes(8, "big") + filler
+                packet = OPUS_TOC + time.monotonic_ns().to_bytes(8, "big") + filler
                 frame = VoiceFrame(
                     burst_ids[i], seq & 0xFFFF, seq * 960, FRAME_MS, (packet,), start=seq == 0
                 )
@@ -311,13 +321,13 @@ def main() -> None:
             assert broker.pid is not None
             rows = run_event_loop(measure(broker.address, steps, seconds, gateway.pid, broker.pid))
         finally:
-            if gateway.stdin:
-                gateway.stdin.close()
             try:
-                gateway.wait(10)
+                recorder_line = gateway.communicate(input="\n", timeout=20)[0].strip()
             except subprocess.TimeoutExpired:
                 gateway.kill()
+                recorder_line = "gateway did not stop"
             broker.stop()
+    print(f"gateway: {recorder_line}")
     ok = [r for r in rows if r.added_p99_ms <= 10 and r.loss == 0]
     result = {
         "benchmark": "relay",
@@ -326,6 +336,8 @@ def main() -> None:
         "frame_ms": FRAME_MS,
         "payload_bytes": PAYLOAD_BYTES,
         "reference": "same load through mosquitto alone (publish straight to the downlink)",
+        "gateway_setup": "uvloop, 4 publishing connections, recorder on (Ogg files)",
+        "recorder": recorder_line,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

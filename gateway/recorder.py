@@ -1,17 +1,14 @@
-"""Records every talk burst as an Ogg Opus file, off the relay's hot path.
+"""Records every talk burst as an Ogg Opus file.
 
-The relay hands each relayed frame to `Recorder.submit` (a lock-free queue put); one worker
-thread owns the files: it parses frames, fills sequence gaps with concealment packets, starts a
-file per burst, closes it at the burst's END flag or after `idle_close_s` without frames, and
-indexes it in the `recordings` table. Pages are flushed every 200 ms of audio, so a crash loses
+The recorder parses relayed frames, fills sequence gaps with concealment packets, starts a file
+per burst, closes it at the burst's END flag or after `idle_close_s` without frames, and indexes
+it in the `recordings` table. Pages are flushed every 200 ms of audio, so a crash loses
 at most that much (codec/ogg.py).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -28,8 +25,6 @@ from codec.ogg import OggOpusWriter, recording_tags
 from gateway.store.recordings import recordings
 
 log = logging.getLogger(__name__)
-
-_STOP = ("", "", b"")
 
 
 @dataclass(slots=True)
@@ -53,6 +48,12 @@ def _file_safe(text: str) -> str:
 
 
 class Recorder:
+    """The recording core: feed it relayed frames with `handle`, call `close_idle` now and then.
+
+    Single-threaded by design; production runs it in its own process (gateway.recorder_process)
+    so that its file and CPU work never holds the relay's GIL.
+    """
+
     def __init__(
         self,
         root: Path,
@@ -67,49 +68,34 @@ class Recorder:
         self.idle_close_s = idle_close_s
         self.clock = clock
         self.log = logger or log
-        self._queue: queue.SimpleQueue[tuple[str, str, bytes]] = queue.SimpleQueue()
         self._open: dict[str, _Open] = {}
-        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._failing: set[str] = set()
         self.recorded = 0
         self.errors = 0
 
-    # ---- called on the event loop ----------------------------------------------------------
-
-    def submit(self, floor: str, talker: str, payload: bytes) -> None:
-        self._queue.put((floor, talker, payload))
-
     def open_bursts(self) -> dict[str, tuple[str, int]]:
         """Bursts being recorded now: floor key -> (talker, frames written so far)."""
-        return {floor: (rec.talker, rec.frames) for floor, rec in list(self._open.items())}
+        return {floor: (rec.talker, rec.frames) for floor, rec in self._open.items()}
 
-    def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._thread.start()
+    def handle(self, floor: str, talker: str, payload: bytes) -> None:
+        """One relayed frame. Errors are counted and logged once per floor until it recovers."""
+        try:
+            self._frame(floor, talker, payload)
+        except (OSError, CodecError) as exc:
+            self.errors += 1
+            if floor not in self._failing:
+                self._failing.add(floor)
+                self.log.error("recording %s failed: %s", floor, exc)
+        else:
+            self._failing.discard(floor)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join(timeout)
+    def close_all(self) -> None:
+        for floor in list(self._open):
+            self._close(floor)
 
-    # ---- the worker thread ----------------------------------------------------------------
-
-    def _run(self) -> None:
-        while True:
-            try:
-                item = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                item = None
-            if item == _STOP:
-                for floor in list(self._open):
-                    self._close(floor)
-                return
-            if item is not None:
-                try:
-                    self._frame(*item)
-                except (OSError, CodecError) as exc:
-                    self.errors += 1
-                    self.log.error("recording %s failed: %s", item[0], exc)
-            self._close_idle()
+    def close_idle(self) -> None:
+        """Close bursts that had no frame for `idle_close_s` (a talker that vanished)."""
+        self._close_idle()
 
     def _close_idle(self) -> None:
         now = self.clock()

@@ -17,7 +17,7 @@ from gateway.directory import Directory, build_directory
 from gateway.errors import ConfigError
 from gateway.event_log import EventHub, EventWriter
 from gateway.floor import FloorConfig
-from gateway.recorder import Recorder
+from gateway.recorder_process import RecorderLink
 from gateway.runner import GatewayRunner, GatewaySettings
 from gateway.store.db import create_db_engine, default_db_url, migrate
 from gateway.store.registry import Device, DeviceRegistry
@@ -56,7 +56,9 @@ class GatewayService:
         self.writer = EventWriter(self.engine, logger=self.log)
         self.recordings_dir = config.data_dir / "recordings"
         self.recorder = (
-            Recorder(self.recordings_dir, self.engine, logger=self.log) if config.record else None
+            RecorderLink(self.recordings_dir, self.db_url, logger=self.log)
+            if config.record
+            else None
         )
         self.runner: GatewayRunner | None = None
         self._devices_seen: list[Device] = []
@@ -110,7 +112,7 @@ class GatewayService:
             logger=self.log,
         )
         if self.recorder is not None:
-            self.runner.relay.tap = self.recorder.submit
+            self.runner.relay.tap = self.recorder.tap
         return self.runner
 
     def directory(self, devices: list[Device] | None = None) -> Directory:

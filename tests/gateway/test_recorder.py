@@ -21,6 +21,7 @@ from codec.opus import EncoderSettings, OpusEncoder
 from devices.client import TerminalClient
 from gateway.api import create_app
 from gateway.recorder import Recorder
+from gateway.recorder_process import _complete_partial, decode_records, encode_record
 from gateway.service import GatewayService, ServiceConfig
 from gateway.store.db import create_db_engine, migrate
 from gateway.store.recordings import recordings
@@ -54,6 +55,22 @@ class Clock:
         return self.now
 
 
+def test_records_survive_any_split_of_the_pipe_stream() -> None:
+    records = [("grid-01", "T001", b"\x01" * 90), ("call:T001:T004", "T004", b"\x02" * 3)]
+    stream = b"".join(encode_record(*r) for r in records)
+    for cut in range(len(stream) + 1):
+        first, rest = decode_records(stream[:cut])
+        second, tail = decode_records(rest + stream[cut:])
+        assert first + second == records and tail == b""
+
+
+def test_a_cut_record_is_completed_before_anything_else() -> None:
+    stream = encode_record("grid-01", "T001", b"a" * 50) + encode_record("grid-02", "T2", b"b")
+    assert _complete_partial(stream, 10) == stream[10 : len(stream) - 14]
+    assert _complete_partial(stream, 0) == b""
+    assert _complete_partial(stream, len(stream) - 14) == b""
+
+
 def wait_for(predicate: object, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
@@ -66,20 +83,21 @@ def test_recorder_fills_gaps_splits_bursts_and_indexes(tmp_path: Path) -> None:
     migrate(engine)
     clock = Clock()
     recorder = Recorder(tmp_path / "rec", engine, idle_close_s=4.0, clock=clock)
-    recorder.start()
-    try:
-        for wire in opus_frames(50, burst=7, drop=frozenset({10, 11, 12})):
-            recorder.submit("grid-01", "T001", wire)
-            clock.now += 0.02
-        second = opus_frames(25, burst=8)[:-1]  # no END: closed by the idle timer
-        for wire in second:
-            recorder.submit("grid-01", "T002", wire)
-        wait_for(lambda: recorder.open_bursts() == {"grid-01": ("T002", 24)})
-        assert recorder.recorded == 1  # the new burst closed the first file
-        clock.now += 5
-        wait_for(lambda: recorder.recorded == 2)
-    finally:
-        recorder.stop()
+    for wire in opus_frames(50, burst=7, drop=frozenset({10, 11, 12})):
+        recorder.handle("grid-01", "T001", wire)
+        clock.now += 0.02
+    assert recorder.recorded == 1  # closed by the END flag
+    for wire in opus_frames(25, burst=8)[:-1]:  # no END: closed by the idle timer
+        recorder.handle("grid-01", "T002", wire)
+    assert recorder.open_bursts() == {"grid-01": ("T002", 24)}
+    clock.now += 3.9
+    recorder.close_idle()
+    assert recorder.recorded == 1
+    clock.now += 0.2
+    recorder.close_idle()
+    assert recorder.recorded == 2 and recorder.open_bursts() == {}
+    recorder.handle("grid-01", "T003", b"not a frame")  # the relay never sends these; ignored
+    assert recorder.errors == 0
     with engine.connect() as conn:
         rows = conn.execute(select(recordings).order_by(recordings.c.id)).all()
     assert [(r.talker, r.burst, r.frames, r.lost_frames) for r in rows] == [
@@ -133,3 +151,33 @@ def test_burst_through_gateway_is_recorded_and_served(
     with wave.open(str(decoded)) as wav:
         assert abs(wav.getnframes() / wav.getframerate() - 2.0) < 0.05
     assert http.get("/api/recordings/9999/audio").status_code == 404
+
+
+def test_a_stalled_recorder_loses_recording_not_relay_time(tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import signal
+
+    from gateway.recorder_process import RecorderLink
+
+    link = RecorderLink(tmp_path / "rec", None)
+    link.start()
+    assert link._process is not None
+    pid = link._process.pid
+    wires = opus_frames(50, burst=3)
+
+    async def feed(rounds: int) -> None:
+        for _ in range(rounds):
+            for wire in wires:
+                link.tap("grid-01", "T001", wire)
+            await asyncio.sleep(0)  # one event-loop turn: the flush
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # ~100k frames, far more than the pipe holds: a blocking write would hang right here.
+        asyncio.run(asyncio.wait_for(feed(2000), 60))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert link.dropped > 0
+    link.stop()
+    assert list((tmp_path / "rec").rglob("*.opus")), "what fit in the pipe was still recorded"
