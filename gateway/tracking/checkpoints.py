@@ -116,6 +116,10 @@ def find_visits(
             haversine_m(checkpoint.lat, checkpoint.lon, point.lat, point.lon) <= checkpoint.radius_m
         )
         if inside:
+            if current_start is not None and point.t - last_inside > revisit_s:
+                # No point for a long while (device off, or data filtered): that visit ended.
+                visits.append(Visit(checkpoint.id, device, current_start, last_inside))
+                current_start = None
             if current_start is None:
                 if visits and point.t - visits[-1].end < revisit_s:
                     # Back too soon: the same visit continues.

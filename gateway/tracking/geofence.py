@@ -68,9 +68,13 @@ def make_spec(
     if kind not in KINDS:
         raise GeofenceError(f"geofence kind must be one of {', '.join(KINDS)}, got {kind!r}")
     points = _check_lonlat(coordinates, f"geofence {fence_id!r}")
+    if kind in ("grid", "polygon") and points and points[0] != points[-1]:
+        points = (*points, points[0])  # close the ring
     needed = {"grid": 4, "polygon": 4, "circle": 1, "corridor": 2}[kind]
     if len(points) < needed:
-        raise GeofenceError(f"a {kind} geofence needs at least {needed} coordinates")
+        raise GeofenceError(
+            f"a {kind} geofence needs at least {needed} coordinates (a closed ring for polygons)"
+        )
     if kind in ("circle", "corridor"):
         if radius_m is None or not (0 < radius_m <= MAX_RADIUS_M):
             raise GeofenceError(f"a {kind} geofence needs radius_m in (0, {MAX_RADIUS_M:.0f}]")
@@ -78,8 +82,6 @@ def make_spec(
             raise GeofenceError("a circle geofence has exactly one coordinate: its centre")
     elif radius_m is not None:
         raise GeofenceError(f"a {kind} geofence takes no radius_m")
-    if kind in ("grid", "polygon") and points[0] != points[-1]:
-        points = (*points, points[0])  # close the ring
     return GeofenceSpec(fence_id, name or fence_id, kind, points, radius_m)  # type: ignore[arg-type]
 
 
