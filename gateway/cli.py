@@ -13,6 +13,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from firmware_sim import quality_cmd
 from gateway import cli_devices
 from gateway.broker import BrokerError, BrokerNotInstalledError
 from gateway.errors import GatewayError
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_up(subparsers)
     cli_devices.add_parser(subparsers)
+    quality_cmd.add_parser(subparsers)
     return parser
 
 
@@ -166,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        code: int = args.handler(args)
+        handler = getattr(args, "handler", None) or args.func
+        code: int = handler(args)
     except BrokerError as exc:
         print(f"xixin: {exc}", file=sys.stderr)
         return 2

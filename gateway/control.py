@@ -45,6 +45,7 @@ from gateway.metrics import Counters
 from gateway.relay import Relay
 
 log = logging.getLogger(__name__)
+RR_WINDOW_S = 0.5  # at most one forwarded receiver report per talker per window (§9.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,8 @@ class ControlPlane:
         self.commands: dict[str, tuple[str, str]] = {}  # id -> (device, cmd)
         self._next_command = 0
         self._logged_once: set[tuple[str, str]] = set()
+        self._rr_pending: dict[str, tuple[str, ReceiverReport]] = {}  # talker -> worst report
+        self._rr_sent: dict[str, float] = {}  # talker -> when a report last went out
         for tg in directory.talkgroups:
             self._add_talkgroup(tg)
 
@@ -200,7 +203,8 @@ class ControlPlane:
             self._dispatch(info, request, now, wall_ms)
         except ControlError as exc:
             self._reject(exc.code, device, "refused control from %s: %s", device, exc)
-            self._reply(device, "error", re=exc.re_id, code=exc.code, message=exc.message)
+            if exc.reply:
+                self._reply(device, "error", re=exc.re_id, code=exc.code, message=exc.message)
 
     def _dispatch(self, info: DeviceInfo, request: Request, now: float, wall_ms: int) -> None:
         if isinstance(request, FloorRequest):
@@ -241,6 +245,7 @@ class ControlPlane:
             )
         elif isinstance(request, ReceiverReport):
             self.counters.receiver_reports += 1
+            self._receiver_report(info, request, now)
 
     # ---- floor ------------------------------------------------------------------------------
 
@@ -381,8 +386,50 @@ class ControlPlane:
             for party in target.parties:
                 self._reply(party, "floor_idle", ts=wall_ms, **target.field_for(party))
 
+    # ---- receiver reports (§9.2) ---------------------------------------------------------------
+
+    def _report_target(self, reporter: str, report: ReceiverReport) -> str | None:
+        """The talker a report is about, if its burst is still the current one."""
+        if report.tg is not None:
+            floor = self.relay.floors.get(report.tg)
+        else:
+            assert report.call is not None
+            a, b = sorted((reporter, report.call))
+            floor = self.relay.call_floors.get(f"call:{a}:{b}")
+        if floor is None or floor.holder is None or floor.burst != report.burst:
+            return None
+        if floor.holder == reporter or (report.call is not None and floor.holder != report.call):
+            return None
+        return floor.holder
+
+    def _receiver_report(self, info: DeviceInfo, report: ReceiverReport, now: float) -> None:
+        """Forward at most one report per talker per RR_WINDOW_S: the worst of the window."""
+        talker = self._report_target(info.id, report)
+        if talker is None:
+            self.counters.rejected["stale_rr"] = self.counters.rejected.get("stale_rr", 0) + 1
+            return
+        pending = self._rr_pending.get(talker)
+        if pending is None or report.miss_score > pending[1].miss_score:
+            self._rr_pending[talker] = (info.id, report)
+        self._flush_reports(now, only=talker)
+
+    def _flush_reports(self, now: float, only: str | None = None) -> None:
+        for talker in [only] if only is not None else list(self._rr_pending):
+            if now - self._rr_sent.get(talker, -RR_WINDOW_S) < RR_WINDOW_S:
+                continue
+            reporter, report = self._rr_pending.pop(talker)
+            if self._report_target(reporter, report) != talker:
+                continue  # the burst ended while the report waited
+            self._rr_sent[talker] = now
+            fields = report.forward_fields()
+            if report.call is not None:
+                fields["call"] = reporter  # from the talker's side the call is with the reporter
+            self._reply(talker, "rr", **fields, **{"from": reporter})
+
     def tick(self, now: float, wall_ms: int) -> None:
         """Fire due floor timers (max burst, end of media, grace, queue timeouts)."""
+        if self._rr_pending:
+            self._flush_reports(now)
         for floors in (self.relay.floors, self.relay.call_floors):
             for key, floor in floors.items():
                 deadline = floor.next_deadline()

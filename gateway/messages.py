@@ -18,11 +18,14 @@ _TG_RE = re.compile(r"^[a-z0-9-]{1,32}$")
 class ControlError(GatewayError):
     """A control request the gateway refuses; carries the protocol error code."""
 
-    def __init__(self, code: str, message: str, re_id: str | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, re_id: str | None = None, *, reply: bool = True
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.re_id = re_id
+        self.reply = reply  # False for messages the protocol never answers (rr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,57 @@ class CommandAck:
 
 @dataclass(frozen=True, slots=True)
 class ReceiverReport:
-    fields: dict[str, Any]
+    """§9.1: what a listener measured on a burst; forwarded to the talker, never answered."""
+
+    tg: str | None
+    call: str | None
+    burst: int
+    loss_pct: float
+    jitter_ms: float
+    late_pct: float
+    extra: dict[str, int]  # expected, received, interval_ms when given
+
+    @property
+    def miss_score(self) -> float:
+        return self.loss_pct + self.late_pct
+
+    def forward_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "tg": self.tg,
+            "call": self.call,
+            "burst": self.burst,
+            "loss_pct": self.loss_pct,
+            "jitter_ms": self.jitter_ms,
+            "late_pct": self.late_pct or None,
+        }
+        fields.update(self.extra)
+        return fields
+
+
+def _number(
+    body: dict[str, Any], name: str, low: float, high: float, *, required: bool = True
+) -> float | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ControlError("bad_field", f"'{name}' must be a number in {low}..{high}")
+    return float(value)
+
+
+def _parse_rr(body: dict[str, Any]) -> ReceiverReport:
+    tg, call = _target(body, "")
+    burst = _number(body, "burst", 1, 0xFFFF)
+    loss = _number(body, "loss_pct", 0, 100)
+    jitter = _number(body, "jitter_ms", 0, 60_000)
+    late = _number(body, "late_pct", 0, 100, required=False)
+    assert burst is not None and loss is not None and jitter is not None
+    extra: dict[str, int] = {}
+    for name in ("expected", "received", "interval_ms"):
+        value = _number(body, name, 0, 1_000_000, required=False)
+        if value is not None:
+            extra[name] = int(value)
+    return ReceiverReport(tg, call, int(burst), loss, jitter, late or 0.0, extra)
 
 
 Request = (
@@ -138,7 +191,10 @@ def parse_request(payload: bytes) -> Request:
             detail=_field(body, "detail", str, None, required=False),
         )
     if msg_type == "rr":
-        return ReceiverReport(fields=body)
+        try:
+            return _parse_rr(body)
+        except ControlError as exc:
+            raise ControlError("bad_rr", exc.message, reply=False) from exc
     if msg_type not in _REQUEST_TYPES:
         raise ControlError("unknown_type", f"unknown message type {msg_type!r}", re_id)
     if re_id is None:

@@ -84,3 +84,20 @@ def test_up_serves_console_and_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_quality_subcommand_is_wired(tmp_path: Path) -> None:
+    speech = tmp_path / "speech.wav"
+    subprocess.run(
+        ["espeak-ng", "-v", "cmn", "-w", str(speech), "仁西片区巡逻一组，请到民盛小区东门"],
+        check=True,
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "quality", str(speech), "--loss", "5", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-1000:]
+    report = json.loads(result.stdout)
+    assert 1.0 <= report["pesq_wb"] <= 4.7 and 0.0 <= report["stoi"] <= 1.0
