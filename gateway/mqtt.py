@@ -40,6 +40,10 @@ class ConnectRefusedError(MqttError):
         self.reason = reason
 
 
+class TlsVerificationError(MqttError):
+    """The broker's certificate does not verify (unknown CA, wrong host name, expired)."""
+
+
 class ConnectionLostError(MqttError):
     """The socket closed or keep-alive expired."""
 
@@ -195,6 +199,12 @@ class MqttClient:
                 await self._serve()
             except ConnectRefusedError:
                 raise
+            except ssl.SSLCertVerificationError as exc:
+                # Retrying cannot fix a certificate that does not verify: stop and say why.
+                raise TlsVerificationError(
+                    f"TLS verification of {self.options.host}:{self.options.port} failed: "
+                    f"{exc.verify_message}"
+                ) from exc
             except (TimeoutError, OSError, MqttError) as exc:
                 if self._closing:
                     break

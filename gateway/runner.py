@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class GatewayRunner:
         self.counters = Counters()
         self.event_sinks = list(event_sinks or [])
         status_topic = topics.gateway_status(settings.instance)
+        # mqtts:// verifies the broker against the system's CA store (SSL_CERT_FILE applies).
+        tls = ssl.create_default_context() if settings.broker.tls else None
         self.client = MqttClient(
             ClientOptions(
                 host=settings.broker.host,
@@ -67,6 +70,7 @@ class GatewayRunner:
                 client_id=f"xixin-gateway-{settings.instance}",
                 username=settings.username,
                 password=settings.password,
+                tls=tls,
                 will=Will(status_topic, json.dumps({"v": 1, "state": "offline"}).encode()),
                 subscriptions=topics.gateway_subscriptions(settings.talkgroups),
             ),
@@ -82,6 +86,7 @@ class GatewayRunner:
                     client_id=f"xixin-gateway-{settings.instance}-pub{k}",
                     username=settings.username,
                     password=settings.password,
+                    tls=tls,
                 ),
                 _ignore_message,
                 logger=self.log,
