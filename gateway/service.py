@@ -21,6 +21,8 @@ from gateway.recorder_process import RecorderLink
 from gateway.runner import GatewayRunner, GatewaySettings
 from gateway.store.db import create_db_engine, default_db_url, migrate
 from gateway.store.registry import Device, DeviceRegistry
+from gateway.tracking.config import TrackingConfig
+from gateway.tracking.service import BrokerAccount, TrackingService
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class ServiceConfig:
     gateway_password: str | None = None
     instance: str = "gw1"
     floor: FloorConfig = field(default_factory=FloorConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     device_poll_s: float = 2.0
     record: bool = True  # every talk burst to data_dir/recordings as Ogg Opus
 
@@ -61,6 +64,7 @@ class GatewayService:
             else None
         )
         self.runner: GatewayRunner | None = None
+        self.tracking: TrackingService | None = None
         self._devices_seen: list[Device] = []
         self._migrated = False
 
@@ -105,10 +109,18 @@ class GatewayService:
             floor=self.config.floor,
         )
         self._devices_seen = self.registry.list()
+        self.tracking = TrackingService(
+            self.engine, self.org, self.registry, BrokerAccount(address, user, password),
+            self.hub, self.config.tracking, logger=self.log,
+        )  # fmt: skip
         self.runner = GatewayRunner(
             settings,
             self.directory(self._devices_seen),
-            event_sinks=[self.writer.submit, self.hub.publish],
+            event_sinks=[
+                self.writer.submit,
+                self.hub.publish,
+                self.tracking.observe_gateway_events,
+            ],
             logger=self.log,
         )
         if self.recorder is not None:
@@ -159,6 +171,8 @@ class GatewayService:
             self.recorder.start()
         task = asyncio.create_task(runner.run(), name="gateway")
         watcher = asyncio.create_task(self._watch_devices(), name="device-watch")
+        assert self.tracking is not None
+        tracking = asyncio.create_task(self.tracking.run(), name="tracking")
         try:
             ready = asyncio.create_task(runner.ready.wait())
             done, _ = await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
@@ -168,6 +182,9 @@ class GatewayService:
             yield runner
         finally:
             watcher.cancel()
+            self.tracking.stop()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(tracking, 15)
             runner.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)

@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from prometheus_client import CollectorRegistry
 
-from gateway.api.routes import devices, events, health, metrics, recordings, talkgroups
+from gateway.api.routes import devices, events, health, metrics, recordings, talkgroups, tracking
 from gateway.metrics import GatewayCollector, LiveGauges
 from gateway.service import GatewayService
+from gateway.tracking.metrics import TrackingCollector
 
 
 def create_app(service: GatewayService) -> FastAPI:
@@ -25,12 +26,14 @@ def create_app(service: GatewayService) -> FastAPI:
                 return runner.gauges()
 
             registry.register(GatewayCollector(runner.counters, gauges))
+            if service.tracking is not None:
+                registry.register(TrackingCollector(service.tracking))
             app.state.metrics = registry
             yield
 
     app = FastAPI(title="Xixin gateway", version="1", lifespan=lifespan)
     app.state.service = service
-    for module in (health, devices, talkgroups, recordings, metrics, events):
+    for module in (health, devices, talkgroups, recordings, metrics, events, tracking):
         app.include_router(module.router)
     console = resources.files("gateway.console").joinpath("index.html").read_text("utf-8")
 

@@ -23,10 +23,12 @@ from gateway.control import GatewayEvent
 from gateway.event_log import EventHub
 from gateway.store.registry import Device, DeviceRegistry
 from gateway.tracking.config import TrackingConfig
-from gateway.tracking.errors import TrackingStoreError
+from gateway.tracking.errors import GeofenceError, TrackingStoreError
+from gateway.tracking.geofence import GeofenceSpec, build_geometry
 from gateway.tracking.ingest import IngestWorker
 from gateway.tracking.model import Fix, TrackingEvent
 from gateway.tracking.pipeline import FlushResult, TrackingPipeline
+from gateway.tracking.queries import live_view
 from gateway.tracking.repository import TrackingRepository
 from gateway.tracking.store import PositionReader, PositionWriter
 
@@ -262,7 +264,29 @@ class TrackingService:
                 if stored:
                     self._store_events(stored)
 
-    # ---- queries ---------------------------------------------------------------------------------
+    # ---- API operations (on the event loop; database work goes to threads) -----------------------
+
+    def live(self) -> list[dict[str, Any]]:
+        return live_view(
+            self.pipeline.live, self.pipeline.geofences.inside, self.pipeline.alarms.active
+        )
+
+    def device_grids(self) -> dict[str, str | None]:
+        return {device: self.assigned_grid(device) for device in sorted(self.devices)}
+
+    def geofences(self) -> list[GeofenceSpec]:
+        return list(self.pipeline.geofences.fences.specs)
+
+    async def add_geofence(self, spec: GeofenceSpec) -> None:
+        build_geometry(spec, self.pipeline.projection)  # raises GeofenceError when invalid
+        if spec.id in self.org.grids:
+            raise GeofenceError(f"{spec.id!r} is a grid of the organisation")
+        await asyncio.to_thread(self.repository.add_geofence, spec)
+        self.pipeline.set_fences(await asyncio.to_thread(self.repository.geofences))
+
+    async def delete_geofence(self, fence_id: str) -> None:
+        await asyncio.to_thread(self.repository.delete_geofence, fence_id)
+        self.pipeline.set_fences(await asyncio.to_thread(self.repository.geofences))
 
     def stats(self) -> dict[str, Any]:
         counters = self.pipeline.counters
@@ -275,4 +299,6 @@ class TrackingService:
             "stored": self.writer.inserted,
             "pending": self.writer.pending,
             "write_failures": self.writer.failures,
+            # re-sent beacons the database already had (QoS 1 may deliver twice)
+            "duplicates_in_db": self.writer.offered - self.writer.inserted,
         }

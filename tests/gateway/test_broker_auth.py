@@ -145,16 +145,18 @@ def test_acl_officer_guard_dispatcher(tmp_path: Path, org: Organisation) -> None
     assert _mode(path) == 0o600
     sections = _sections(path.read_text())
     assert set(sections) == {GATEWAY_USER, "T001", "D001"}  # disabled G001 has no rights at all
-    assert sections[GATEWAY_USER] == {f"topic readwrite {ROOT}/#"}
+    assert sections[GATEWAY_USER] == {f"topic readwrite {ROOT}/#", "topic read owntracks/#"}
     dev = f"{ROOT}/dev/T001"
     expected = {
         f"topic readwrite {dev}/status",
         f"topic write {dev}/ctrl/up",
         f"topic write {dev}/gps",
+        f"topic write {dev}/nmea",
         f"topic write {dev}/call/up",
         f"topic read {dev}/ctrl/down",
         f"topic read {dev}/voice/down",
         f"topic read {ROOT}/gw/+/status",
+        "topic readwrite owntracks/T001/#",
     }
     for tg in ("grid-01", "area-renxi", "all"):
         expected |= {
@@ -168,9 +170,9 @@ def test_acl_officer_guard_dispatcher(tmp_path: Path, org: Organisation) -> None
     for tg in org.talkgroups:
         assert f"topic write {ROOT}/tg/{tg}/up/D001" in dispatcher
         assert f"topic read {ROOT}/tg/{tg}/down" in dispatcher
-    # The only wildcard an officer gets is reading gateway presence.
-    wildcards = [rule for rule in sections["T001"] if "+" in rule or "#" in rule]
-    assert wildcards == [f"topic read {ROOT}/gw/+/status"]
+    # The only wildcards an officer gets: gateway presence, and its own OwnTracks subtree.
+    wildcards = sorted(rule for rule in sections["T001"] if "+" in rule or "#" in rule)
+    assert wildcards == [f"topic read {ROOT}/gw/+/status", "topic readwrite owntracks/T001/#"]
 
 
 def test_acl_refuses_a_device_shadowing_the_gateway(tmp_path: Path, org: Organisation) -> None:
@@ -444,6 +446,21 @@ def test_device_publishes_only_to_its_own_topics(fleet: Fleet) -> None:
         received += gateway.wait_for(topic, topic.encode())
     # Ordered delivery: anything forbidden that got through would have arrived before these.
     assert received == []
+
+
+def test_tracking_topics_nmea_and_owntracks(fleet: Fleet) -> None:
+    """§10: NMEA on the device's own topic, the OwnTracks app under owntracks/<device id>/."""
+    gateway = fleet.connected(GATEWAY_USER)
+    assert gateway.subscribe("owntracks/#") == 1
+    assert gateway.subscribe(f"{ROOT}/#") == 1
+    device = fleet.connected("T001")
+    for topic in (f"{ROOT}/dev/T002/nmea", "owntracks/T002/phone", "owntracks/x/phone"):
+        assert device.publish(topic, b"forged") == NOT_AUTHORIZED, topic
+    for topic in (f"{ROOT}/dev/T001/nmea", "owntracks/T001/phone"):
+        assert device.publish(topic, topic.encode()) == 0, topic
+    received = gateway.wait_for(f"{ROOT}/dev/T001/nmea", f"{ROOT}/dev/T001/nmea".encode())
+    received += gateway.wait_for("owntracks/T001/phone", b"owntracks/T001/phone")
+    assert received == []  # nothing forbidden got through
 
 
 def test_device_reads_only_its_own_downlinks(fleet: Fleet) -> None:
