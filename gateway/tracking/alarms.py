@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.tracking.geo import haversine_m
+from gateway.tracking.geo import distance_m
 from gateway.tracking.model import DeviceState, Fix, TrackingEvent
 
 ALARM_TYPES = ("sos", "low_battery", "offline_too_long", "left_grid", "no_movement")
@@ -101,7 +101,7 @@ class AlarmEngine:
         if anchor is None:
             self._anchors[fix.device] = _Anchor(fix.lat, fix.lon, fix.fix_time)
             return []
-        moved = haversine_m(anchor.lat, anchor.lon, fix.lat, fix.lon)
+        moved = distance_m(anchor.lat, anchor.lon, fix.lat, fix.lon)
         if moved > self.config.no_movement_radius_m:
             self._anchors[fix.device] = _Anchor(fix.lat, fix.lon, fix.fix_time)
             return self._clear("no_movement", fix.device, fix.fix_time, fix)

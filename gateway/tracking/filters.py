@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Final
 
-from gateway.tracking.geo import haversine_m
+from gateway.tracking.geo import distance_m
 from gateway.tracking.model import Fix
 
 REASONS: Final = (
@@ -90,7 +90,7 @@ class FilterChain:
         needs_distance = config.max_speed_mps is not None or config.min_distance_m is not None
         if not needs_distance:
             return None
-        distance = haversine_m(last.lat, last.lon, fix.lat, fix.lon)
+        distance = distance_m(last.lat, last.lon, fix.lat, fix.lon)
         if config.max_speed_mps is not None and distance > config.max_speed_mps * elapsed:
             return "speed"
         if config.min_distance_m is not None and distance < config.min_distance_m:
@@ -99,7 +99,7 @@ class FilterChain:
 
     def _speed(self, fix: Fix, last: _Last, elapsed: float) -> str | None:
         assert self.config.max_speed_mps is not None
-        distance = haversine_m(last.lat, last.lon, fix.lat, fix.lon)
+        distance = distance_m(last.lat, last.lon, fix.lat, fix.lon)
         return "speed" if distance > self.config.max_speed_mps * elapsed else None
 
     def apply(self, fix: Fix, now: float) -> str | None:

@@ -25,6 +25,21 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
+_RAD: Final = math.pi / 180.0
+_SHORT_DEG: Final = 0.05  # ~5 km: below this the flat-Earth formula is within 0.01 %
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Haversine for far points; the equirectangular approximation (one cosine) for near ones,
+    which is what the per-beacon rules (speed, movement) meet almost always."""
+    dlat = lat2 - lat1
+    dlon = lon2 - lon1
+    if -_SHORT_DEG < dlat < _SHORT_DEG and -_SHORT_DEG < dlon < _SHORT_DEG:
+        x = dlon * math.cos((lat1 + lat2) * 0.5 * _RAD)
+        return EARTH_RADIUS_M * _RAD * math.sqrt(x * x + dlat * dlat)
+    return haversine_m(lat1, lon1, lat2, lon2)
+
+
 def haversine_path_m(lats: FloatArray, lons: FloatArray) -> FloatArray:
     """Distances between consecutive points (len n-1), vectorised."""
     phi = np.radians(lats)

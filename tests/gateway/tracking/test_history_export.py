@@ -155,3 +155,18 @@ def test_csv_export() -> None:
     assert float(rows[0]["lat"]) == LAT and rows[0]["course_deg"] == ""
     assert {r["segment"] for r in rows} == {"0", "1"}
     assert math.isclose(float(rows[-1]["epoch_s"]), T0 + 1000 + 20)
+
+
+@pytest.mark.parametrize(
+    ("lat1", "lon1", "lat2", "lon2"),
+    [(LAT, LON, LAT + 0.001, LON + 0.001), (LAT, LON, LAT + 0.04, LON - 0.03),
+     (-60.0, 170.0, -60.01, 170.02), (LAT, LON, LAT + 1.0, LON + 1.0)],
+)  # fmt: skip
+def test_fast_distance_agrees_with_haversine(
+    lat1: float, lon1: float, lat2: float, lon2: float
+) -> None:
+    from gateway.tracking.geo import distance_m
+
+    assert distance_m(lat1, lon1, lat2, lon2) == pytest.approx(
+        haversine_m(lat1, lon1, lat2, lon2), rel=1e-4
+    )
