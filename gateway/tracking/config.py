@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
 
 from gateway.tracking.alarms import AlarmConfig
 from gateway.tracking.checkpoints import DEFAULT_SHIFTS, ShiftPattern
+from gateway.tracking.errors import TrackingError
 from gateway.tracking.filters import FilterConfig
 from gateway.tracking.history import HistoryConfig
 from gateway.tracking.live import LiveConfig
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -38,3 +45,47 @@ class TrackingConfig:
             user, _, dev = key.partition("/")
             pairs[(user, dev)] = device
         return pairs
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "filters": FilterConfig,
+    "live": LiveConfig,
+    "alarms": AlarmConfig,
+    "history": HistoryConfig,
+}
+
+
+def _build(kind: type[T], raw: object, where: str) -> T:
+    if not isinstance(raw, dict):
+        raise TrackingError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    known = {f.name: f for f in fields(kind)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise TrackingError(f"{where}: unknown setting {key!r}; known: {', '.join(known)}")
+        if key in _SECTIONS and kind is TrackingConfig:
+            values[key] = _build(_SECTIONS[key], value, f"{where}.{key}")
+        elif key == "shifts" and kind is TrackingConfig:
+            if not isinstance(value, list):
+                raise TrackingError(f"{where}.shifts: expected a list")
+            values[key] = tuple(_build(ShiftPattern, item, f"{where}.shifts") for item in value)
+        else:
+            values[key] = value
+    try:
+        return kind(**values)
+    except TypeError as exc:
+        raise TrackingError(f"{where}: {exc}") from exc
+
+
+def tracking_config_from_mapping(raw: object, where: str = "tracking") -> TrackingConfig:
+    """Build a TrackingConfig from parsed YAML/JSON (sections filters, live, alarms, history,
+    shifts, and the top-level settings); unknown keys are errors, missing keys keep defaults."""
+    return _build(TrackingConfig, raw, where)
+
+
+def load_tracking_config(path: Path) -> TrackingConfig:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise TrackingError(f"cannot read tracking settings {path}: {exc}") from exc
+    return tracking_config_from_mapping(raw or {}, str(path))

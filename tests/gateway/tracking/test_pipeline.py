@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from devices.org import default_org
 from gateway.tracking.alarms import AlarmConfig
-from gateway.tracking.config import TrackingConfig
+from gateway.tracking.checkpoints import ShiftPattern
+from gateway.tracking.config import (
+    TrackingConfig,
+    load_tracking_config,
+    tracking_config_from_mapping,
+)
+from gateway.tracking.errors import TrackingError
 from gateway.tracking.live import LiveConfig
 from gateway.tracking.pipeline import TrackingPipeline, ingest_subscriptions
 
@@ -132,3 +141,24 @@ def test_filtered_points_are_counted_and_not_stored() -> None:
     assert p.filtered() == {"duplicate": 1, "zero": 1, "accuracy": 1}
     # a filtered point still shows the device is alive
     assert [c.state for c in p.flush(T0).status] == ["online"]
+
+
+def test_settings_load_from_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "tracking.yaml"
+    path.write_text(
+        "filters: {max_speed_mps: 40, min_distance_m: 5, skip_limit_s: 60}\n"
+        "alarms: {low_battery_pct: 15}\n"
+        "owntracks: {alice/iphone: T001}\n"
+        "shifts: [{name: early, start: '06:00', hours: 8}]\n"
+        "ingest_workers: 2\n"
+    )
+    config = load_tracking_config(path)
+    assert config.filters.max_speed_mps == 40 and config.filters.min_distance_m == 5
+    assert config.filters.max_accuracy_m == 200.0  # untouched default
+    assert config.alarms.low_battery_pct == 15 and config.ingest_workers == 2
+    assert config.owntracks_pairs() == {("alice", "iphone"): "T001"}
+    assert config.shifts == (ShiftPattern("early", "06:00", 8),)
+    with pytest.raises(TrackingError, match="unknown setting 'max_sped'"):
+        tracking_config_from_mapping({"filters": {"max_sped": 1}})
+    with pytest.raises(TrackingError, match="expected a mapping"):
+        tracking_config_from_mapping({"live": 3})
