@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,13 +85,23 @@ def test_console_shows_talkgroups_devices_and_the_talker(
     try:
         terminal.affiliate(["grid-01"])
         assert terminal.request_floor(tg="grid-01")["type"] == "floor_granted"
+        lon, lat = service.org.grids["grid-01"].centre
+        beacon = {"v": 1, "ts": int(time.time() * 1000), "lat": lat, "lon": lon, "acc": 5.0}
+        terminal.publish_raw("xixin/v1/dev/T001/gps", json.dumps(beacon).encode(), qos=1)
+        for _ in range(100):  # stored and live within the ingest batch interval
+            if service.tracking and any(d["position"] for d in service.tracking.live()):
+                break
+            deadline.wait(0.05)
         dom = chromium("--virtual-time-budget=4000", "--dump-dom", url)
         assert 'data-tg="grid-01"' in dom and 'data-tg="all"' in dom
         grid_row = dom.split('data-tg="grid-01"', 1)[1].split("</tr>", 1)[0]
         assert 'class="taken"' in grid_row.split(">", 1)[0] and "<td>T001</td>" in grid_row
         assert 'data-device="T001"' in dom
-        device_tag = dom.split('data-device="T001"', 1)[1].split(">", 1)[0]
+        device_tag = dom.split('<tr data-device="T001"', 1)[1].split(">", 1)[0]
         assert 'class="online"' in device_tag
+        assert dom.count("<polygon") == 13 and 'data-grid="grid-07"' in dom
+        dot = dom.split('<circle', 1)[1].split(">", 1)[0]
+        assert 'data-device="T001"' in dot and 'class="talker"' in dot
         screenshot = tmp_path / "console.png"
         chromium(
             "--virtual-time-budget=4000",
