@@ -342,6 +342,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "rows": [asdict(r) for r in rows],
         "max_fps_added_p99_under_10ms": max((r.offered_fps for r in ok), default=0),
