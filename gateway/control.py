@@ -7,6 +7,7 @@ published to `outbox` and what must be stored or streamed to `events`; the runne
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,6 +46,13 @@ from gateway.metrics import Counters
 from gateway.relay import Relay
 
 log = logging.getLogger(__name__)
+_TO_DEVICE = (Granted, Queued, Denied, Revoked, Released)
+_COUNTED: dict[type[FloorEvent], str] = {
+    Granted: "grant",
+    Queued: "queued",
+    Denied: "deny",
+    Revoked: "revoke",
+}
 RR_WINDOW_S = 0.5  # at most one forwarded receiver report per talker per window (§9.2)
 
 
@@ -305,51 +313,15 @@ class ControlPlane:
         target = self.targets[key]
         counters = self.counters.floor
         for event in floor_events:
-            if isinstance(event, Granted):
-                counters["grant"] += 1
-                self._reply(
-                    event.device,
-                    "floor_granted",
-                    re=event.request_id,
-                    burst=event.burst,
-                    max_ms=event.max_ms,
-                    **target.field_for(event.device),
-                )
-            elif isinstance(event, Queued):
-                counters["queued"] += 1
-                self._reply(
-                    event.device,
-                    "floor_queued",
-                    re=event.request_id,
-                    position=event.position,
-                    **target.field_for(event.device),
-                )
-            elif isinstance(event, Denied):
-                counters["deny"] += 1
-                self._reply(
-                    event.device,
-                    "floor_deny",
-                    re=event.request_id,
-                    reason=event.reason,
-                    **target.field_for(event.device),
-                )
-            elif isinstance(event, Revoked):
-                counters["revoke"] += 1
-                self._reply(
-                    event.device,
-                    "floor_revoke",
-                    burst=event.burst,
-                    reason=event.reason,
-                    grace_ms=event.grace_ms,
-                    **target.field_for(event.device),
-                )
-            elif isinstance(event, Released):
-                self._reply(
-                    event.device,
-                    "floor_released",
-                    re=event.request_id,
-                    **target.field_for(event.device),
-                )
+            if isinstance(event, _TO_DEVICE):
+                counted = _COUNTED.get(type(event))
+                if counted is not None:
+                    counters[counted] += 1
+                # Event fields are named as the protocol's message fields (§5.2).
+                fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+                device = fields.pop("device")
+                fields["re"] = fields.pop("request_id", None)
+                self._reply(device, event.message, **fields, **target.field_for(device))
             elif isinstance(event, Taken):
                 self._broadcast_taken(target, event, wall_ms)
             elif isinstance(event, Idle):
