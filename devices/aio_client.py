@@ -86,6 +86,13 @@ class TerminalMqtt(MqttClient):
         )
         return True
 
+    def subscribe_nowait(self, filters: list[tuple[str, int]]) -> None:
+        """SUBSCRIBE without waiting for the SUBACK (the broker applies it before anything we
+        send after it on this connection)."""
+        if self._transport is not None and filters:
+            topic_filters = [mqtt5.TopicFilter(p, max_qos=mqtt5.QoS(q)) for p, q in filters]
+            self._send(mqtt5.SubscribePacket(self._packet_id(), topic_filters).write())
+
     def unsubscribe_nowait(self, filters: list[str]) -> None:
         if self._transport is not None and filters:
             self._send(mqtt5.UnsubscribePacket(self._packet_id(), filters).write())
@@ -143,6 +150,7 @@ class AsyncTerminalClient:
         gate: FrameGate | None = None,
         on_frame: Callable[[FrameIn, float], None] | None = None,
         battery: Callable[[], int | None] | None = None,
+        decode_frames: bool = True,
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -151,7 +159,7 @@ class AsyncTerminalClient:
         self.device_id = device_id
         self.secret = secret
         self.host, self.port, self.keep_alive = host, port, keep_alive
-        self.session = TerminalSession(device_id, retry=retry)
+        self.session = TerminalSession(device_id, retry=retry, decode_frames=decode_frames)
         self.beacons = beacons if beacons is not None else BeaconQueue()
         self.handler = handler
         self.gate = gate
@@ -260,6 +268,11 @@ class AsyncTerminalClient:
         if self.handler is not None:
             self.handler.on_disconnected(now)
 
+    def drop_nowait(self) -> None:
+        """Vanish abruptly without waiting for the session task to end."""
+        if self.mqtt is not None:
+            self.mqtt.abort()
+
     async def go_offline(self) -> None:
         """Vanish abruptly (no DISCONNECT: the broker publishes our Last Will)."""
         if self.mqtt is not None:
@@ -305,9 +318,12 @@ class AsyncTerminalClient:
         self.send(message)
         self._arm_timer()
 
-    def send_frame(self, frame: VoiceFrame, tg: str | None = None) -> None:
-        """A voice frame to a talkgroup (or the private call when tg is None), through the gate."""
-        out = self.session.frame(frame, tg or CALL_PREFIX)
+    def send_frame(
+        self, frame: VoiceFrame, tg: str | None = None, *, key: str | None = None
+    ) -> None:
+        """A voice frame to a talkgroup (or the private call when tg is None, or a floor key
+        ``tg`` / ``call:{peer}``), through the gate."""
+        out = self.session.frame(frame, key or tg or CALL_PREFIX)
         delay = self.gate.uplink(self.clock()) if self.gate is not None else 0.0
         if delay is None:
             return
@@ -361,17 +377,30 @@ class AsyncTerminalClient:
         """Listen to `tgs`: subscribe first (no frame missed), affiliate, drop the rejected."""
         for tg in tgs:
             target_key(tg=tg)
-        previous = set(self.wanted_tgs)
-        self.wanted_tgs = list(tgs)
-        new = [tg for tg in tgs if tg not in previous]
+        new = [tg for tg in tgs if tg not in self.wanted_tgs]
+        self.wanted_tgs = list(dict.fromkeys([*self.wanted_tgs, *tgs]))
         subscribing = self.subscribe_talkgroups(new)
         if subscribing is not None:
             await subscribing
-        reply = await self.request("affiliate", tgs=list(tgs))
-        accepted = [t for t in reply.get("tgs", []) if isinstance(t, str)]
-        self.wanted_tgs = accepted
-        self.unsubscribe_talkgroups([tg for tg in previous | set(new) if tg not in accepted])
-        return reply
+        return await self.request("affiliate", tgs=list(tgs))
+
+    def affiliate_nowait(self, tgs: list[str] | tuple[str, ...]) -> None:
+        """Subscribe and affiliate without waiting; the reply goes to the handler."""
+        for tg in tgs:
+            target_key(tg=tg)
+        new = [tg for tg in tgs if tg not in self.wanted_tgs]
+        self.wanted_tgs = list(dict.fromkeys([*self.wanted_tgs, *tgs]))
+        if self.mqtt is not None:
+            self.mqtt.subscribe_nowait(self.session.talkgroup_subscriptions(new))
+        self.send_request(*self.session.affiliate(self.clock(), list(tgs)))
+
+    def _affiliated(self, reply: Reply) -> None:
+        """Keep exactly the accepted talkgroups subscribed (also for re-affiliation)."""
+        raw = reply.body.get("tgs")
+        accepted = [t for t in raw if isinstance(t, str)] if isinstance(raw, list) else []
+        dropped = [tg for tg in self.wanted_tgs if tg not in accepted]
+        self.wanted_tgs = accepted  # affiliation replaces the previous list (§5.1)
+        self.unsubscribe_talkgroups(dropped)
 
     async def request_floor(
         self, tg: str | None = None, call: str | None = None, emergency: bool = False
@@ -462,6 +491,8 @@ class AsyncTerminalClient:
         now = self.clock()
         answered = False
         if isinstance(incoming, Reply):
+            if incoming.request.type == "affiliate":
+                self._affiliated(incoming)
             waiter = self._waiters.pop(incoming.request.id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(incoming.body)

@@ -389,6 +389,7 @@ class TerminalClient:
             incoming = self.session.on_message(msg.topic, bytes(msg.payload))
             box = self._waiters.get(incoming.request.id) if isinstance(incoming, Reply) else None
         if isinstance(incoming, FrameIn):
+            assert incoming.frame is not None  # this session decodes frames
             received = ReceivedFrame(msg.topic, incoming.frame, time.monotonic())
             if self.on_frame is not None:
                 self.on_frame(received)

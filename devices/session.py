@@ -16,9 +16,16 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
-from codec.frame import FrameError, VoiceFrame, encode_frame, parse_frame
+from codec.frame import (
+    HEADER,
+    HEADER_SIZE,
+    FrameError,
+    VoiceFrame,
+    encode_frame,
+    parse_frame,
+)
 from devices.errors import DevicesError
 
 ROOT: Final = "xixin/v1"
@@ -26,6 +33,7 @@ MAX_JSON_BYTES: Final = 4096
 _DEV_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _TG_RE: Final = re.compile(r"^[a-z0-9-]{1,32}$")
 CALL_PREFIX: Final = "call:"
+_UNKNOWN, _TG_DOWN, _TG_CTRL, _VOICE_DOWN = 0, 1, 2, 3
 REPLY_TYPES: Final = frozenset(
     {
         "floor_granted",
@@ -214,10 +222,20 @@ class FloorNews:
     body: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class FrameIn:
+class FrameIn(NamedTuple):
+    """A voice frame for us. A tuple, not a dataclass: fleets receive tens of thousands a second.
+
+    `frame` is the parsed frame, or None when the session does not decode frames (a listener
+    that only accounts for them reads the header fields).
+    """
+
     key: str  # talkgroup id or call:{peer}
-    frame: VoiceFrame
+    burst: int
+    seq: int
+    timestamp: int
+    end: bool
+    audio: bool  # carries at least one packet (not a bare END marker)
+    frame: VoiceFrame | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,10 +275,14 @@ class TerminalSession:
         retry: RetryPolicy | None = None,
         fw: str = "xixin-sim-1.0",
         request_prefix: str | None = None,
+        decode_frames: bool = True,
     ) -> None:
         if not _DEV_RE.match(device_id):
             raise SessionError(f"{device_id!r} is not a device id (^[A-Za-z0-9_-]{{1,32}}$)")
         self.device_id = device_id
+        # A listener that only accounts for frames (simulated fleets) reads the 12-byte header;
+        # the gateway has validated every frame it relays.
+        self.decode_frames = decode_frames
         self.retry = retry or RetryPolicy()
         self.fw = fw
         self._prefix = request_prefix or device_id
@@ -270,6 +292,7 @@ class TerminalSession:
         self.talkgroups: tuple[str, ...] = ()  # accepted by the last `affiliated`
         self.stunned = False
         self.counters = SessionCounters()
+        self._routes: dict[str, tuple[int, str]] = {}
         dev = f"{ROOT}/dev/{device_id}"
         self.status_topic = f"{dev}/status"
         self.ctrl_up = f"{dev}/ctrl/up"
@@ -454,21 +477,32 @@ class TerminalSession:
 
     # ---- receiving ------------------------------------------------------------------------
 
+    def _route(self, topic: str) -> tuple[int, str]:
+        route = self._routes.get(topic)
+        if route is None:
+            route = (_UNKNOWN, "")
+            if topic.startswith(f"{ROOT}/tg/"):
+                tg, _, kind = topic[len(ROOT) + 4 :].partition("/")
+                route = (_TG_DOWN if kind == "down" else _TG_CTRL if kind == "ctrl" else 0, tg)
+            elif topic == self.voice_down:
+                route = (_VOICE_DOWN, "")
+            if len(self._routes) < 256:
+                self._routes[topic] = route
+        return route
+
     def on_message(self, topic: str, payload: bytes) -> Incoming:
         """Classify one received message and update the floor views."""
-        if topic.startswith(f"{ROOT}/tg/"):
-            tg, _, kind = topic[len(ROOT) + 4 :].partition("/")
-            if kind == "down":
-                return self._frame(tg, payload, echo_check=True)
-            if kind == "ctrl":
-                body = self._json(payload)
-                if body is None:
-                    return Dropped("bad_json")
-                self._floor_news(body)
-                return FloorNews(body)
-            return Dropped("unknown_topic")
-        if topic == self.voice_down:
-            return self._frame(None, payload, echo_check=False)
+        kind, tg = self._route(topic)
+        if kind == _TG_DOWN:
+            return self._frame(tg, payload)
+        if kind == _TG_CTRL:
+            body = self._json(payload)
+            if body is None:
+                return Dropped("bad_json")
+            self._floor_news(body)
+            return FloorNews(body)
+        if kind == _VOICE_DOWN:
+            return self._frame(None, payload)
         if topic == self.ctrl_down:
             body = self._json(payload)
             if body is None:
@@ -491,20 +525,31 @@ class TerminalSession:
             return None
         return body
 
-    def _frame(self, tg: str | None, payload: bytes, echo_check: bool) -> Incoming:
+    def _frame(self, tg: str | None, payload: bytes) -> Incoming:
+        frame: VoiceFrame | None = None
         try:
-            frame = parse_frame(payload)
+            if self.decode_frames:
+                frame = parse_frame(payload)
+                burst, seq, timestamp = frame.burst, frame.seq, frame.timestamp
+                end, audio = frame.end, bool(frame.packets)
+            else:
+                # Header only (version and flags checked; the gateway validated the frame).
+                if len(payload) < HEADER_SIZE:
+                    raise FrameError("frame shorter than its header")
+                version, flags, burst, seq, timestamp, _units, count = HEADER.unpack_from(payload)
+                if version != 1 or flags & 0xF0:
+                    raise FrameError("unknown frame version or reserved flags")
+                end, audio = bool(flags & 0x02), count > 0
         except FrameError:
             self.counters.bad_frames += 1
             return Dropped("bad_frame")
         if tg is None:
-            key = self._call_key_for(frame.burst)
-            return FrameIn(key, frame)
+            return FrameIn(self._call_key_for(burst), burst, seq, timestamp, end, audio, frame)
         view = self.floors.get(tg)
-        if echo_check and view is not None and view.own_burst == frame.burst:
+        if view is not None and view.own_burst == burst:
             self.counters.own_echo += 1
             return Dropped("own_echo")
-        return FrameIn(tg, frame)
+        return FrameIn(tg, burst, seq, timestamp, end, audio, frame)
 
     def _call_key_for(self, burst: int) -> str:
         # voice/down carries no peer id: find the private call whose current burst this is.

@@ -87,6 +87,7 @@ class Firmware:
         self.log = logger or log
         self.state = State.BOOT
         self.outbox: list[Effect] = []
+        self.needs_schedule = False  # something may have moved next_wakeup() earlier
         self.stats = FirmwareStats()
         self.connected = False
         self.powered_off = False
@@ -458,6 +459,7 @@ class Firmware:
         if self.session.stunned or not self.connected:
             return
         if self.listener.frame(incoming, now):
+            self.needs_schedule = True
             self._settle(now)
 
     # ---- the clock ---------------------------------------------------------------------------

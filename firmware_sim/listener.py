@@ -67,15 +67,26 @@ class Listener:
         self.scan.playing = None
 
     def frame(self, incoming: FrameIn, now: float) -> bool:
-        """A voice frame arrived; True if its talkgroup just became active."""
+        """A voice frame arrived; True if it starts something that needs the clock (a newly
+        active talkgroup, the probe's playout)."""
         key, frame = incoming.key, incoming.frame
-        self.stats.meter.frame(key, frame, now + self.wall_offset)
-        fresh = key not in self.active
-        self.active[key] = now
+        self.stats.meter.frame(
+            key,
+            incoming.burst,
+            incoming.seq,
+            incoming.timestamp,
+            incoming.end,
+            incoming.audio,
+            now + self.wall_offset,
+        )
+        active = self.active
+        fresh = key not in active
+        active[key] = now
         probe = self.probe
-        if probe is not None and self.scan.offer(key):
+        if probe is not None and frame is not None and self.scan.offer(key):
             if not probe.active:
                 self._next_report = now + self.config.report_interval_s
+                fresh = True  # the playout clock starts: wake up for it
             probe.receive(frame, now)
         return fresh
 

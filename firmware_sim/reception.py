@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 from codec.frame import VoiceFrame
 from codec.jitter import PlayoutKind
+from codec.opus import OPUS_CLOCK
 from codec.stream import PlayoutChunk, VoicePlayer
-from firmware_sim.voice import ts_to_wall
+from firmware_sim.voice import TS_MOD, ts_to_wall
 
 _PLAYED = (PlayoutKind.NORMAL, PlayoutKind.FEC, PlayoutKind.RED)
 
@@ -32,8 +33,13 @@ class Histogram:
         self.total = 0
 
     def add(self, value: float) -> None:
-        bucket = min(self.limit, max(0, int(value)))
-        self.counts[bucket] = self.counts.get(bucket, 0) + 1
+        bucket = int(value)
+        if bucket < 0:
+            bucket = 0
+        elif bucket > self.limit:
+            bucket = self.limit
+        counts = self.counts
+        counts[bucket] = counts.get(bucket, 0) + 1
         self.total += 1
 
     def merge(self, other: Histogram | dict[int, int]) -> None:
@@ -122,26 +128,30 @@ class ReceiverMeter:
             if len(self._taken) > 64:
                 self._taken.pop()
 
-    def frame(self, key: str, frame: VoiceFrame, now_wall: float) -> None:
-        ident = (key, frame.burst)
+    def frame(
+        self, key: str, burst: int, seq: int, timestamp: int, end: bool, audio: bool, wall: float
+    ) -> None:
+        """One received frame's header (`wall`: its arrival, wall clock)."""
+        ident = (key, burst)
         state = self._open.get(ident)
-        seq = frame.seq
         if state is None:
             if ident in self._closed:
                 self.stragglers += 1
                 return
-            state = self._open_burst(ident, seq, now_wall)
-        if seq in state.received:
+            state = self._open_burst(ident, seq, wall)
+        received = state.received
+        if seq in received:
             self.totals.duplicates += 1
             return
-        state.received.add(seq)
+        received.add(seq)
         if seq > state.highest:
             state.highest = seq
-        if frame.end:
+        if end:
             state.end_seq = seq
-        if frame.packets:
-            mouth = ts_to_wall(frame.timestamp, now_wall)
-            self.mouth_to_arrival.add((now_wall - mouth) * 1000.0)
+        if audio:
+            # ts_to_wall inlined: this runs for every frame every listener hears.
+            back = (round(wall * OPUS_CLOCK) - timestamp) % TS_MOD
+            self.mouth_to_arrival.add(back * 1000.0 / OPUS_CLOCK)
 
     def _open_burst(self, ident: tuple[str, int], seq: int, now_wall: float) -> _Burst:
         from_start = ident in self._taken or seq == 0

@@ -13,8 +13,11 @@ the simulator measures mouth-to-ear delay without a side channel, also across pr
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import math
+import os
 import random
 import shutil
 import subprocess
@@ -113,10 +116,42 @@ def encode_reel(clips: Sequence[Pcm16], pause_s: float = 0.4, bitrate: int = 160
     return SpeechReel(packets, pcm)
 
 
+def cache_dir() -> Path:
+    """Where synthesised reels are kept between runs (XIXIN_CACHE_DIR, else ~/.cache/xixin)."""
+    base = os.environ.get("XIXIN_CACHE_DIR")
+    return Path(base) if base else Path.home() / ".cache" / "xixin"
+
+
+def save_reel(reel: SpeechReel, path: Path) -> None:
+    lengths = np.array([len(p) for p in reel.packets], dtype=np.int32)
+    blob = np.frombuffer(b"".join(reel.packets), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(temp, lengths=lengths, blob=blob, pcm=reel.pcm)
+    os.replace(temp, path)
+
+
+def load_reel(path: Path) -> SpeechReel:
+    with np.load(path) as data:
+        lengths, blob, pcm = data["lengths"], data["blob"].tobytes(), data["pcm"]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    packets = tuple(blob[offsets[i] : offsets[i + 1]] for i in range(len(lengths)))
+    return SpeechReel(packets, pcm.astype(np.int16))
+
+
 @functools.cache
 def phrase_reel() -> SpeechReel:
-    """The shared reel of espeak-ng phrases (built once per process)."""
-    return encode_reel([synthesize(text, voice) for voice, text in PHRASES])
+    """The shared reel of espeak-ng phrases: built once, then read from the cache directory."""
+    key = hashlib.sha256(repr((PHRASES, SPEECH_RATE, PACKET_MS, 16000)).encode()).hexdigest()
+    path = cache_dir() / f"reel-{key[:16]}.npz"
+    try:
+        return load_reel(path)
+    except (OSError, ValueError, KeyError):
+        pass  # not cached yet (or unreadable): build it
+    reel = encode_reel([synthesize(text, voice) for voice, text in PHRASES])
+    with contextlib.suppress(OSError):  # read-only home: synthesise again next time
+        save_reel(reel, path)
+    return reel
 
 
 @functools.cache

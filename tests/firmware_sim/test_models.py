@@ -190,28 +190,20 @@ def test_histogram_percentiles_and_merge() -> None:
 
 
 def test_late_entry_and_stragglers() -> None:
-    from codec.frame import VoiceFrame
-
     meter = ReceiverMeter(linger_s=0.5)
     meter.joined(100.0)
 
-    def frame(seq: int, end: bool = False) -> VoiceFrame:
-        return VoiceFrame(
-            burst=3,
-            seq=seq,
-            timestamp=wall_to_ts(99.0 + seq * 0.02),
-            frame_ms=20,
-            packets=(b"\xf8\xff\xfe",),
-            end=end,
-        )
+    def frame(seq: int, wall: float, end: bool = False) -> None:
+        ts = wall_to_ts(99.0 + seq * 0.02)
+        meter.frame("grid-01", 3, seq, ts, end, True, wall)
 
-    meter.frame("grid-01", frame(40), 100.3)
-    meter.frame("grid-01", frame(41), 100.32)
-    meter.frame("grid-01", frame(41), 100.33)
-    meter.frame("grid-01", frame(43, end=True), 100.36)
+    frame(40, 100.3)
+    frame(41, 100.32)
+    frame(41, 100.33)
+    frame(43, 100.36, end=True)
     meter.ended("grid-01", 100.4)
     meter.sweep(101.0)
-    meter.frame("grid-01", frame(42), 101.1)
+    frame(42, 101.1)
     totals = meter.totals
     assert (totals.late_entries, totals.frames_expected, totals.frames_received) == (1, 4, 3)
     assert totals.duplicates == 1 and meter.stragglers == 1
