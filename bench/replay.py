@@ -28,7 +28,6 @@ sys.path.insert(0, str(ROOT))
 from gateway.store.db import create_db_engine, migrate  # noqa: E402
 from gateway.tracking.errors import TrackingStoreError  # noqa: E402
 from gateway.tracking.history import HistoryConfig, replay_segments  # noqa: E402
-from gateway.tracking.model import TrackPoint  # noqa: E402
 from gateway.tracking.store import PositionReader  # noqa: E402
 
 STEP_S = 5
@@ -135,8 +134,7 @@ def measure(url: str, devices: int, days: int, samples: int) -> dict[str, Any]:
         query_ms.append((time.perf_counter() - t) * 1000)
         returned.append(len(rows))
         t = time.perf_counter()
-        rows = reader.track_rows(device, start, start + 86_400)
-        replay_segments([TrackPoint(*r) for r in rows], 16, config)
+        replay_segments(reader.track(device, start, start + 86_400), 16, config)
         replay_ms.append((time.perf_counter() - t) * 1000)
     engine.dispose()
     return {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Source = Literal["native", "owntracks", "nmea"]
 DeviceState = Literal["online", "unknown", "offline"]
@@ -59,9 +59,8 @@ class StatusReport:
     battery: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TrackPoint:
-    """A stored position as history code needs it."""
+class TrackPoint(NamedTuple):
+    """A stored position as history code needs it (a tuple: a day is 17,280 of them)."""
 
     t: float
     lat: float
