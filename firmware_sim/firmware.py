@@ -18,6 +18,7 @@ import logging
 import random
 from typing import Any
 
+from codec.frame import VoiceFrame
 from devices.session import (
     CALL_PREFIX,
     Command,
@@ -276,14 +277,22 @@ class Firmware:
         if ptt.phase == "talking" and self.sender is not None:
             end = self.sender.stop()
             if end is not None:
-                self.outbox.append(SendFrame(end, ptt.key))
-                self.stats.frames_sent += 1
+                self._send_frame(end, ptt.key)
             self.stats.talk_s += now - ptt.talk_started
         self.ptt = None
         if self.connected:
             pending, message = self.session.floor_release(now, **key_fields(ptt.key))
             self.outbox.append(SendRequest(pending, message))
         self._after_talk(now)
+
+    def _send_frame(self, frame: VoiceFrame, key: str) -> None:
+        self.outbox.append(SendFrame(frame, key))
+        stats = self.stats
+        stats.frames_sent += 1
+        ident = (key, frame.burst)
+        stats.sent_bursts[ident] = stats.sent_bursts.get(ident, 0) + 1
+        if len(stats.sent_bursts) > 2000:
+            del stats.sent_bursts[next(iter(stats.sent_bursts))]
 
     def _drop_talk(self, now: float) -> None:
         """Stop talking without a release (the connection is gone or we were stunned)."""
@@ -326,8 +335,7 @@ class Firmware:
             return
         if self.sender is not None:
             for frame in self.sender.due(now):
-                self.outbox.append(SendFrame(frame, ptt.key))
-                self.stats.frames_sent += 1
+                self._send_frame(frame, ptt.key)
             if self.sender.ended:
                 self.release(now)
                 return

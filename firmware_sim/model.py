@@ -176,6 +176,7 @@ class FirmwareStats:
     meter: ReceiverMeter = field(default_factory=ReceiverMeter)
     mouth_to_ear: Histogram = field(default_factory=Histogram)
     transitions: list[tuple[float, str, str]] = field(default_factory=list)  # (t, from, to)
+    sent_bursts: dict[tuple[str, int], int] = field(default_factory=dict)  # (key, burst) -> frames
 
     def bump(self, table: dict[str, int], key: str) -> None:
         table[key] = table.get(key, 0) + 1

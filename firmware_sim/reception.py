@@ -114,6 +114,7 @@ class ReceiverMeter:
         self._open: dict[tuple[str, int], _Burst] = {}
         self._ending: dict[tuple[str, int], float] = {}
         self._closed: deque[tuple[str, int]] = deque(maxlen=64)
+        self.closed_received: dict[tuple[str, int], int] = {}  # judged bursts -> frames heard
         self._taken: set[tuple[str, int]] = set()
         self._joined_at: float | None = None
 
@@ -189,11 +190,20 @@ class ReceiverMeter:
             return
         self._closed.append(ident)
         last = state.end_seq if state.end_seq is not None else state.highest
+        heard = sum(1 for s in state.received if state.first_seq <= s <= last)
         self.totals.bursts += 1
         self.totals.frames_expected += last - state.first_seq + 1
-        self.totals.frames_received += sum(
-            1 for s in state.received if state.first_seq <= s <= last
-        )
+        self.totals.frames_received += heard
+        self.closed_received[ident] = heard
+        if len(self.closed_received) > 2000:
+            del self.closed_received[next(iter(self.closed_received))]
+
+    def received(self, key: str, burst: int) -> int:
+        """Frames of one burst heard so far (open or judged)."""
+        state = self._open.get((key, burst))
+        if state is not None:
+            return len(state.received)
+        return self.closed_received.get((key, burst), 0)
 
     def close_all(self) -> None:
         for ident in list(self._open):

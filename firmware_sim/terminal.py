@@ -141,6 +141,7 @@ class SimTerminal:
         self.scheduler = scheduler
         self.log = logger or log
         self.scheduled_at = float("inf")
+        self.beacon_log: list[tuple[float, bytes]] | None = None  # (taken at, payload): scenarios
         self._tasks: set[asyncio.Task[None]] = set()
         client.handler = self
 
@@ -190,6 +191,8 @@ class SimTerminal:
                     client.send_frame(effect.frame, key=effect.key)
                 elif isinstance(effect, SendBeacon):
                     client.send_beacon(effect.beacon)
+                    if self.beacon_log is not None:
+                        self.beacon_log.append((time.monotonic(), effect.beacon.to_json()))
                 elif isinstance(effect, SendRequest):
                     client.send_request(effect.pending, effect.message)
                 elif isinstance(effect, Send):
