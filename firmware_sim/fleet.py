@@ -215,6 +215,7 @@ class Worker:
         connected_at_end = self.connected()
         lag = (self.lag.percentile(50), self.lag.percentile(99), max(self.lag.samples, default=0.0))
         self.lag.stop()
+        await self._drain_beacons()
         await asyncio.gather(*(t.shutdown() for t in self.terminals), return_exceptions=True)
         self.scheduler.stop()
         window = window1 - window0
@@ -233,6 +234,16 @@ class Worker:
             scheduler_ticks=self.scheduler.ticks,
         )
         return report
+
+    async def _drain_beacons(self, timeout: float = 5.0) -> None:
+        """Before powering off, let beacons in flight be acknowledged (a real terminal would
+        keep them in its journal; the report should not count them as outstanding)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = [t for t in self.terminals if t.client.is_connected and len(t.client.beacons)]
+            if not busy:
+                return
+            await asyncio.sleep(0.05)
 
     def _counts(self) -> dict[str, int]:
         beacons = [t.client.beacons.counters for t in self.terminals]

@@ -13,6 +13,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from firmware_sim import cli as sim_cli
 from firmware_sim import quality_cmd
 from gateway import cli_devices
 from gateway.broker import BrokerError, BrokerNotInstalledError
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_up(subparsers)
     cli_devices.add_parser(subparsers)
     quality_cmd.add_parser(subparsers)
+    sim_cli.add_parser(subparsers)  # `xixin sim` and `xixin terminal`
     return parser
 
 

@@ -1,0 +1,225 @@
+"""Microphones and speakers for the softphone: a sound card through PyAudio, or WAV files.
+
+PyAudio is optional (`pip install 'xixin[audio]'`, which needs PortAudio). :func:`open_audio`
+says clearly why a sound card cannot be used, and the softphone then reads its "microphone"
+from a WAV file and writes what it hears to another one.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from codec.opus import Pcm16
+from codec.pcm import write_wav
+from firmware_sim.errors import AudioError
+from firmware_sim.voice import load_wav
+
+RATE = 16000
+CHUNK = RATE // 50  # 20 ms
+
+
+class Microphone(Protocol):
+    def read(self, samples: int) -> Pcm16:
+        """The next `samples` of captured audio (silence if the device has less)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Speaker(Protocol):
+    def play(self, pcm: Pcm16) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SilentMicrophone:
+    def read(self, samples: int) -> Pcm16:
+        return np.zeros(samples, dtype=np.int16)
+
+    def close(self) -> None:
+        pass
+
+
+class WavMicrophone:
+    """Plays a WAV file into the microphone, from the start at every press, looping."""
+
+    def __init__(self, path: Path) -> None:
+        self.pcm = load_wav(path, RATE)
+        if not len(self.pcm):
+            raise AudioError(f"{path} holds no audio")
+        self.position = 0
+
+    def rewind(self) -> None:
+        self.position = 0
+
+    def read(self, samples: int) -> Pcm16:
+        out = np.empty(samples, dtype=np.int16)
+        filled = 0
+        while filled < samples:
+            take = min(samples - filled, len(self.pcm) - self.position)
+            out[filled : filled + take] = self.pcm[self.position : self.position + take]
+            filled += take
+            self.position = (self.position + take) % len(self.pcm)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class NullSpeaker:
+    def play(self, pcm: Pcm16) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class WavSpeaker:
+    """Collects what is played and writes it to a WAV file on close (and on flush)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.chunks: list[Pcm16] = []
+
+    def play(self, pcm: Pcm16) -> None:
+        self.chunks.append(pcm.copy())
+
+    @property
+    def samples(self) -> Pcm16:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)
+
+    def flush(self) -> None:
+        try:
+            self.path.write_bytes(write_wav(self.samples, RATE))
+        except OSError as exc:
+            raise AudioError(f"cannot write {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.flush()
+
+
+class CardMicrophone:
+    """PyAudio input; the stream's callback fills a ring buffer read 20 ms at a time."""
+
+    def __init__(self, pa: Any, pyaudio: Any) -> None:
+        self._buffer: collections.deque[bytes] = collections.deque(maxlen=50)
+        self._lock = threading.Lock()
+        self._stream = pa.open(
+            format=pyaudio.paInt16,
+            channels=1,
+            rate=RATE,
+            input=True,
+            frames_per_buffer=CHUNK,
+            stream_callback=self._callback,
+        )
+        self._continue = pyaudio.paContinue
+
+    def _callback(self, data: bytes, frames: int, info: Any, status: int) -> tuple[None, int]:
+        with self._lock:
+            self._buffer.append(data)
+        return None, self._continue
+
+    def read(self, samples: int) -> Pcm16:
+        with self._lock:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+        pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
+        if len(pcm) >= samples:
+            return pcm[-samples:]
+        return np.concatenate([np.zeros(samples - len(pcm), dtype=np.int16), pcm])
+
+    def close(self) -> None:
+        self._stream.stop_stream()
+        self._stream.close()
+
+
+class CardSpeaker:
+    """PyAudio output fed from a queue by the stream's callback (silence when empty)."""
+
+    def __init__(self, pa: Any, pyaudio: Any) -> None:
+        self._queue: collections.deque[bytes] = collections.deque(maxlen=100)
+        self._lock = threading.Lock()
+        self._pending = b""
+        self._stream = pa.open(
+            format=pyaudio.paInt16,
+            channels=1,
+            rate=RATE,
+            output=True,
+            frames_per_buffer=CHUNK,
+            stream_callback=self._callback,
+        )
+        self._continue = pyaudio.paContinue
+
+    def _callback(self, data: Any, frames: int, info: Any, status: int) -> tuple[bytes, int]:
+        need = frames * 2
+        with self._lock:
+            while len(self._pending) < need and self._queue:
+                self._pending += self._queue.popleft()
+            out, self._pending = self._pending[:need], self._pending[need:]
+        return out.ljust(need, b"\0"), self._continue
+
+    def play(self, pcm: Pcm16) -> None:
+        with self._lock:
+            self._queue.append(pcm.astype("<i2").tobytes())
+
+    def close(self) -> None:
+        self._stream.stop_stream()
+        self._stream.close()
+
+
+def open_sound_card() -> tuple[CardMicrophone, CardSpeaker, Any]:
+    """Microphone and speaker of the default sound card; AudioError saying why not."""
+    try:
+        import pyaudio
+    except ImportError as exc:
+        raise AudioError(
+            "no sound card support: PyAudio is not installed "
+            "(pip install 'xixin[audio]', needs the PortAudio library)"
+        ) from exc
+    pa = pyaudio.PyAudio()
+    try:
+        devices = [pa.get_device_info_by_index(i) for i in range(pa.get_device_count())]
+        if not any(d.get("maxInputChannels", 0) > 0 for d in devices):
+            raise AudioError("no sound card with a microphone was found")
+        if not any(d.get("maxOutputChannels", 0) > 0 for d in devices):
+            raise AudioError("no sound card with a speaker was found")
+        return CardMicrophone(pa, pyaudio), CardSpeaker(pa, pyaudio), pa
+    except AudioError:
+        pa.terminate()
+        raise
+    except OSError as exc:
+        pa.terminate()
+        raise AudioError(f"the sound card cannot be opened: {exc}") from exc
+
+
+def open_audio(
+    wav_in: Path | None, wav_out: Path | None, use_card: bool = True
+) -> tuple[Microphone, Speaker, str]:
+    """Pick the microphone and speaker; the text says what was chosen and why."""
+    mic: Microphone | None = WavMicrophone(wav_in) if wav_in else None
+    speaker: Speaker | None = WavSpeaker(wav_out) if wav_out else None
+    notes: list[str] = []
+    if use_card and (mic is None or speaker is None):
+        try:
+            card_mic, card_speaker, _ = open_sound_card()
+            mic = mic or card_mic
+            speaker = speaker or card_speaker
+            notes.append("sound card open")
+        except AudioError as exc:
+            notes.append(str(exc))
+    if mic is None:
+        mic = SilentMicrophone()
+        notes.append("microphone: silence (use --wav-in FILE to talk from a WAV file)")
+    elif wav_in:
+        notes.append(f"microphone: {wav_in}")
+    if speaker is None:
+        speaker = NullSpeaker()
+        notes.append("speaker: none (use --wav-out FILE to record what you hear)")
+    elif wav_out:
+        notes.append(f"speaker: {wav_out}")
+    return mic, speaker, "; ".join(notes)

@@ -1,0 +1,100 @@
+"""The softphone end to end: WAV in -> Opus -> broker -> gateway -> broker -> jitter buffer ->
+WAV out, with keyboard PTT as the UI sees it (the sound card replaced by WAV files)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+
+from codec.pcm import level_dbfs, read_wav, write_wav
+from devices.aio_client import AsyncTerminalClient
+from devices.org import default_org
+from firmware_sim.audio import RATE, NullSpeaker, WavMicrophone, WavSpeaker, open_audio
+from firmware_sim.softphone import Softphone
+from firmware_sim.softphone_cli import KeyboardPtt
+from firmware_sim.voice import synthesize
+from gateway.broker import ManagedBroker
+from gateway.directory import build_directory
+from gateway.runner import GatewayRunner, GatewaySettings
+from tests.gateway.harness import GatewayThread
+
+DEVICES = [("T001", "grid-01", "officer", True), ("T002", "grid-01", "guard", True)]
+
+
+def test_talk_from_a_wav_file_and_hear_it_in_another(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    speech = synthesize("Control, unit seven. On scene at the Minsheng gate.")
+    wav_in = tmp_path / "in.wav"
+    wav_in.write_bytes(write_wav(speech, RATE))
+    wav_out = tmp_path / "out.wav"
+    settings = GatewaySettings(broker=mosquitto.address)
+    gw = GatewayThread(GatewayRunner(settings, build_directory(default_org(), DEVICES))).start()
+
+    async def main() -> tuple[Softphone, Softphone]:
+        talker = Softphone(
+            AsyncTerminalClient("T001", None, mosquitto.host, mosquitto.port),
+            ["grid-01", "all"],
+            WavMicrophone(wav_in),
+            NullSpeaker(),
+        )
+        listener = Softphone(
+            AsyncTerminalClient("T002", None, mosquitto.host, mosquitto.port),
+            ["grid-01"],
+            WavMicrophone(wav_in),
+            WavSpeaker(wav_out),
+        )
+        await talker.start()
+        await listener.start()
+        await asyncio.sleep(0.5)
+        stop = asyncio.Event()
+        keys = KeyboardPtt(talker, stop)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while loop.time() - start < 2.0:  # a held space bar: repeats every 40 ms
+            keys.key(" ", loop.time())
+            if loop.time() - start > 0.5:
+                assert talker.status().endswith("TALKING on grid-01")
+                assert "T001 talking" in listener.status()
+            await asyncio.sleep(0.04)
+        while talker.ptt is not None:
+            keys.poll(loop.time())
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(1.0)
+        await talker.stop()
+        await listener.stop()
+        return talker, listener
+
+    try:
+        talker, listener = asyncio.run(main())
+    finally:
+        gw.stop()
+    assert talker.sent_frames >= 90
+    heard = read_wav(wav_out.read_bytes())
+    assert heard.rate == RATE
+    samples = heard.samples
+    loud = [level_dbfs(samples[i : i + 320]) > -40 for i in range(0, len(samples) - 320, 320)]
+    assert 1.5 <= sum(loud) * 0.02 <= 2.3, "about two seconds of speech came out"
+    assert listener.heard_ms >= 1800
+    # What came out is the speech that went in: envelopes (20 ms) correlate at some lag.
+    env_in = _envelope(speech[: 2 * RATE])
+    env_out = _envelope(samples)
+    best = max(
+        np.corrcoef(env_in[: len(env_in) - 10], env_out[lag : lag + len(env_in) - 10])[0, 1]
+        for lag in range(0, len(env_out) - len(env_in) + 10)
+    )
+    assert best > 0.7, best
+
+
+def _envelope(pcm: np.ndarray) -> np.ndarray:
+    chunks = pcm[: len(pcm) // 320 * 320].astype(float).reshape(-1, 320)
+    return np.sqrt((chunks**2).mean(axis=1))
+
+
+def test_without_a_sound_card_it_says_so(tmp_path: Path) -> None:
+    mic, speaker, note = open_audio(None, tmp_path / "o.wav")
+    assert "PyAudio is not installed" in note or "no sound card" in note
+    assert "microphone: silence" in note and isinstance(speaker, WavSpeaker)
+    assert not mic.read(320).any()
