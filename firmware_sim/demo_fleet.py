@@ -1,24 +1,30 @@
-"""A few simulated terminals for `xixin up --demo`: they patrol two talkgroups and take turns
-talking, so a newcomer sees grants and relayed frames within seconds.
+"""A few simulated terminals for `xixin up --demo`: they patrol two grids and take turns talking
+(real Opus speech from espeak-ng), so a newcomer sees grants and relayed frames within seconds.
 
-(The full firmware simulator — GPS, battery, scenarios, impairment — lives elsewhere in
-firmware_sim; this is the small fleet the main job starts.)
+It is the full firmware simulator (firmware_sim.firmware on devices.aio_client) with a demo
+cast, running on its own thread and event loop next to the gateway.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from codec.frame import VoiceFrame
-from devices.client import ClientError, ReceivedFrame, TerminalClient
+from devices.aio_client import AsyncTerminalClient
+from devices.org import default_org
+from firmware_sim.errors import AudioError
+from firmware_sim.firmware import Firmware
+from firmware_sim.gps import GpsConfig, Route
+from firmware_sim.model import FirmwareConfig, TalkPattern, TerminalProfile
+from firmware_sim.terminal import Scheduler, SimTerminal
+from firmware_sim.voice import BurstLengths, SpeechReel, phrase_reel, tone_reel
 from gateway.store.errors import UnknownDeviceError
 from gateway.store.registry import DeviceRegistry
 
@@ -34,7 +40,6 @@ DEMO_DEVICES = [
     ("D001", "centre", "dispatcher", "中心调度 (Centre dispatch)"),
 ]
 SECRETS_FILE = "demo-secrets.json"
-FRAME_MS = 20
 
 
 def provision_demo_devices(registry: DeviceRegistry, data_dir: Path) -> dict[str, str]:
@@ -53,114 +58,107 @@ def provision_demo_devices(registry: DeviceRegistry, data_dir: Path) -> dict[str
     return secrets
 
 
-def _voice_packet(index: int) -> bytes:
-    # An Opus 20 ms CELT packet of digital silence (TOC 0xF8 + payload): valid for any decoder.
-    # The firmware simulator sends real speech; the demo only needs well-formed frames.
-    del index
-    return b"\xf8\xff\xfe"
-
-
 @dataclass(slots=True)
 class DemoStats:
     grants: int = 0
     denials: int = 0
     frames_sent: int = 0
     frames_heard: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class DemoTerminal(threading.Thread):
-    def __init__(
-        self,
-        client: TerminalClient,
-        talkgroup: str,
-        stats: DemoStats,
-        stop: threading.Event,
-        rng: random.Random,
-    ) -> None:
-        super().__init__(name=f"demo-{client.device_id}", daemon=True)
-        self.client = client
-        self.talkgroup = talkgroup
-        self.stats = stats
-        self.stop_event = stop
-        self.rng = rng
-
-    def run(self) -> None:
-        try:
-            self.client.connect()
-            self.client.affiliate([self.talkgroup, "all"])
-            while not self.stop_event.wait(self.rng.uniform(0.5, 4.0)):
-                self._talk_once()
-        except ClientError as exc:
-            if not self.stop_event.is_set():
-                log.warning("demo terminal %s stopped: %s", self.client.device_id, exc)
-        finally:
-            try:
-                self.client.disconnect()
-            except Exception:  # shutting down anyway
-                self.client.drop()
-
-    def _talk_once(self) -> None:
-        reply = self.client.request_floor(tg=self.talkgroup)
-        if reply.get("type") != "floor_granted":
-            with self.stats.lock:
-                self.stats.denials += 1
-            if reply.get("type") == "floor_queued":
-                self.client.release_floor(tg=self.talkgroup)  # the demo does not wait in line
-            return
-        with self.stats.lock:
-            self.stats.grants += 1
-        burst = int(reply["burst"])
-        frames = int(self.rng.uniform(1.5, 4.0) * 1000 / FRAME_MS)
-        start = time.monotonic()
-        for seq in range(frames):
-            if self.stop_event.is_set():
-                break
-            frame = VoiceFrame(
-                burst=burst,
-                seq=seq,
-                timestamp=seq * 960,
-                frame_ms=FRAME_MS,
-                packets=(_voice_packet(seq),),
-                start=seq == 0,
-                end=seq == frames - 1,
-            )
-            self.client.send_frame(frame, tg=self.talkgroup)
-            with self.stats.lock:
-                self.stats.frames_sent += 1
-            delay = start + (seq + 1) * FRAME_MS / 1000 - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        self.client.release_floor(tg=self.talkgroup)
+def _reel() -> SpeechReel:
+    try:
+        return phrase_reel()
+    except AudioError as exc:
+        log.warning("demo terminals talk with a tone instead of speech: %s", exc)
+        return tone_reel()
 
 
 class DemoFleet:
+    """The demo terminals on their own thread; start() and stop() are called from anywhere."""
+
     def __init__(self, host: str, port: int, secrets: dict[str, str], seed: int = 7) -> None:
-        self.stats = DemoStats()
-        self._stop = threading.Event()
-        rng = random.Random(seed)
-        self.terminals: list[DemoTerminal] = []
-        for device_id, unit, _role, _name in DEMO_DEVICES:
-            talkgroup = unit if unit.startswith("grid-") else "grid-01"
-            client = TerminalClient(
-                device_id, secrets[device_id], host, port, on_frame=self._heard(device_id)
-            )
-            self.terminals.append(
-                DemoTerminal(client, talkgroup, self.stats, self._stop, random.Random(rng.random()))
-            )
+        self.host, self.port, self.secrets = host, port, secrets
+        self.rng = random.Random(seed)
+        self.terminals: list[SimTerminal] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="demo-fleet", daemon=True)
+        self._ready = threading.Event()
 
-    def _heard(self, device_id: str) -> Callable[[ReceivedFrame], None]:
-        def on_frame(received: ReceivedFrame) -> None:
-            with self.stats.lock:
-                self.stats.frames_heard += 1
+    @property
+    def stats(self) -> DemoStats:
+        stats = DemoStats()
+        for terminal in self.terminals:
+            s = terminal.firmware.stats
+            stats.grants += s.grants
+            stats.denials += sum(s.denied.values())
+            stats.frames_sent += s.frames_sent
+            stats.frames_heard += s.meter.totals.frames_received
+        return stats
 
-        return on_frame
+    def _build(self, scheduler: Scheduler) -> None:
+        org, reel = default_org(), _reel()
+        wall_offset = time.time() - time.monotonic()
+        probes = {"T003", "T102", "D001"}
+        for device_id, unit, role, _name in DEMO_DEVICES:
+            talkgroups = org.default_affiliation(unit, role)
+            dispatcher = role == "dispatcher"
+            config = FirmwareConfig(
+                gps=GpsConfig(moving_interval_s=5.0),
+                talk=TalkPattern() if dispatcher else TalkPattern("continuous", gap_s=(0.5, 4.0)),
+                bursts=BurstLengths(mean_s=3.0, low_s=1.5, high_s=6.0),
+                probe=device_id in probes,
+                wait_in_queue=False,  # the demo does not wait in line
+            )
+            rng = random.Random(self.rng.random())
+            client = AsyncTerminalClient(
+                device_id,
+                self.secrets.get(device_id),
+                self.host,
+                self.port,
+                decode_frames=device_id in probes,
+            )
+            grid = org.grids.get(unit)
+            firmware = Firmware(
+                TerminalProfile(device_id, unit, role, talkgroups, talkgroups[0]),
+                config,
+                client.session,
+                now=time.monotonic(),
+                wall_offset=wall_offset,
+                rng=rng,
+                route=Route.from_grid(grid) if grid is not None else None,
+                reel=reel,
+            )
+            self.terminals.append(SimTerminal(firmware, client, scheduler))
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            scheduler = Scheduler()
+            scheduler.start()
+            try:
+                self._build(scheduler)
+                for terminal in self.terminals:
+                    terminal.power_on()
+            finally:
+                self._ready.set()
+            await self._stop.wait()
+            await asyncio.gather(*(t.shutdown() for t in self.terminals), return_exceptions=True)
+            scheduler.stop()
+
+        try:
+            asyncio.run(main())
+        except Exception:
+            log.exception("the demo fleet stopped")
+            self._ready.set()
 
     def start(self) -> None:
-        for terminal in self.terminals:
-            terminal.start()
+        self._thread.start()
+        self._ready.wait(30)
 
     def stop(self) -> None:
-        self._stop.set()
-        for terminal in self.terminals:
-            terminal.join(10)
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)

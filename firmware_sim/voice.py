@@ -155,6 +155,14 @@ def phrase_reel() -> SpeechReel:
 
 
 @functools.cache
+def tone_reel() -> SpeechReel:
+    """A warbling tone (speech-like pitch movement) for when espeak-ng is missing."""
+    t = np.arange(2 * SPEECH_RATE) / SPEECH_RATE
+    tone = 8000 * np.sin(2 * np.pi * (300 + 80 * np.sin(2 * np.pi * 3 * t)) * t)
+    return encode_reel([tone.astype(np.int16)])
+
+
+@functools.cache
 def wav_reel(paths: tuple[Path, ...]) -> SpeechReel:
     return encode_reel([load_wav(p) for p in paths])
 
