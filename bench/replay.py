@@ -5,7 +5,8 @@
 The table is generated once (1,000 devices x 3 days at 5 s = 51.84 M rows; --quick: 40 devices x
 1 day = 0.69 M rows) inside the database itself and cached outside the repository, then reused.
 Each sample picks a random device and a random 24 h window and times the replay query exactly as
-the API runs it (`PositionReader.track_rows`, primary-key range scan), and separately the whole
+the replay API runs it (`PositionReader.track_rows`: time, position, speed, course by a
+primary-key range scan), and separately the whole
 replay (query + segments + Douglas-Peucker for zoom 16). Writes bench/results/replay.json.
 """
 
@@ -130,11 +131,11 @@ def measure(url: str, devices: int, days: int, samples: int) -> dict[str, Any]:
         device = f"D{rng.randrange(devices):04d}"
         start = T0 + rng.randrange(0, max(1, (days - 1) * 86_400 + 1), STEP_S)
         t = time.perf_counter()
-        rows = reader.track_rows(device, start, start + 86_400)
+        rows = reader.track_rows(device, start, start + 86_400, full=False)
         query_ms.append((time.perf_counter() - t) * 1000)
         returned.append(len(rows))
         t = time.perf_counter()
-        replay_segments(reader.track(device, start, start + 86_400), 16, config)
+        replay_segments(reader.track(device, start, start + 86_400, full=False), 16, config)
         replay_ms.append((time.perf_counter() - t) * 1000)
     engine.dispose()
     return {

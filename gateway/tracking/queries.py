@@ -34,9 +34,11 @@ MEDIA_TYPES: Final = {
 MAX_REPLAY_POINTS: Final = 500_000
 
 
-def load_track(reader: PositionReader, device: str, start: float, end: float) -> list[TrackPoint]:
+def load_track(
+    reader: PositionReader, device: str, start: float, end: float, *, full: bool = True
+) -> list[TrackPoint]:
     check_range(start, end)
-    return reader.track(device, start, end, MAX_REPLAY_POINTS)
+    return reader.track(device, start, end, MAX_REPLAY_POINTS, full=full)
 
 
 def replay(
@@ -46,8 +48,12 @@ def replay(
     start: float,
     end: float,
     zoom: float | None,
+    *,
+    full: bool = False,
 ) -> list[Segment]:
-    return replay_segments(load_track(reader, device, start, end), zoom, config)
+    """Segments for the map (time, position, speed, course); `full` adds altitude, accuracy
+    and battery (exports)."""
+    return replay_segments(load_track(reader, device, start, end, full=full), zoom, config)
 
 
 def summary(
@@ -68,7 +74,7 @@ def export(
     """(body, media type) of a GPX 1.1 / GeoJSON / CSV export."""
     if fmt not in MEDIA_TYPES:
         raise HistoryError(f"export format must be gpx, geojson or csv, not {fmt!r}")
-    segments = replay(reader, config, device, start, end, zoom)
+    segments = replay(reader, config, device, start, end, zoom, full=True)
     if fmt == "gpx":
         body = to_gpx(device, segments)
     elif fmt == "geojson":

@@ -253,8 +253,11 @@ _READ_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, *_driver_errors())
 
 # ---- reads --------------------------------------------------------------------------------------
 
+FULL_COLUMNS: Final = "fix_time, lat, lon, speed, course, altitude, accuracy, battery"
+# What a map replay draws (position, heading, speed): 5 of 8 columns, ~40 % fewer objects.
+REPLAY_COLUMNS: Final = "fix_time, lat, lon, speed, course"
 _TRACK_SQL: Final = (
-    "SELECT fix_time, lat, lon, speed, course, altitude, accuracy, battery FROM positions "
+    "SELECT {columns} FROM positions "
     "WHERE device = {p} AND fix_time >= {p} AND fix_time < {p} ORDER BY fix_time LIMIT {p}"
 )
 
@@ -266,16 +269,20 @@ class PositionReader:
         self.engine = engine
         marker = "?" if engine.dialect.name == "sqlite" else "%s"
         self._binary = engine.dialect.name == "postgresql"
-        self._track_sql = _TRACK_SQL.format(p=marker)
+        self._track_sql = {
+            True: _TRACK_SQL.format(columns=FULL_COLUMNS, p=marker),
+            False: _TRACK_SQL.format(columns=REPLAY_COLUMNS, p=marker),
+        }
         self._last_sql = (
             "SELECT fix_time, lat, lon, speed, course, altitude, accuracy, battery "
             f"FROM positions WHERE device = {marker} ORDER BY fix_time DESC LIMIT 1"
         )
 
     def track_rows(
-        self, device: str, start: float, end: float, limit: int = 1_000_000
+        self, device: str, start: float, end: float, limit: int = 1_000_000, *, full: bool = True
     ) -> list[tuple[Any, ...]]:
-        """Raw (fix_time, lat, lon, speed, course, altitude, accuracy, battery) rows, in order."""
+        """Raw (fix_time, lat, lon, speed, course[, altitude, accuracy, battery]) rows, in order
+        of fix time; the last three only when `full`."""
         try:
             with self.engine.connect() as conn:
                 # Straight on the DBAPI cursor: a day is 17,280 rows and SQLAlchemy's Row
@@ -284,7 +291,7 @@ class PositionReader:
                 # psycopg's binary protocol halves the cost of 138,000 floats.
                 cursor = raw.cursor(binary=True) if self._binary else raw.cursor()
                 try:
-                    cursor.execute(self._track_sql, (device, start, end, limit))
+                    cursor.execute(self._track_sql[full], (device, start, end, limit))
                     with gc_paused():
                         rows: list[tuple[Any, ...]] = cursor.fetchall()
                 finally:
@@ -294,11 +301,13 @@ class PositionReader:
             raise TrackingStoreError(f"reading the track of {device!r} failed: {exc}") from exc
 
     def track(
-        self, device: str, start: float, end: float, limit: int = 1_000_000
+        self, device: str, start: float, end: float, limit: int = 1_000_000, *, full: bool = True
     ) -> list[TrackPoint]:
-        rows = self.track_rows(device, start, end, limit)
+        rows = self.track_rows(device, start, end, limit, full=full)
         with gc_paused():
-            return list(map(TrackPoint._make, rows))
+            if full:
+                return list(map(TrackPoint._make, rows))
+            return [TrackPoint(t, lat, lon, speed, course) for t, lat, lon, speed, course in rows]
 
     def last_point(self, device: str) -> TrackPoint | None:
         try:
