@@ -25,14 +25,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
-
-import mqtt5
 
 from codec.frame import VoiceFrame
 from devices.beacons import BeaconQueue
 from devices.client import ClientError, ConnectFailedError, ReplyTimeoutError
+from devices.mqtt_link import AckCallback, TerminalMqtt
 from devices.session import (
     CALL_PREFIX,
     Beacon,
@@ -47,68 +46,9 @@ from devices.session import (
     key_fields,
     target_key,
 )
-from gateway.mqtt import ClientOptions, ConnectRefusedError, MqttClient, Will
+from gateway.mqtt import ClientOptions, ConnectRefusedError, Will
 
 log = logging.getLogger(__name__)
-
-AckCallback = Callable[[bool | None], None]
-"""on_ack(True) PUBACK ok, (False) the broker refused it, (None) the connection was lost first."""
-
-
-class TerminalMqtt(MqttClient):
-    """gateway.mqtt.MqttClient plus what a terminal needs: PUBACK callbacks, UNSUBSCRIBE, a
-    disconnect hook and an abrupt drop. (Candidates for the shared client; see the report.)"""
-
-    def __init__(self, *args: Any, on_lost: Callable[[], None] | None = None, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.on_lost = on_lost
-
-    def publish_acked(self, topic: str, payload: bytes, on_ack: AckCallback) -> bool:
-        """QoS 1 publish without a coroutine; False (and no callback) when not connected."""
-        if self._transport is None:
-            return False
-        packet_id = self._packet_id()
-        fut: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
-        self._pending[packet_id] = fut
-
-        def done(f: asyncio.Future[mqtt5.Packet]) -> None:
-            if f.cancelled() or f.exception() is not None:
-                on_ack(None)
-                return
-            ack = f.result()
-            on_ack(not (isinstance(ack, mqtt5.PubAckPacket) and int(ack.reason_code) >= 0x80))
-
-        fut.add_done_callback(done)
-        self._send(
-            mqtt5.PublishPacket(
-                topic, payload, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=packet_id
-            ).write()
-        )
-        return True
-
-    def subscribe_nowait(self, filters: list[tuple[str, int]]) -> None:
-        """SUBSCRIBE without waiting for the SUBACK (the broker applies it before anything we
-        send after it on this connection)."""
-        if self._transport is not None and filters:
-            topic_filters = [mqtt5.TopicFilter(p, max_qos=mqtt5.QoS(q)) for p, q in filters]
-            self._send(mqtt5.SubscribePacket(self._packet_id(), topic_filters).write())
-
-    def unsubscribe_nowait(self, filters: list[str]) -> None:
-        if self._transport is not None and filters:
-            self._send(mqtt5.UnsubscribePacket(self._packet_id(), filters).write())
-
-    def abort(self) -> None:
-        """Drop the TCP connection without DISCONNECT (the broker fires the Last Will); run()
-        returns instead of reconnecting."""
-        self._closing = True
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _drop_connection(self) -> None:
-        was_connected = self.is_connected
-        super()._drop_connection()
-        if was_connected and self.on_lost is not None:
-            self.on_lost()
 
 
 class TerminalHandler(Protocol):
@@ -331,6 +271,19 @@ class AsyncTerminalClient:
             asyncio.get_running_loop().call_later(delay, self.send, out)
         else:
             self.send(out)
+
+    async def send_burst(self, frames: Iterable[VoiceFrame], tg: str | None = None) -> int:
+        """Send frames at real-time pace (each when its audio would have been captured)."""
+        start = self.clock()
+        audio_s, sent = 0.0, 0
+        for frame in frames:
+            audio_s += frame.frame_ms * len(frame.packets) / 1000.0
+            delay = start + audio_s - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.send_frame(frame, tg)
+            sent += 1
+        return sent
 
     def send_beacon(self, beacon: Beacon) -> None:
         self.beacons.take(beacon, self.clock())

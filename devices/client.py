@@ -21,7 +21,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from codec.frame import VoiceFrame
+from codec.stream import PlayoutChunk, VoicePlayer
 from devices.beacons import BeaconQueue
 from devices.errors import DevicesError
 from devices.session import (
@@ -45,7 +46,10 @@ from devices.session import (
     PeerStatus,
     Reply,
     RetryPolicy,
+    ScanList,
     TerminalSession,
+    body_key,
+    key_fields,
     target_key,
 )
 
@@ -101,6 +105,7 @@ class TerminalClient:
         on_control: Callable[[dict[str, Any]], None] | None = None,
         retry: RetryPolicy | None = None,
         beacons: BeaconQueue | None = None,
+        player: VoicePlayer | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self.device_id = device_id
@@ -133,6 +138,10 @@ class TerminalClient:
         self._wanted_tgs: list[str] = []
         self.control: queue.Queue[dict[str, Any]] = queue.Queue()
         self.frames: queue.Queue[ReceivedFrame] = queue.Queue()
+        # With a player, received frames of the call being played (the scan list decides which
+        # talkgroup) go into its jitter buffer; pull_audio() plays them out.
+        self.player = player
+        self.scan: ScanList | None = None
 
     def topic(self, rest: str) -> str:
         return f"{ROOT}/dev/{self.device_id}/{rest}"
@@ -276,6 +285,8 @@ class TerminalClient:
         with self._lock:
             self.session.talkgroups = tuple(accepted)
             self._wanted_tgs = accepted
+            if accepted:  # scanning: the first talkgroup is the selected one
+                self.scan = ScanList(accepted[0], accepted[1:])
         for tg in set(current) | set(new):
             if tg not in accepted:
                 self._mqtt.unsubscribe([self.session.tg_down(tg), self.session.tg_ctrl(tg)])
@@ -342,6 +353,49 @@ class TerminalClient:
         """Publish one voice frame to a talkgroup, or to the private call when tg is None."""
         self._publish(self.session.frame(frame, tg or CALL_PREFIX))
 
+    def send_burst(
+        self,
+        frames: Iterable[VoiceFrame],
+        tg: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> int:
+        """Send frames at real-time pace: each when its audio would have been captured (a
+        message of N x 20 ms leaves N x 20 ms after the previous one). Returns frames sent."""
+        start = clock()
+        audio_s = 0.0
+        sent = 0
+        for frame in frames:
+            audio_s += frame.frame_ms * len(frame.packets) / 1000.0
+            delay = start + audio_s - clock()
+            if delay > 0:
+                sleep(delay)
+            self.send_frame(frame, tg)
+            sent += 1
+        return sent
+
+    # ---- listening (jitter buffer) ------------------------------------------------------
+
+    def pull_audio(self, now: float | None = None) -> PlayoutChunk:
+        """The next chunk of received audio out of the jitter buffer (needs a player)."""
+        if self.player is None:
+            raise ClientError("this client was made without a player (player=VoicePlayer())")
+        with self._lock:
+            return self.player.pull(time.monotonic() if now is None else now)
+
+    def send_receiver_report(self, now: float | None = None) -> bool:
+        """Send an `rr` about the call being played, if one is due; True if sent."""
+        if self.player is None or self.scan is None or self.scan.playing is None:
+            return False
+        with self._lock:
+            report = self.player.receiver_report(
+                time.monotonic() if now is None else now, **key_fields(self.scan.playing)
+            )
+        if report is None:
+            return False
+        self.send_report(report.to_message())
+        return True
+
     def publish_raw(self, topic: str, payload: bytes, qos: int = 0) -> mqtt.MQTTMessageInfo:
         return self._mqtt.publish(topic, payload, qos=qos)
 
@@ -391,11 +445,20 @@ class TerminalClient:
         if isinstance(incoming, FrameIn):
             assert incoming.frame is not None  # this session decodes frames
             received = ReceivedFrame(msg.topic, incoming.frame, time.monotonic())
+            if self.player is not None:
+                with self._lock:
+                    if self.scan is None or self.scan.offer(incoming.key):
+                        self.player.receive(incoming.frame, received.received_at)
             if self.on_frame is not None:
                 self.on_frame(received)
             else:
                 self.frames.put(received)
             return
+        if isinstance(incoming, FloorNews) and incoming.body.get("type") == "floor_idle":
+            key = body_key(incoming.body)
+            if self.scan is not None and key is not None:
+                with self._lock:
+                    self.scan.ended(key)
         if isinstance(incoming, Reply):
             if box is not None:
                 box.put(incoming.body)

@@ -51,6 +51,7 @@ class FleetOptions:
     bad_fix_rate: float = 0.02
     connect_rate_per_s: float = 400.0
     warmup_s: float = 3.0  # after everyone connected, before measuring
+    drain_s: float = 5.0  # at the end, for beacons in flight to be acknowledged
     seed: int = 1
     journal_dir: str | None = None  # store-and-forward journals on disk (None: memory only)
     org: str = "longxi"
@@ -215,7 +216,7 @@ class Worker:
         connected_at_end = self.connected()
         lag = (self.lag.percentile(50), self.lag.percentile(99), max(self.lag.samples, default=0.0))
         self.lag.stop()
-        await self._drain_beacons()
+        await self._drain_beacons(options.drain_s)
         await asyncio.gather(*(t.shutdown() for t in self.terminals), return_exceptions=True)
         self.scheduler.stop()
         window = window1 - window0
@@ -329,8 +330,17 @@ def _round(value: float | None) -> float | None:
 
 
 def worker_main(spec: WorkerSpec, progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Run one worker to completion on a fresh event loop (the entry point of a process)."""
-    return asyncio.run(Worker(spec).run(progress))
+    """Run one worker to completion on a fresh event loop (the entry point of a process).
+
+    uvloop when installed: its socket callbacks cost about half of asyncio's, and a listening
+    terminal is mostly socket callbacks.
+    """
+    coro = Worker(spec).run(progress)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def with_duration(options: FleetOptions, seconds: float) -> FleetOptions:

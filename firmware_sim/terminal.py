@@ -66,9 +66,10 @@ class Scheduler:
         if not self._heap or not self._running:
             return
         due = self._heap[0][0]
-        loop = asyncio.get_running_loop()
         self._timer_at = due
-        self._timer = loop.call_at(max(due, loop.time()), self._fire)
+        # call_later, not call_at: uvloop's loop.time() has millisecond steps.
+        delay = max(0.0, due - time.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
 
     def _fire(self) -> None:
         self._timer = None

@@ -48,8 +48,9 @@ def test_talk_and_listen(mosquitto: ManagedBroker) -> None:
             assert granted["type"] == "floor_granted"
             taken = await b.wait_control("floor_taken", tg=TG)
             assert taken["by"] == "T001"
-            for seq in range(10):
-                a.send_frame(voice(granted["burst"], seq), tg=TG)
+            start = asyncio.get_running_loop().time()
+            sent = await a.send_burst([voice(granted["burst"], s) for s in range(10)], tg=TG)
+            assert sent == 10 and asyncio.get_running_loop().time() - start >= 0.19
             heard = [await asyncio.wait_for(b.frames.get(), 3.0) for _ in range(10)]
             assert [f.frame.seq for f in heard] == list(range(10))
             await asyncio.sleep(0.1)

@@ -172,3 +172,49 @@ def test_beacons_commands_and_floor(
     finally:
         spy.close()
         gw.stop()
+
+
+def test_real_time_burst_into_the_jitter_buffer(
+    mosquitto: ManagedBroker, clients: list[TerminalClient]
+) -> None:
+    import numpy as np
+
+    from codec.jitter import PlayoutKind
+    from codec.opus import EncoderSettings
+    from codec.stream import VoicePlayer, VoiceSender
+
+    gw = gateway(mosquitto).start()
+    spy = Spy(mosquitto, "xixin/v1/dev/T002/ctrl/up")
+    try:
+        a = TerminalClient("T001", None, mosquitto.host, mosquitto.port)
+        b = TerminalClient("T002", None, mosquitto.host, mosquitto.port, player=VoicePlayer())
+        for client in (a, b):
+            client.connect()
+            clients.append(client)
+            client.affiliate(["grid-01", "area-renxi"])
+        burst = a.request_floor(tg="grid-01")["burst"]
+        sender = VoiceSender(EncoderSettings(sample_rate=16000))
+        sender.start_burst(burst, time.monotonic())
+        t = np.arange(16000) / 16000  # one second of a 440 Hz tone
+        frames = sender.push_pcm((6000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), 0.0)
+        frames.append(sender.end_burst(0.0))
+        start = time.monotonic()
+        assert a.send_burst(frames, tg="grid-01") == 51
+        assert 0.95 <= time.monotonic() - start < 1.3, "real-time pace"
+        kinds = []
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and kinds.count(PlayoutKind.NORMAL) < 50:
+            chunk = b.pull_audio()
+            kinds.append(chunk.item.kind)
+            time.sleep(chunk.item.duration_ms / 1000.0)
+        assert kinds.count(PlayoutKind.NORMAL) >= 49, "decoded out of the jitter buffer"
+        assert b.scan is not None and b.scan.playing == "grid-01"
+        deadline = time.monotonic() + 2.0
+        while not b.send_receiver_report() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        report = [json.loads(p) for _, p, _ in spy.take(10, timeout=1.0)]
+        rr = [m for m in report if m["type"] == "rr"]
+        assert rr and rr[0]["tg"] == "grid-01" and rr[0]["burst"] == burst
+    finally:
+        spy.close()
+        gw.stop()
