@@ -37,6 +37,7 @@ from devices.session import (
     Beacon,
     Dropped,
     FrameIn,
+    GatewayStatus,
     Incoming,
     Outgoing,
     PendingRequest,
@@ -347,6 +348,16 @@ class AsyncTerminalClient:
             self.mqtt.subscribe_nowait(self.session.talkgroup_subscriptions(new))
         self.send_request(*self.session.affiliate(self.clock(), list(tgs)))
 
+    def _gateway_status(self, status: GatewayStatus) -> None:
+        """A gateway came (back) online: it has forgotten affiliations, so send ours again
+        (once per announcement; a retained `online` right after connecting costs one
+        idempotent affiliate)."""
+        if not status.online or not self.wanted_tgs or not self.is_connected:
+            return
+        if any(p.type == "affiliate" for p in self.session.pending.values()):
+            return
+        self.send_request(*self.session.affiliate(self.clock(), self.wanted_tgs))
+
     def _affiliated(self, reply: Reply) -> None:
         """Keep exactly the accepted talkgroups subscribed (also for re-affiliation)."""
         raw = reply.body.get("tgs")
@@ -443,6 +454,8 @@ class AsyncTerminalClient:
     def _deliver(self, incoming: Incoming) -> None:
         now = self.clock()
         answered = False
+        if isinstance(incoming, GatewayStatus):
+            self._gateway_status(incoming)
         if isinstance(incoming, Reply):
             if incoming.request.type == "affiliate":
                 self._affiliated(incoming)
@@ -457,5 +470,5 @@ class AsyncTerminalClient:
                 self.on_frame(incoming, now)
             else:
                 self.frames.put_nowait(incoming)
-        elif not isinstance(incoming, Dropped) and not answered:
+        elif not isinstance(incoming, Dropped | GatewayStatus) and not answered:
             self.control.put_nowait(incoming.body)

@@ -42,6 +42,7 @@ from devices.session import (
     Control,
     FloorNews,
     FrameIn,
+    GatewayStatus,
     Outgoing,
     PeerStatus,
     Reply,
@@ -454,6 +455,9 @@ class TerminalClient:
             else:
                 self.frames.put(received)
             return
+        if isinstance(incoming, GatewayStatus):
+            self._gateway_status(incoming)
+            return
         if isinstance(incoming, FloorNews) and incoming.body.get("type") == "floor_idle":
             key = body_key(incoming.body)
             if self.scan is not None and key is not None:
@@ -471,6 +475,18 @@ class TerminalClient:
         if self.on_control is not None:
             self.on_control(body)
         self.control.put(body)
+
+    def _gateway_status(self, status: GatewayStatus) -> None:
+        """A gateway came (back) online and has forgotten affiliations: send ours again."""
+        with self._lock:
+            tgs = list(self._wanted_tgs)
+            busy = any(p.type == "affiliate" for p in self.session.pending.values())
+            if not status.online or not tgs or busy:
+                return
+            pending, message = self.session.affiliate(time.monotonic(), tgs)
+            # Nobody waits for this reply (it lands in `control`); no retries either.
+            self.session.pending.pop(pending.id, None)
+        self._publish(message)
 
     def wait_control(self, msg_type: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
         """Wait for an unsolicited control message of `msg_type` (other ones are discarded)."""

@@ -34,6 +34,7 @@ _DEV_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _TG_RE: Final = re.compile(r"^[a-z0-9-]{1,32}$")
 CALL_PREFIX: Final = "call:"
 _UNKNOWN, _TG_DOWN, _TG_CTRL, _VOICE_DOWN = 0, 1, 2, 3
+GATEWAY_STATUS: Final = f"{ROOT}/gw/+/status"
 REPLY_TYPES: Final = frozenset(
     {
         "floor_granted",
@@ -245,11 +246,20 @@ class PeerStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayStatus:
+    """A gateway instance's presence (`gw/{instance}/status`); on `online` the client
+    re-affiliates, since gateway state lives in memory (§2)."""
+
+    instance: str
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Dropped:
     reason: str  # own_echo | bad_frame | bad_json | unknown_topic
 
 
-Incoming = Reply | Control | Command | FloorNews | FrameIn | PeerStatus | Dropped
+Incoming = Reply | Control | Command | FloorNews | FrameIn | PeerStatus | GatewayStatus | Dropped
 
 
 # ---- the session -------------------------------------------------------------------------------
@@ -315,7 +325,7 @@ class TerminalSession:
         return f"{ROOT}/tg/{tg}/up/{self.device_id}"
 
     def base_subscriptions(self) -> list[tuple[str, int]]:
-        return [(self.ctrl_down, 1), (self.voice_down, 0)]
+        return [(self.ctrl_down, 1), (self.voice_down, 0), (GATEWAY_STATUS, 1)]
 
     @classmethod
     def talkgroup_subscriptions(cls, tgs: list[str] | tuple[str, ...]) -> list[tuple[str, int]]:
@@ -508,6 +518,13 @@ class TerminalSession:
             if body is None:
                 return Dropped("bad_json")
             return self._control(body)
+        if topic.startswith(f"{ROOT}/gw/") and topic.endswith("/status"):
+            body = self._json(payload) if payload else {}
+            if body is None:
+                return Dropped("bad_json")
+            return GatewayStatus(
+                topic[len(ROOT) + 4 : -len("/status")], body.get("state") == "online"
+            )
         if topic.startswith(f"{ROOT}/dev/") and topic.endswith("/status"):
             body = self._json(payload)
             if body is None:

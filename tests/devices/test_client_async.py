@@ -225,3 +225,29 @@ def test_wrong_secret_is_refused(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         broker.stop()
+
+
+def test_reaffiliates_when_a_gateway_comes_back(mosquitto: ManagedBroker) -> None:
+    """Gateway state lives in memory: a restarted gateway learns affiliations again (§2)."""
+    first = gateway(mosquitto)
+
+    async def main() -> None:
+        a = AsyncTerminalClient("T001", None, mosquitto.host, mosquitto.port)
+        await a.start()
+        await a.affiliate([TG])
+        assert first.call(lambda: first.runner.control.affiliations.get("T001")) == {TG}
+        first.stop()
+        second = await asyncio.to_thread(gateway, mosquitto)
+        try:
+            for _ in range(100):
+                known = second.call(lambda: second.runner.control.affiliations.get("T001"))
+                if known == {TG}:
+                    break
+                await asyncio.sleep(0.05)
+            assert known == {TG}, "the terminal affiliated again by itself"
+            assert (await a.request_floor(tg=TG))["type"] == "floor_granted"
+        finally:
+            await a.stop()
+            second.stop()
+
+    asyncio.run(main())

@@ -14,6 +14,7 @@ from devices.session import (
     Dropped,
     FloorNews,
     FrameIn,
+    GatewayStatus,
     PeerStatus,
     Reply,
     RetryPolicy,
@@ -46,7 +47,11 @@ def frame(burst: int, seq: int = 0) -> bytes:
 
 def test_topics_will_and_status() -> None:
     s = TerminalSession("T001", fw="test-1")
-    assert s.base_subscriptions() == [(DOWN, 1), ("xixin/v1/dev/T001/voice/down", 0)]
+    assert s.base_subscriptions() == [
+        (DOWN, 1),
+        ("xixin/v1/dev/T001/voice/down", 0),
+        ("xixin/v1/gw/+/status", 1),
+    ]
     assert s.talkgroup_subscriptions(["grid-01"]) == [
         ("xixin/v1/tg/grid-01/down", 0),
         ("xixin/v1/tg/grid-01/ctrl", 1),
@@ -159,6 +164,10 @@ def test_floor_broadcasts_late_entry_and_peer_status() -> None:
         b'{"v":1,"type":"floor_taken","tg":"grid-01","by":"T001","burst":5,"priority":"normal"}',
     )
     assert isinstance(late, Control) and s.floor("grid-01").holder == "T001"
+    assert s.on_message("xixin/v1/gw/gw1/status", b'{"v":1,"state":"online"}') == GatewayStatus(
+        "gw1", True
+    )
+    assert s.on_message("xixin/v1/gw/gw1/status", b"") == GatewayStatus("gw1", False)
     peer = s.on_message("xixin/v1/dev/T001/status", b'{"v":1,"state":"online"}')
     assert peer == PeerStatus("T001", {"v": 1, "state": "online"})
     assert s.on_message("xixin/v1/dev/D001/ctrl/down", b"[1]") == Dropped("bad_json")
