@@ -15,8 +15,10 @@ from firmware_sim.environment import Deployment, ManagedEnvironment
 from firmware_sim.errors import SimError
 from firmware_sim.fleet import FleetOptions, plan_fleet
 from firmware_sim.fleet_run import run_fleet
+from firmware_sim.gps import load_geojson_routes
 from firmware_sim.impairment import ImpairmentConfig
 from firmware_sim.scenario_spec import load_scenario, seconds
+from firmware_sim.voice import load_wav
 from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sim.add_argument("--reorder", type=float, default=0.0, help="reordered frames %%")
     sim.add_argument("--outage-every", type=_duration, default=0.0, help="mean time between")
     sim.add_argument("--outage-length", type=_duration, default=20.0)
+    sim.add_argument("--routes", type=Path, help="patrol routes as GeoJSON (default: grid edges)")
+    sim.add_argument(
+        "--wav", action="append", default=[], type=Path, help="speech WAV (repeat; default espeak)"
+    )
     sim.add_argument("--json", type=Path, default=Path("sim-report.json"), help="report file")
     sim.add_argument("--broker", help="existing deployment: mqtt://host:port")
     sim.add_argument("--secrets", type=Path, help="existing deployment: secrets JSON")
@@ -87,6 +93,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
     )
     env: ManagedEnvironment | None = None
     try:
+        if args.routes is not None:
+            load_geojson_routes(args.routes)  # refuse a bad file before starting anything
+        for wav in args.wav:
+            load_wav(wav)
         if args.broker or args.secrets:
             if not args.secrets:
                 raise SimError("--broker needs --secrets FILE (device ids, units, roles, secrets)")
@@ -113,6 +123,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
             journal_dir=str(journals),
             org=args.org,
             org_path=org_path,
+            routes_geojson=str(args.routes) if args.routes else None,
+            speech_wavs=tuple(str(p) for p in args.wav),
         )
         devices = len(deployment.devices)
         print(

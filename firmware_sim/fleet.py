@@ -25,12 +25,12 @@ from devices.org import Organisation
 from firmware_sim.environment import DeviceSpec, resolve_org
 from firmware_sim.errors import SimError
 from firmware_sim.firmware import Firmware
-from firmware_sim.gps import GpsConfig, Route
+from firmware_sim.gps import GpsConfig, Route, load_geojson_routes
 from firmware_sim.impairment import Impairment, ImpairmentConfig
 from firmware_sim.model import FirmwareConfig, TalkPattern, TerminalProfile
 from firmware_sim.reception import Histogram
 from firmware_sim.terminal import LoopLagMonitor, Scheduler, SimTerminal
-from firmware_sim.voice import phrase_reel
+from firmware_sim.voice import phrase_reel, wav_reel
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -55,6 +55,8 @@ class FleetOptions:
     seed: int = 1
     journal_dir: str | None = None  # store-and-forward journals on disk (None: memory only)
     org: str = "longxi"
+    routes_geojson: str | None = None  # patrol routes (round-robin) instead of grid perimeters
+    speech_wavs: tuple[str, ...] = ()  # talk from these WAV files instead of espeak-ng phrases
     org_path: str | None = None
 
 
@@ -126,7 +128,12 @@ class Worker:
 
     def build(self) -> None:
         options, spec = self.spec.options, self.spec
-        reel = phrase_reel()
+        reel = (
+            wav_reel(tuple(Path(p) for p in options.speech_wavs))
+            if options.speech_wavs
+            else (phrase_reel())
+        )
+        routes = load_geojson_routes(Path(options.routes_geojson)) if options.routes_geojson else []
         wall_offset = time.time() - time.monotonic()
         probes: set[str] = set()
         probe_count: dict[str, int] = {}
@@ -178,7 +185,7 @@ class Worker:
                 now=time.monotonic(),
                 wall_offset=wall_offset,
                 rng=rng,
-                route=_route(self.org, device.unit),
+                route=routes[n % len(routes)] if routes else _route(self.org, device.unit),
                 reel=reel,
                 logger=self.log,
             )

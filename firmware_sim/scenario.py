@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from devices.aio_client import AsyncTerminalClient
@@ -29,7 +30,7 @@ from firmware_sim.checks import CheckContext, evaluate
 from firmware_sim.environment import ManagedEnvironment
 from firmware_sim.errors import ScenarioError
 from firmware_sim.firmware import Firmware
-from firmware_sim.gps import GpsConfig, Route
+from firmware_sim.gps import GpsConfig, Route, load_geojson_routes
 from firmware_sim.impairment import Impairment, ImpairmentConfig
 from firmware_sim.model import FirmwareConfig, TalkPattern, TerminalProfile
 from firmware_sim.scenario_spec import Check, Scenario, Step, TerminalSpec, seconds
@@ -216,6 +217,10 @@ class ScenarioRunner:
                 logger=self.log,
             )
             grid = org.grids.get(spec.unit)
+            route = Route.from_grid(grid) if grid is not None else None
+            if spec.options.get("route"):
+                base = Path(self.scenario.source).parent
+                route = load_geojson_routes(base / str(spec.options["route"]))[0]
             firmware = Firmware(
                 TerminalProfile(spec.id, spec.unit, spec.role, tgs, tgs[0]),
                 config,
@@ -223,7 +228,7 @@ class ScenarioRunner:
                 now=time.monotonic(),
                 wall_offset=wall_offset,
                 rng=rng,
-                route=Route.from_grid(grid) if grid is not None else None,
+                route=route,
                 reel=reel,
                 logger=self.log,
             )

@@ -71,6 +71,7 @@ TERMINAL_KEYS = {
     "impairment",
     "beacons",
     "emergency_talk",
+    "route",
 }
 TOP_KEYS = {
     "name", "description", "org", "floor", "vars", "defaults", "terminals", "duration",

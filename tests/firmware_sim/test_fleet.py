@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from codec.pcm import write_wav
 from devices.org import default_org
 from firmware_sim.environment import Deployment, DeviceSpec, ManagedEnvironment, resolve_org
-from firmware_sim.fleet import FleetOptions, choose_talkers, plan_fleet
+from firmware_sim.fleet import FleetOptions, Worker, WorkerSpec, choose_talkers, plan_fleet
 from firmware_sim.fleet_run import merge_reports, run_fleet, split_workers, summary_table
+from firmware_sim.voice import synthesize, wav_reel
 from gateway.cli import main
 
 
@@ -38,6 +40,12 @@ def test_synthetic_org(tmp_path: Path) -> None:
 
 
 def test_small_fleet_in_process(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.geojson"
+    routes.write_text(
+        json.dumps({"type": "LineString", "coordinates": [[120.11, 30.86], [120.112, 30.862]]})
+    )
+    speech = tmp_path / "speech.wav"
+    speech.write_bytes(write_wav(synthesize("Patrol two, all clear."), 16000))
     env = ManagedEnvironment("longxi")
     try:
         deployment = env.start(plan_fleet(env.org, 26))
@@ -48,6 +56,8 @@ def test_small_fleet_in_process(tmp_path: Path) -> None:
             talkers_pct=10.0,
             warmup_s=0.5,
             journal_dir=str(tmp_path / "journals"),
+            routes_geojson=str(routes),
+            speech_wavs=(str(speech),),
         )
         out = tmp_path / "out.txt"
         with out.open("w") as stream:
@@ -102,3 +112,24 @@ def test_cli_scenario_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["sim"]) == 2
     assert "give --fleet N" in capsys.readouterr().err
     assert main(["sim", "--fleet", "3", "--broker", "mqtt://127.0.0.1:1"]) == 2
+    bad = tmp_path / "bad.geojson"
+    bad.write_text('{"type": "Point", "coordinates": [1, 2]}')
+    assert main(["sim", "--fleet", "3", "--routes", str(bad)]) == 2
+    assert "unsupported GeoJSON type" in capsys.readouterr().err
+
+
+def test_worker_uses_the_given_routes_and_speech(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.geojson"
+    routes.write_text('{"type": "LineString", "coordinates": [[121.0, 31.0], [121.001, 31.0]]}')
+    speech = tmp_path / "speech.wav"
+    speech.write_bytes(write_wav(synthesize("Unit four, copy."), 16000))
+    options = FleetOptions(routes_geojson=str(routes), speech_wavs=(str(speech),))
+    spec = WorkerSpec(0, "127.0.0.1", 1, [DeviceSpec("S1", "grid-01", "officer")], set(), options)
+    worker = Worker(spec)
+    worker.build()
+    firmware = worker.terminals[0].firmware
+    assert firmware.gps is not None and firmware.sender is not None
+    fix = firmware.gps.fix(0.0, 0)
+    assert 120.9999 < fix.true_lon < 121.0011 and abs(fix.true_lat - 31.0) < 1e-6
+    assert firmware.sender.reel is wav_reel((speech,))
+    assert 0.5 < firmware.sender.reel.seconds < 3.0
