@@ -152,7 +152,7 @@ def measure(url: str, devices: int, days: int, samples: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--db", default="sqlite")
+    parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--cache", default="/var/tmp/xixin-bench")
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "replay.json"))
