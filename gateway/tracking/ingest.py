@@ -5,6 +5,11 @@ the broker splits beacons across the group). Messages are handled on the reader 
 event-loop turn the worker hands the accepted rows to the `PositionWriter` thread and runs the
 pipeline's batch analytics. The broker's PUBACK goes out as soon as a message is parsed off the
 socket — a filtered or malformed beacon is acknowledged like any other.
+
+Workers of one process share one pipeline, so per-device state (filters, geofences, alarms) is
+exact. Worker *processes* each have their own pipeline and the broker spreads a device's
+beacons across them: storage stays exact (the primary key drops repeats), but each process's
+stateful rules then see only part of a device's track — run analytics in one process.
 """
 
 from __future__ import annotations
