@@ -9,6 +9,7 @@ within `stop_radius_m` of where it stopped; a *trip* is what lies between stops.
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -174,10 +175,12 @@ def summarise(points: Sequence[TrackPoint], config: HistoryConfig) -> Summary:
     # Trips: the points of each segment outside stops (a stop's ends belong to the trip too,
     # so a trip starts where the device left the stop).
     for run in segments:
+        times = [p.t for p in run]
         run_stops = [s for s in stops if run[0].t <= s.start <= run[-1].t]
         cursor = run[0].t
         for boundary in [*((s.start, s.end) for s in run_stops), (run[-1].t, run[-1].t)]:
-            trip_points = [p for p in run if cursor <= p.t <= boundary[0]]
+            # points with cursor <= t <= boundary start (times are sorted)
+            trip_points = run[bisect_left(times, cursor) : bisect_right(times, boundary[0])]
             if len(trip_points) >= 2 and trip_points[-1].t > trip_points[0].t:
                 trips.append(_trip(trip_points))
             cursor = boundary[1]
