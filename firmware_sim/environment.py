@@ -32,10 +32,11 @@ from gateway.errors import GatewayError
 from gateway.floor import FloorConfig
 from gateway.runner import GatewayRunner
 from gateway.service import GatewayService, ServiceConfig
-from gateway.store.errors import StoreError
+from gateway.store.errors import StoreError, UnknownDeviceError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SECRETS_FILE = "sim-secrets.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +136,29 @@ class ManagedEnvironment:
         return self.service.runner
 
     def provision(self, devices: list[tuple[str, str, str]]) -> dict[str, DeviceSpec]:
-        """Add the devices (id, unit, role) through the registry; returns them with secrets."""
+        """Add the devices (id, unit, role) through the registry; returns them with secrets.
+
+        In a reused data directory, devices provisioned before keep their secrets (from the
+        secrets file) or get a new one.
+        """
         registry = self.service.migrate()
+        known: dict[str, DeviceSpec] = {}
+        previous = self.data_dir / SECRETS_FILE
+        if previous.exists():
+            known = Deployment.load(previous).devices
         specs: dict[str, DeviceSpec] = {}
         started = time.monotonic()
         try:
             for device_id, unit, role in devices:
-                _, secret = registry.add(device_id, unit, role)
-                specs[device_id] = DeviceSpec(device_id, unit, role, secret)
+                try:
+                    device = registry.get(device_id)
+                except UnknownDeviceError:
+                    _, secret = registry.add(device_id, unit, role)
+                    specs[device_id] = DeviceSpec(device_id, unit, role, secret)
+                    continue
+                old = known.get(device_id)
+                secret = old.secret if old and old.secret else registry.rotate(device_id)
+                specs[device_id] = DeviceSpec(device_id, device.unit, device.role, secret)
         except (StoreError, GatewayError) as exc:
             raise EnvironmentError_(f"provisioning failed: {exc}") from exc
         self.log.info("provisioned %d devices in %.1f s", len(specs), time.monotonic() - started)
@@ -161,7 +177,7 @@ class ManagedEnvironment:
             raise EnvironmentError_(f"the gateway did not start: {self.error!r}")
         address = self.runner.settings.broker
         self.deployment = Deployment(address.host, address.port, specs)
-        self.deployment.save(self.data_dir / "sim-secrets.json")
+        self.deployment.save(self.data_dir / SECRETS_FILE)
         return self.deployment
 
     def _main(self) -> None:

@@ -133,3 +133,27 @@ def test_worker_uses_the_given_routes_and_speech(tmp_path: Path) -> None:
     assert 120.9999 < fix.true_lon < 121.0011 and abs(fix.true_lat - 31.0) < 1e-6
     assert firmware.sender.reel is wav_reel((speech,))
     assert 0.5 < firmware.sender.reel.seconds < 3.0
+
+
+def test_a_reused_data_dir_keeps_devices_and_secrets(tmp_path: Path) -> None:
+    import asyncio
+
+    from devices.aio_client import AsyncTerminalClient
+
+    secrets = []
+    for _ in range(2):
+        env = ManagedEnvironment("longxi", data_dir=tmp_path)
+        try:
+            deployment = env.start([("T001", "grid-01", "officer")])
+            secret = deployment.devices["T001"].secret
+            secrets.append(secret)
+
+            async def login(secret: str | None = secret, port: int = deployment.port) -> None:
+                client = AsyncTerminalClient("T001", secret, "127.0.0.1", port)
+                await client.start()
+                await client.stop()
+
+            asyncio.run(login())
+        finally:
+            env.stop()
+    assert secrets[0] == secrets[1] and (tmp_path / "sim-secrets.json").exists()
