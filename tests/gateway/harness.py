@@ -24,7 +24,8 @@ class GatewayThread:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             waiter = asyncio.create_task(self.runner.ready.wait())
-            waiter.add_done_callback(lambda _: self._ready.set())
+            # A cancelled waiter means the runner failed: _main sets error, then _ready.
+            waiter.add_done_callback(lambda t: None if t.cancelled() else self._ready.set())
             await self.runner.run()
 
         try:
