@@ -72,6 +72,7 @@ def row(report: dict[str, Any], processes: int, message_ms: int) -> dict[str, An
         "frames_sent_per_s": rates.get("frames_sent_per_s"),
         "frames_heard_per_s": rates.get("frames_received_per_s"),
         "cpu_pct_per_process": [w["cpu_pct"] for w in per],
+        "cpu_sys_share_per_process": [w.get("cpu_sys_share") for w in per],
         "loop_lag_p99_ms": report["loop_lag_p99_ms"],
         "loop_lag_p99_ms_per_process": [w["loop_lag_p99_ms"] for w in per],
         "connect_s": max(w["connect_s"] for w in per),

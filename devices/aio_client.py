@@ -110,6 +110,10 @@ class AsyncTerminalClient:
         self.clock = clock
         self.log = logger or log
         self.wanted_tgs: list[str] = []
+        # An optional hot path for talkgroup voice: frame_tap(tg, payload) returns True when it
+        # consumed the frame (a listening terminal of a large simulated fleet), False to let the
+        # normal classification run. Not used when a FrameGate impairs the downlink.
+        self.frame_tap: Callable[[str, bytes], bool] | None = None
         self.frames: asyncio.Queue[FrameIn] = asyncio.Queue()
         self.control: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.mqtt: TerminalMqtt | None = None
@@ -441,6 +445,11 @@ class AsyncTerminalClient:
     # ---- receiving --------------------------------------------------------------------------
 
     def _on_message(self, topic: str, payload: bytes, qos: int) -> None:
+        tap = self.frame_tap
+        if tap is not None and self.gate is None:
+            tg = self.session.downlink_talkgroup(topic)
+            if tg is not None and tap(tg, payload):
+                return
         incoming = self.session.on_message(topic, payload)
         if isinstance(incoming, FrameIn) and self.gate is not None:
             delay = self.gate.downlink(self.clock())

@@ -500,6 +500,11 @@ class TerminalSession:
                 self._routes[topic] = route
         return route
 
+    def downlink_talkgroup(self, topic: str) -> str | None:
+        """The talkgroup of a `tg/{tg}/down` topic, else None (cached per topic)."""
+        kind, tg = self._route(topic)
+        return tg if kind == _TG_DOWN else None
+
     def on_message(self, topic: str, payload: bytes) -> Incoming:
         """Classify one received message and update the floor views."""
         kind, tg = self._route(topic)

@@ -190,6 +190,8 @@ class Worker:
                 logger=self.log,
             )
             client.battery = _battery_reader(firmware)
+            if not config.probe:
+                client.frame_tap = firmware.listener.fast_frame
             self.terminals.append(SimTerminal(firmware, client, self.scheduler, self.log))
 
     def connected(self) -> int:
@@ -235,6 +237,7 @@ class Worker:
             connect_s=round(connect_s, 2),
             window_s=round(window, 2),
             cpu_s=round(cpu, 2),
+            cpu_sys_s=round(cpu1.ru_stime - cpu0.ru_stime, 2),
             cpu_pct=round(100.0 * cpu / window, 1) if window else 0.0,
             loop_lag_p50_ms=_round(lag[0]),
             loop_lag_p99_ms=_round(lag[1]),

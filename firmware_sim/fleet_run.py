@@ -191,7 +191,8 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     merged["cpu_pct_per_process"] = [r["cpu_pct"] for r in reports]
     merged["window_s"] = min(r["window_s"] for r in reports)
     merged["per_worker"] = [
-        {k: r[k] for k in ("worker", "terminals", "connect_s", "cpu_pct", "loop_lag_p99_ms")}
+        {k: r.get(k) for k in ("worker", "terminals", "connect_s", "cpu_pct", "loop_lag_p99_ms")}
+        | {"cpu_sys_share": round(r["cpu_sys_s"] / r["cpu_s"], 2) if r.get("cpu_s") else None}
         for r in reports
     ]
     return merged

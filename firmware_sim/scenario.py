@@ -233,6 +233,8 @@ class ScenarioRunner:
                 logger=self.log,
             )
             client.battery = _battery(firmware)
+            if not config.probe:
+                client.frame_tap = firmware.listener.fast_frame
             terminal = SimTerminal(firmware, client, self.scheduler, self.log)
             terminal.beacon_log = []
             self.terminals[spec.id] = terminal

@@ -275,3 +275,46 @@ def test_ack_outgoing_types() -> None:
     (effect,) = rig.take()
     assert isinstance(effect, Send) and isinstance(effect.message, Outgoing)
     assert effect.message.topic == "xixin/v1/dev/T001/ctrl/up" and effect.message.qos == 1
+
+
+def test_listening_hot_path_counts_like_the_normal_path() -> None:
+    payloads = [
+        encode_frame(
+            VoiceFrame(
+                burst=7,
+                seq=seq,
+                timestamp=wall_to_ts(WALL0 + 5.0 + seq * 0.02),
+                frame_ms=20,
+                packets=(b"\xf8\xff\xfe",),
+                end=seq == 29,
+            )
+        )
+        for seq in range(30)
+        if seq != 4
+    ]
+    totals = []
+    for fast in (False, True):
+        rig = Rig()
+        rig.connect()
+        rig.feed("tg/grid-01/ctrl", 5.0, type="floor_taken", tg=TG, by="T002", burst=7)
+        for payload in payloads + payloads[:2]:  # two duplicates
+            if fast:
+                assert rig.fw.listener.fast_frame(TG, payload)
+            else:
+                incoming = rig.session.on_message("xixin/v1/tg/grid-01/down", payload)
+                rig.fw.on_incoming(incoming, 5.5)
+        assert not rig.fw.listener.fast_frame("grid-09", payloads[0]), "not heard there: slow path"
+        assert not rig.fw.listener.fast_frame(TG, b"\x02" + payloads[0][1:]), "bad version"
+        rig.fw.stats.meter.close_all()
+        t = rig.fw.stats.meter.totals
+        totals.append((t.bursts, t.frames_expected, t.frames_received, t.duplicates))
+    assert totals[0] == totals[1] == (1, 30, 29, 2)
+    # The talker's own echo is dropped on the hot path as well.
+    rig = Rig()
+    rig.connect()
+    rig.fw.press(1.0, hold_s=1.0)
+    pending = request_of(rig.take(), "floor_request")
+    rig.feed("down", 1.0, type="floor_granted", re=pending.id, tg=TG, burst=7, max_ms=30000)
+    rig.fw.listener.active[TG] = 1.0
+    assert rig.fw.listener.fast_frame(TG, payloads[0])
+    assert rig.session.counters.own_echo == 1 and rig.fw.stats.meter.totals.frames_received == 0
