@@ -6,7 +6,7 @@ For each fleet size one simulator process (its own event loop, one MQTT connecti
 terminal) runs the terminals against the managed broker + gateway (which run in this parent
 process and the broker's own): beacons every 5 s (not adapted to movement), 5 % of terminals
 talking on and on (one per grid of 20, so every talker holds a floor; the other 19 listen and
-account for every frame; one listener per grid decodes and plays out). Reported per row: the
+account for every frame; 8 listeners on different grids decode and play out). Reported per row: the
 simulator process's own CPU share and event-loop lag (p50/p99/max of a 50 ms timer's lateness),
 beacons acknowledged per second, voice frames sent and heard per second, access time,
 mouth-to-ear, frame loss. The target is >= 1,000 terminals per process with loop lag p99 <= 20 ms.
@@ -114,7 +114,7 @@ def options_for(
         beacon_interval_s=5.0,
         adaptive_beacons=False,
         talkers_pct=5.0,
-        probes_per_talkgroup=1,
+        probes=8,
         packets_per_message=message_ms // 20,
         bad_fix_rate=0.02,
         connect_rate_per_s=connect_rate,

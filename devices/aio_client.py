@@ -110,10 +110,13 @@ class AsyncTerminalClient:
         self.clock = clock
         self.log = logger or log
         self.wanted_tgs: list[str] = []
-        # An optional hot path for talkgroup voice: frame_tap(tg, payload) returns True when it
+        # An optional hot path for talkgroup voice: frame_tap(tg, buffer, start, stop) gets the
+        # frame bytes buffer[start:stop] straight from the socket data and returns True when it
         # consumed the frame (a listening terminal of a large simulated fleet), False to let the
-        # normal classification run. Not used when a FrameGate impairs the downlink.
-        self.frame_tap: Callable[[str, bytes], bool] | None = None
+        # normal classification run. Set before launch(); not used when a FrameGate impairs
+        # the downlink.
+        self.frame_tap: Callable[[str, bytes, int, int], bool] | None = None
+        self._tap_topics: dict[bytes, str] = {}
         self.frames: asyncio.Queue[FrameIn] = asyncio.Queue()
         self.control: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.mqtt: TerminalMqtt | None = None
@@ -157,6 +160,8 @@ class AsyncTerminalClient:
             on_lost=self._on_lost,
             logger=self.log,
         )
+        if self.frame_tap is not None and self.gate is None:
+            self.mqtt.raw_tap = self._raw_tap
         self._task = asyncio.get_running_loop().create_task(
             self._run(self.mqtt), name=f"terminal-{self.device_id}"
         )
@@ -445,11 +450,6 @@ class AsyncTerminalClient:
     # ---- receiving --------------------------------------------------------------------------
 
     def _on_message(self, topic: str, payload: bytes, qos: int) -> None:
-        tap = self.frame_tap
-        if tap is not None and self.gate is None:
-            tg = self.session.downlink_talkgroup(topic)
-            if tg is not None and tap(tg, payload):
-                return
         incoming = self.session.on_message(topic, payload)
         if isinstance(incoming, FrameIn) and self.gate is not None:
             delay = self.gate.downlink(self.clock())
@@ -459,6 +459,14 @@ class AsyncTerminalClient:
                 asyncio.get_running_loop().call_later(delay, self._deliver, incoming)
                 return
         self._deliver(incoming)
+
+    def _raw_tap(self, topic: bytes, buffer: bytes, start: int, stop: int) -> bool:
+        tg = self._tap_topics.get(topic)
+        if tg is None:  # first time this topic: talkgroup downlink or not ("")
+            tg = self.session.downlink_talkgroup(topic.decode(errors="replace")) or ""
+            self._tap_topics[topic] = tg
+        tap = self.frame_tap
+        return bool(tg) and tap is not None and tap(tg, buffer, start, stop)
 
     def _deliver(self, incoming: Incoming) -> None:
         now = self.clock()

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import mqtt5
 
-from gateway.mqtt import MqttClient
+from gateway.mqtt import ConnectionLostError, MqttClient
 
 AckCallback = Callable[[bool | None], None]
 """on_ack(True) PUBACK ok, (False) the broker refused it, (None) the connection was lost first."""
+
+RawTap = Callable[[bytes, bytes, int, int], bool]
+"""raw_tap(topic, buffer, payload_start, payload_end) -> True if it consumed the message."""
+_PUBLISH_QOS0 = 0x30  # first byte of a QoS 0 PUBLISH without DUP/RETAIN: the voice downlink
 
 
 class TerminalMqtt(MqttClient):
@@ -27,6 +31,51 @@ class TerminalMqtt(MqttClient):
     def __init__(self, *args: Any, on_lost: Callable[[], None] | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.on_lost = on_lost
+        self.raw_tap: RawTap | None = None
+
+    def _feed(self, data: bytes) -> None:
+        """With a raw tap, QoS 0 PUBLISH packets (voice) are cut out of the stream by hand and
+        offered to the tap before any object is built; everything else goes through mqtt5 as
+        in the base class. A listening terminal of a large simulated fleet spends most of its
+        time here."""
+        tap = self.raw_tap
+        if tap is None:
+            super()._feed(data)
+            return
+        buffer = self._buffer + data if self._buffer else data
+        offset, end = 0, len(buffer)
+        while offset < end:
+            if buffer[offset] == _PUBLISH_QOS0:
+                cut = _cut_publish(buffer, offset, end)
+                if cut is None:
+                    break  # incomplete: wait for more bytes
+                if cut is not False:
+                    topic, start, stop = cut
+                    if not tap(topic, buffer, start, stop):
+                        self._deliver(topic.decode(), buffer[start:stop], 0)
+                    offset = stop
+                    continue
+            try:
+                packet, size = mqtt5.read(memoryview(buffer)[offset:])
+            except IndexError:
+                break
+            except ValueError as exc:
+                raise ConnectionLostError(f"malformed packet from broker: {exc}") from exc
+            offset += size
+            if type(packet) is mqtt5.PublishPacket:
+                qos = 0 if packet.qos == mqtt5.QoS.AT_MOST_ONCE else 1
+                if qos and packet.packet_id is not None:
+                    self._send(mqtt5.PubAckPacket(packet.packet_id).write())
+                self._deliver(packet.topic, packet.payload, qos)
+            else:
+                self._on_control_packet(packet)
+        self._buffer = buffer[offset:] if offset < end else b""
+
+    def _deliver(self, topic: str, payload: bytes, qos: int) -> None:
+        try:
+            self.on_message(topic, payload, qos)
+        except Exception:
+            self.log.exception("message handler failed on %s", topic)
 
     def publish_acked(self, topic: str, payload: bytes, on_ack: AckCallback) -> bool:
         """QoS 1 publish without a coroutine; False (and no callback) when not connected."""
@@ -74,3 +123,31 @@ class TerminalMqtt(MqttClient):
         super()._drop_connection()
         if was_connected and self.on_lost is not None:
             self.on_lost()
+
+
+def _cut_publish(
+    buf: bytes, offset: int, end: int
+) -> tuple[bytes, int, int] | Literal[False] | None:
+    """Locate a QoS 0 PUBLISH at `offset`: (topic, payload start, packet end); None if the
+    packet is not complete yet; False if it has a form this cutter leaves to mqtt5."""
+    length, shift, pos = 0, 0, offset + 1
+    while True:
+        if pos >= end:
+            return None
+        byte = buf[pos]
+        pos += 1
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+        if shift > 21:
+            return False
+    stop = pos + length
+    if stop > end:
+        return None
+    if length < 3:
+        return False
+    topic_end = pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
+    if topic_end >= stop or buf[topic_end] & 0x80:
+        return False  # no room for the properties length, or a long properties block
+    return buf[pos + 2 : topic_end], topic_end + 1 + buf[topic_end], stop

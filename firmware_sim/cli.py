@@ -48,7 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sim.add_argument("--beacon-interval", type=_duration, default=5.0)
     sim.add_argument("--fixed-beacons", action="store_true", help="do not adapt to movement")
     sim.add_argument("--bad-fix-rate", type=float, default=0.02)
-    sim.add_argument("--probes", type=int, default=1, help="decoding listeners per talkgroup")
+    sim.add_argument(
+        "--probes", type=int, default=8, help="decoding listeners per process (mouth-to-ear)"
+    )
     sim.add_argument("--message-ms", type=int, choices=(20, 40, 60), default=20)
     sim.add_argument("--loss", type=float, default=0.0, help="voice frame loss %%, both ways")
     sim.add_argument("--jitter", type=float, default=0.0, help="voice jitter, ms")
@@ -115,7 +117,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             adaptive_beacons=not args.fixed_beacons,
             talkers_pct=args.talkers_pct,
             talk_rate_per_h=args.talk_rate,
-            probes_per_talkgroup=args.probes,
+            probes=args.probes,
             packets_per_message=args.message_ms // 20,
             impairment=impairment,
             bad_fix_rate=args.bad_fix_rate,

@@ -45,7 +45,9 @@ class FleetOptions:
     adaptive_beacons: bool = True
     talkers_pct: float = 5.0  # terminals that talk again and again (one burst after another)
     talk_rate_per_h: float = 0.0  # the others: PTT presses per hour (0 = they only listen)
-    probes_per_talkgroup: int = 1  # listeners that decode and play out (mouth-to-ear)
+    # Listeners that decode and play out (jitter buffer + Opus, mouth-to-ear), per process, on
+    # different talkgroups: each costs a decoder running every 20 ms, so they are a sample.
+    probes: int = 8
     packets_per_message: int = 1
     impairment: ImpairmentConfig = field(default_factory=ImpairmentConfig)
     bad_fix_rate: float = 0.02
@@ -135,13 +137,14 @@ class Worker:
         )
         routes = load_geojson_routes(Path(options.routes_geojson)) if options.routes_geojson else []
         wall_offset = time.time() - time.monotonic()
+        # Probes on different talkgroups, those with a talker first (they have something to hear).
+        talking_units = {d.unit for d in spec.devices if d.id in spec.talkers}
         probes: set[str] = set()
-        probe_count: dict[str, int] = {}
-        for device in spec.devices:
-            if device.id in spec.talkers:
-                continue
-            if probe_count.get(device.unit, 0) < options.probes_per_talkgroup:
-                probe_count[device.unit] = probe_count.get(device.unit, 0) + 1
+        probe_units: set[str] = set()
+        listeners = [d for d in spec.devices if d.id not in spec.talkers]
+        for device in sorted(listeners, key=lambda d: d.unit not in talking_units):
+            if len(probes) < options.probes and device.unit not in probe_units:
+                probe_units.add(device.unit)
                 probes.add(device.id)
         for n, device in enumerate(spec.devices):
             talker = device.id in spec.talkers

@@ -93,16 +93,17 @@ class Listener:
             probe.receive(frame, now)
         return fresh
 
-    def fast_frame(self, tg: str, payload: bytes) -> bool:
-        """The hot path for a frame on a talkgroup already being heard (devices.aio_client
-        frame_tap): the same accounting as frame(), without building the message objects.
+    def fast_frame(self, tg: str, payload: bytes, start: int = 0, stop: int | None = None) -> bool:
+        """The hot path for a frame (payload[start:stop]) on a talkgroup already being heard
+        (devices.aio_client frame_tap): the same accounting as frame(), without building the
+        message objects.
         Returns False (the normal path takes over) for anything that is not that case."""
         active = self.active
         if self.probe is not None or tg not in active or self.session.stunned:
             return False
-        if len(payload) < HEADER_SIZE:
+        if (len(payload) if stop is None else stop) - start < HEADER_SIZE:
             return False
-        version, flags, burst, seq, timestamp, _units, count = HEADER.unpack_from(payload)
+        version, flags, burst, seq, timestamp, _units, count = HEADER.unpack_from(payload, start)
         if version != 1 or flags & 0xF0:
             return False
         view = self.session.floors.get(tg)
