@@ -53,6 +53,7 @@ from firmware_sim.model import (
     SendRequest,
     State,
     TerminalProfile,
+    parse_settings,
 )
 from firmware_sim.voice import BurstSender, SpeechReel
 
@@ -424,7 +425,8 @@ class Firmware:
         elif cmd == "assign":
             self.assignment = {k: body.get(k) for k in ("incident", "grid", "text")}
         elif cmd == "config":
-            ok, detail = self._configure(body.get("settings"))
+            ok, detail, interval = parse_settings(body.get("settings"))
+            self.beacon_interval = interval or self.beacon_interval
         elif cmd == "monitor":
             peer, seconds = body.get("by"), body.get("seconds")
             if isinstance(peer, str) and isinstance(seconds, int | float) and seconds > 0:
@@ -437,19 +439,6 @@ class Firmware:
             ok, detail = False, f"unknown command {cmd!r}"
         self.outbox.append(Send(self.session.ack(command.id, ok, detail)))
         self._settle(now)
-
-    def _configure(self, settings: object) -> tuple[bool, str | None]:
-        if not isinstance(settings, dict):
-            return False, "settings must be an object"
-        unknown = sorted(k for k in settings if k != "beacon_interval_s")
-        interval = settings.get("beacon_interval_s")
-        if interval is not None:
-            if not isinstance(interval, int | float) or not 1 <= interval <= 3600:
-                return False, "beacon_interval_s must be 1..3600"
-            self.beacon_interval = float(interval)
-        if unknown:
-            return False, f"unknown settings {unknown}"
-        return True, None
 
     def set_sos(self, now: float, active: bool) -> None:
         """The emergency button: raise (and talk on the home talkgroup) or cancel the SOS."""

@@ -201,3 +201,21 @@ class FirmwareStats:
             "commands": dict(self.commands),
             "outages": self.outages,
         }
+
+
+def parse_settings(settings: object) -> tuple[bool, str | None, float | None]:
+    """A `config` command's settings (protocol §5.4): (ok, detail, beacon interval or None).
+
+    Known settings are applied even when an unknown one makes the answer ok=false."""
+    if not isinstance(settings, dict):
+        return False, "settings must be an object", None
+    unknown = sorted(k for k in settings if k != "beacon_interval_s")
+    interval = settings.get("beacon_interval_s")
+    if interval is not None and (
+        not isinstance(interval, int | float) or not 1 <= interval <= 3600
+    ):
+        return False, "beacon_interval_s must be 1..3600", None
+    value = float(interval) if interval is not None else None
+    if unknown:
+        return False, f"unknown settings {unknown}", value
+    return True, None, value
