@@ -21,7 +21,8 @@ FLAG_START = 0x01
 FLAG_END = 0x02
 FLAG_FEC = 0x04
 FLAG_RED = 0x08
-_KNOWN_FLAGS = FLAG_START | FLAG_END | FLAG_FEC | FLAG_RED
+FLAG_RED2 = 0x10  # a second redundant block: message seq - 2; only together with FLAG_RED
+_KNOWN_FLAGS = FLAG_START | FLAG_END | FLAG_FEC | FLAG_RED | FLAG_RED2
 
 # Frame duration travels in 2.5 ms units; only these Opus durations are allowed per packet.
 _DURATION_UNITS_MS = {4: 10, 8: 20, 16: 40, 24: 60}
@@ -83,6 +84,8 @@ class VoiceFrame:
     end: bool = False
     fec: bool = False
     redundant: bytes | None = field(default=None)
+    # The audio of message seq - 2's last packet, usually re-encoded at a lower bitrate (RED2).
+    redundant2: bytes | None = field(default=None)
 
     @property
     def duration_ms(self) -> int:
@@ -99,6 +102,8 @@ class VoiceFrame:
             flags |= FLAG_FEC
         if self.redundant is not None:
             flags |= FLAG_RED
+        if self.redundant2 is not None:
+            flags |= FLAG_RED2
         return flags
 
 
@@ -114,6 +119,8 @@ def _validate(buf: bytes | memoryview) -> tuple[int, int, int, int, int, int]:
         raise FrameVersionError(f"unknown frame version {version}")
     if flags & ~_KNOWN_FLAGS:
         raise FrameFlagsError(f"reserved flag bits set: {flags:#04x}")
+    if flags & FLAG_RED2 and not flags & FLAG_RED:
+        raise FrameFlagsError("RED2 without RED")
     frame_ms = _DURATION_UNITS_MS.get(units)
     if frame_ms is None:
         raise FrameLengthError(f"frame duration code {units} is not 10/20/40/60 ms")
@@ -125,7 +132,7 @@ def _validate(buf: bytes | memoryview) -> tuple[int, int, int, int, int, int]:
     elif not MIN_MESSAGE_MS <= frame_ms * count <= MAX_MESSAGE_MS:
         raise FrameLengthError(f"{count} x {frame_ms} ms is outside 20-60 ms")
     offset = HEADER_SIZE
-    blocks = count + (1 if flags & FLAG_RED else 0)
+    blocks = count + (1 if flags & FLAG_RED else 0) + (1 if flags & FLAG_RED2 else 0)
     for _ in range(blocks):
         if offset + 2 > size:
             raise FrameTruncatedError("frame ends inside a packet length")
@@ -160,10 +167,14 @@ def parse_frame(buf: bytes | memoryview) -> VoiceFrame:
         length = (data[offset] << 8) | data[offset + 1]
         packets.append(data[offset + 2 : offset + 2 + length])
         offset += 2 + length
-    redundant = None
+    redundant = redundant2 = None
     if header.flags & FLAG_RED:
         length = (data[offset] << 8) | data[offset + 1]
         redundant = data[offset + 2 : offset + 2 + length]
+        offset += 2 + length
+    if header.flags & FLAG_RED2:
+        length = (data[offset] << 8) | data[offset + 1]
+        redundant2 = data[offset + 2 : offset + 2 + length]
     return VoiceFrame(
         burst=header.burst,
         seq=header.seq,
@@ -174,6 +185,7 @@ def parse_frame(buf: bytes | memoryview) -> VoiceFrame:
         end=header.end,
         fec=bool(header.flags & FLAG_FEC),
         redundant=redundant,
+        redundant2=redundant2,
     )
 
 
@@ -198,6 +210,8 @@ def encode_frame(frame: VoiceFrame) -> bytes:
     blocks = list(frame.packets)
     if frame.redundant is not None:
         blocks.append(frame.redundant)
+    if frame.redundant2 is not None:
+        blocks.append(frame.redundant2)
     for packet in blocks:
         if not 1 <= len(packet) <= MAX_PACKET_BYTES:
             raise FrameLengthError(f"packet length {len(packet)} outside 1-{MAX_PACKET_BYTES}")

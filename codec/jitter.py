@@ -20,8 +20,9 @@ timeline mid-word hurts more than one concealed frame.
 
 Loss. A packet is known to be lost when a later one is there. It is then recovered from the next
 packet's in-band FEC when that packet is present and was encoded with FEC, or from a RED copy
-(a message carries the previous message's last packet) that was inserted on arrival; otherwise
-it is concealed.
+(a message carries the previous message's last packet) that was inserted on arrival, or from a
+RED2 copy (the last packet of the message before that, usually re-encoded at a low bitrate);
+otherwise it is concealed. A primary packet replaces a RED copy, and a RED copy a RED2 copy.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ _COUNTERS = (
     "malformed",
     "fec",
     "red",
+    "red2",
     "concealed",
     "expand",
     "accelerate",
@@ -79,8 +81,12 @@ class _Packet:
     index: int  # position in its message
     last_in_message: bool
     fec: bool
-    from_red: bool
+    depth: int  # 0 primary, 1 RED copy (previous message), 2 RED2 copy (two messages back)
     duration: int
+
+    @property
+    def from_red(self) -> bool:
+        return self.depth > 0
 
 
 @dataclass(slots=True)
@@ -162,6 +168,7 @@ class JitterBuffer:
         try:
             durations = [packet_duration(p) for p in frame.packets]
             red_duration = packet_duration(frame.redundant) if frame.redundant else 0
+            red2_duration = packet_duration(frame.redundant2) if frame.redundant2 else 0
         except OpusPacketError as exc:
             count["malformed"] += max(1, len(frame.packets))
             self._log.debug("burst %d seq %d: malformed packet dropped: %s", frame.burst, seq, exc)
@@ -178,7 +185,7 @@ class JitterBuffer:
         position = ts
         for index, (payload, duration) in enumerate(zip(frame.packets, durations, strict=True)):
             last = index == len(frame.packets) - 1
-            packet = _Packet(payload, now, seq, index, last, frame.fec, False, duration)
+            packet = _Packet(payload, now, seq, index, last, frame.fec, 0, duration)
             self._store(burst, position, packet)
             position += duration
             burst.frame_duration = duration
@@ -190,8 +197,14 @@ class JitterBuffer:
             origin = ts - frame.seq * (position - ts)
             burst.origin_ts = origin if burst.origin_ts is None else min(burst.origin_ts, origin)
         if frame.redundant and red_duration and seq - 1 not in burst.seen:
-            red = _Packet(frame.redundant, now, seq - 1, -1, True, frame.fec, True, red_duration)
+            red = _Packet(frame.redundant, now, seq - 1, -1, True, frame.fec, 1, red_duration)
             self._store(burst, ts - red_duration, red, count_late=False)
+        if frame.redundant2 and red2_duration and seq - 2 not in burst.seen:
+            # Message seq - 1 is as long as this one (docs/protocol.md §9.4); RED2 copies are
+            # coded without FEC.
+            end = ts - (position - ts)
+            red2 = _Packet(frame.redundant2, now, seq - 2, -1, True, False, 2, red2_duration)
+            self._store(burst, end - red2_duration, red2, count_late=False)
 
     def _limit_bursts(self) -> None:
         while len(self._bursts) > _MAX_BURSTS:
@@ -213,7 +226,7 @@ class JitterBuffer:
                 self._counts["late"] += 1
             return
         existing = burst.packets.get(ts)
-        if existing is None or (existing.from_red and not packet.from_red):
+        if existing is None or packet.depth < existing.depth:
             burst.packets[ts] = packet
 
     # ----------------------------------------------------------------------------- playout
@@ -347,7 +360,7 @@ class JitterBuffer:
         kind = PlayoutKind.NORMAL
         if packet.from_red:
             kind = PlayoutKind.RED
-            self._counts["red"] += 1
+            self._counts["red" if packet.depth == 1 else "red2"] += 1
         return PlayoutItem(
             kind,
             packet.duration,
@@ -459,7 +472,8 @@ class JitterBuffer:
             reordered=c["reordered"],
             malformed=c["malformed"],
             fec_recovered=c["fec"],
-            red_recovered=c["red"],
+            red_recovered=c["red"] + c["red2"],
+            red2_recovered=c["red2"],
             concealed=c["concealed"],
             expand_frames=c["expand"],
             accelerate=c["accelerate"],

@@ -13,6 +13,12 @@ tests/codec/test_opus.py:
 The hot paths call opuslib's own ctypes bindings (``libopus_encode`` / ``libopus_decode``) with
 buffers allocated once per codec, instead of the high-level classes which allocate and convert
 through ``array`` on every call.
+
+Re-encoding (:meth:`OpusEncoder.mark` / :meth:`OpusEncoder.reencode`) copies the encoder state
+byte for byte into a scratch encoder. libopus keeps an encoder in one block of
+``opus_encoder_get_size()`` bytes that callers may allocate themselves (``opus_encoder_init``),
+with internal offsets rather than pointers; tests/codec/test_opus.py proves that a copy encodes
+exactly like the original and that using it leaves the original untouched.
 """
 
 from __future__ import annotations
@@ -105,6 +111,13 @@ def _finalize_state(destroy: Any, state: Any) -> None:
     destroy(state)
 
 
+def _address(state: Any) -> int:
+    address = ctypes.cast(state, ctypes.c_void_p).value
+    if address is None:
+        raise OpusCodecError("encoder state is a null pointer")
+    return address
+
+
 class OpusEncoder:
     """One mono Opus VOIP encoder. Not thread-safe (nothing in codec/ is)."""
 
@@ -122,6 +135,8 @@ class OpusEncoder:
         self._in_view: Pcm16 = np.frombuffer(memoryview(self._in), dtype=np.int16)
         self._encode = opus_enc.libopus_encode
         self._apply(self._settings, first=True)
+        self._scratch: Any = None  # encoder state copied by mark(), for reencode()
+        self._marked = False
 
     @property
     def settings(self) -> EncoderSettings:
@@ -195,9 +210,48 @@ class OpusEncoder:
 
     def reset(self) -> None:
         _ctl_or_raise(opus_enc.encoder_ctl, self._state, opus_ctl.reset_state)
+        self._marked = False
 
     def encode(self, pcm: Pcm16 | bytes) -> bytes:
         """Encode exactly one frame (`frame_samples` mono int16 samples) to one Opus packet."""
+        samples = self._load(pcm)
+        return self._encode_loaded(self._state, samples)
+
+    def mark(self) -> None:
+        """Remember the current state, so the next frame can also be coded differently."""
+        if self._scratch is None:
+            try:
+                self._scratch = opus_enc.create_state(
+                    self._settings.sample_rate, 1, opuslib.APPLICATION_VOIP
+                )
+            except opuslib.OpusError as exc:
+                raise OpusCodecError(f"cannot create scratch encoder: {exc}") from exc
+            # The finalize registry keeps the finalizer alive; nothing to store.
+            weakref.finalize(self, _finalize_state, opus_enc.destroy, self._scratch)
+        size = opus_enc.libopus_get_size(1)
+        ctypes.memmove(_address(self._scratch), _address(self._state), size)
+        self._marked = True
+
+    def reencode(self, pcm: Pcm16 | bytes, bitrate: int) -> bytes:
+        """The frame after :meth:`mark`, coded from the marked state at `bitrate`, no FEC.
+
+        The live state is not touched. A receiver that decoded everything before that frame
+        can decode the result in its place (a low-bitrate redundant copy that fits its decoder
+        state). Only one re-encoding per mark.
+        """
+        if not self._marked:
+            raise CodecConfigError("reencode() needs a mark() before the frame")
+        if not BITRATE_MIN <= bitrate <= BITRATE_MAX:
+            raise CodecConfigError(f"bitrate {bitrate} outside {BITRATE_MIN}-{BITRATE_MAX} bit/s")
+        self._marked = False
+        ctl = opus_enc.encoder_ctl
+        _ctl_or_raise(ctl, self._scratch, opus_ctl.set_bitrate, bitrate)
+        _ctl_or_raise(ctl, self._scratch, opus_ctl.set_inband_fec, 0)
+        _ctl_or_raise(ctl, self._scratch, opus_ctl.set_packet_loss_perc, 0)
+        samples = self._load(pcm)
+        return self._encode_loaded(self._scratch, samples)
+
+    def _load(self, pcm: Pcm16 | bytes) -> int:
         samples = self._settings.frame_samples
         if isinstance(pcm, np.ndarray):
             if pcm.dtype != np.int16 or pcm.shape != (samples,):
@@ -207,7 +261,10 @@ class OpusEncoder:
             if len(pcm) != 2 * samples:
                 raise CodecConfigError(f"need {2 * samples} bytes of PCM, got {len(pcm)}")
             ctypes.memmove(self._in, pcm, len(pcm))
-        length = self._encode(self._state, self._in, samples, self._out, MAX_PACKET_BYTES)
+        return samples
+
+    def _encode_loaded(self, state: Any, samples: int) -> bytes:
+        length = self._encode(state, self._in, samples, self._out, MAX_PACKET_BYTES)
         if length < 0:
             raise OpusCodecError(f"opus_encode failed ({length})", length)
         return ctypes.string_at(self._out, length)

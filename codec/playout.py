@@ -92,6 +92,7 @@ class JitterStats:
     mean_waiting_ms: float
     max_waiting_ms: float
     p95_waiting_ms: float
+    red2_recovered: int = 0  # of red_recovered, from RED2 copies (two messages back)
 
     @property
     def expand_rate(self) -> float:

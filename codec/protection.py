@@ -238,6 +238,8 @@ class ProtectionPolicy:
     max_bitrate_on_air: int = 32000  # primary + redundant Opus payload
     fec_min_bitrate: int = 20000  # libopus 1.3.1 codes no wideband LBRR below about this
     red_min_bitrate: int = 12000  # a RED copy only pays off with a primary at least this good
+    red_depth: int = 2  # 2: RED also sends low-bitrate copies two messages late (RED2)
+    red2_bitrate: int = 8000  # bitrate of those copies; as many as the cap leaves room for
     fec_on_pct: float = 1.0  # loss at which protection starts (FEC when RED does not fit)
     red_on_pct: float = 1.0  # loss at which redundancy starts
     release_ratio: float = 0.5  # a level is left below release_ratio x its entry loss...
@@ -258,6 +260,10 @@ class ProtectionPolicy:
             raise CodecConfigError("need 0 < fec_on_pct <= red_on_pct <= 100")
         if not 0 < self.release_ratio <= 1 or self.release_hold_s < 0:
             raise CodecConfigError("bad release ratio or hold")
+        if self.red_depth not in (1, 2):
+            raise CodecConfigError(f"RED depth {self.red_depth} is not 1 or 2")
+        if not BITRATE_MIN <= self.red2_bitrate <= BITRATE_MAX:
+            raise CodecConfigError(f"RED2 bitrate {self.red2_bitrate} out of range")
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +272,8 @@ class ProtectionSettings:
     expected_loss_pct: int
     fec: bool
     red: bool
+    red2_bitrate: int = 0  # RED2 copies at this bitrate (0: none)...
+    max_bitrate_on_air: int = 0  # ...as many as fit under this cap with everything else
 
     @property
     def bitrate_on_air(self) -> int:
@@ -381,7 +389,9 @@ class ProtectionController:
             if red_primary >= policy.fec_min_bitrate:
                 return ProtectionSettings(red_primary, expected, fec=True, red=True)
             # Without LBRR, telling the encoder about loss only makes it code less efficiently.
-            return ProtectionSettings(red_primary, 0, fec=False, red=True)
+            # The cap's remainder goes to RED2 copies, which cover double losses.
+            red2 = policy.red2_bitrate if policy.red_depth == 2 else 0
+            return ProtectionSettings(red_primary, 0, False, True, red2, cap)
         fec_bitrate = min(BITRATE_MAX, cap, max(policy.bitrate, policy.fec_min_bitrate))
         if fec_bitrate >= policy.fec_min_bitrate:
             return ProtectionSettings(fec_bitrate, expected, fec=True, red=False)

@@ -102,6 +102,7 @@ class QualityConfig:
     bitrate: int = 16000
     protect: ProtectMode = ProtectMode.AUTO
     max_kbps_on_air: float = 32.0
+    red_depth: int = 2  # 1: RED copies only (no RED2)
     complexity: int = 9
     frame_ms: int = 20
     warmup: bool = True
@@ -127,6 +128,7 @@ class QualityResult:
     final_fec: bool
     final_red: bool
     seconds: float
+    red2_recovered: int = 0  # of red_recovered, from RED2 copies
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,6 +154,7 @@ def evaluate(reference: Pcm16, config: QualityConfig, seed: int = 1) -> QualityR
         mode=config.protect,
         bitrate=config.bitrate,
         max_bitrate_on_air=int(config.max_kbps_on_air * 1000),
+        red_depth=config.red_depth,
     )
     settings = EncoderSettings(
         sample_rate=RATE,
@@ -201,6 +204,7 @@ def evaluate(reference: Pcm16, config: QualityConfig, seed: int = 1) -> QualityR
         final_fec=sender.encoder.settings.inband_fec,
         final_red=bool(protection and protection.red),
         seconds=len(reference) / RATE,
+        red2_recovered=stats.red2_recovered - stats_before.red2_recovered,
     )
 
 

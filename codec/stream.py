@@ -2,8 +2,8 @@
 
 These tie the pieces together for every endpoint (simulated terminal, softphone, dispatcher,
 recorder): :class:`VoiceSender` encodes, packs docs/protocol.md §3 frames, applies the
-:class:`~codec.protection.ProtectionController`'s decisions (bitrate, FEC, RED) and skips DTX
-silence; :class:`VoicePlayer` feeds a :class:`~codec.jitter.JitterBuffer`, executes its playout
+:class:`~codec.protection.ProtectionController`'s decisions (bitrate, FEC, RED, RED2) and skips
+DTX silence; :class:`VoicePlayer` feeds a :class:`~codec.jitter.JitterBuffer`, executes its playout
 items with a real decoder and produces receiver reports. Both are sans-I/O: PCM, frames and
 `now` in, PCM, frames and reports out.
 """
@@ -26,6 +26,7 @@ from codec.protection import (
     ReceiverReport,
     ReceptionMonitor,
 )
+from codec.redundancy import DeepRedundancyBudget
 
 _LOG = logging.getLogger(__name__)
 _DTX_MAX_BYTES = 2  # libopus marks a frame not worth transmitting with a 1-2 byte packet
@@ -37,8 +38,10 @@ class SenderCounters:
     packets: int
     dtx_skipped: int
     opus_bytes: int  # primary packets
-    redundant_bytes: int
+    redundant_bytes: int  # RED copies (previous message)
     audio_samples: int  # 48 kHz samples of audio encoded (sent or skipped)
+    redundant2_bytes: int = 0  # RED2 copies (two messages back)
+    redundant2_copies: int = 0
 
     @property
     def kbps_on_air(self) -> float:
@@ -46,7 +49,8 @@ class SenderCounters:
         if not self.audio_samples:
             return 0.0
         seconds = self.audio_samples / OPUS_CLOCK
-        return (self.opus_bytes + self.redundant_bytes) * 8 / seconds / 1000.0
+        payload = self.opus_bytes + self.redundant_bytes + self.redundant2_bytes
+        return payload * 8 / seconds / 1000.0
 
 
 class VoiceSender:
@@ -76,7 +80,15 @@ class VoiceSender:
         self._message_ts = 0
         self._previous_last: bytes | None = None  # last packet of the previous message if adjacent
         self._red = False
-        self._counts = dict.fromkeys(("messages", "packets", "dtx", "opus", "red", "audio"), 0)
+        # RED2: copies re-encoded at `_red2_bitrate` of the last packets of the adjacent
+        # messages just sent, (packet count, copy or None), oldest first, at most two.
+        self._red2_bitrate = 0
+        self._red2_budget: DeepRedundancyBudget | None = None
+        self._chain: list[tuple[int, bytes | None]] = []
+        self._copy: bytes | None = None  # RED2 copy of the message being filled
+        self._counts = dict.fromkeys(
+            ("messages", "packets", "dtx", "opus", "red", "audio", "red2", "copies"), 0
+        )
 
     @property
     def encoder(self) -> OpusEncoder:
@@ -89,7 +101,14 @@ class VoiceSender:
     def counters(self) -> SenderCounters:
         c = self._counts
         return SenderCounters(
-            c["messages"], c["packets"], c["dtx"], c["opus"], c["red"], c["audio"]
+            c["messages"],
+            c["packets"],
+            c["dtx"],
+            c["opus"],
+            c["red"],
+            c["audio"],
+            c["red2"],
+            c["copies"],
         )
 
     def reset_counters(self) -> None:
@@ -111,6 +130,15 @@ class VoiceSender:
         if target != current:
             self._encoder.configure(target)
         self._red = wanted.red
+        self._red2_bitrate = wanted.red2_bitrate if wanted.red else 0
+        if self._red2_bitrate:
+            budget = self._red2_budget
+            cap, copy_bitrate = wanted.max_bitrate_on_air, wanted.red2_bitrate
+            if budget is None or (budget.max_bitrate_on_air, budget.copy_bitrate) != (
+                cap,
+                copy_bitrate,
+            ):
+                self._red2_budget = DeepRedundancyBudget(cap, copy_bitrate)
 
     def start_burst(self, burst: int, now: float, timestamp: int = 0) -> None:
         """Begin a talk burst with the burst id from floor_granted."""
@@ -122,9 +150,13 @@ class VoiceSender:
         self._pending_pcm = np.zeros(0, dtype=np.int16)
         self._packets = []
         self._previous_last = None
+        self._chain = []
+        self._copy = None
         self._encoder.reset()
         if self.controller is not None:
             self._apply(self.controller.settings(now))
+        if self._red2_budget is not None:
+            self._red2_budget.reset()
 
     def push_pcm(self, pcm: Pcm16, now: float) -> list[VoiceFrame]:
         """Add microphone samples (any length); return the messages completed by them."""
@@ -137,7 +169,7 @@ class VoiceSender:
         out: list[VoiceFrame] = []
         whole = len(data) // size * size
         for start in range(0, whole, size):
-            message = self._add_packet(self._encoder.encode(data[start : start + size]), now)
+            message = self._add_packet(self._encode(data[start : start + size]), now)
             if message is not None:
                 out.append(message)
         self._pending_pcm = data[whole:].copy()
@@ -164,6 +196,20 @@ class VoiceSender:
     def _encode_counted(self, frame: Pcm16) -> bytes:
         return self._encoder.encode(frame)
 
+    def _encode(self, frame: Pcm16) -> bytes:
+        """Encode one frame; if it ends a message, maybe also make its RED2 copy."""
+        budget = self._red2_budget if self._red2_bitrate else None
+        last = len(self._packets) + 1 == self.packets_per_message
+        if budget is None or not last:
+            return self._encoder.encode(frame)
+        self._encoder.mark()
+        packet = self._encoder.encode(frame)
+        if budget.wants(len(packet)):
+            copy = self._encoder.reencode(frame, self._red2_bitrate)
+            budget.made(len(copy))
+            self._copy = copy if len(copy) < len(packet) else packet  # then exact is cheaper
+        return packet
+
     def _add_packet(self, packet: bytes, now: float) -> VoiceFrame | None:
         self._packets.append(packet)
         if len(self._packets) < self.packets_per_message:
@@ -177,16 +223,32 @@ class VoiceSender:
             self._message_ts = self._ts
             self._packets = []
             self._previous_last = None  # the next message is not adjacent: no RED copy
+            self._chain = []
+            self._copy = None
             return None
         message = self._emit(end=False)
         if self.controller is not None:
             self._apply(self.controller.settings(now))
         return message
 
+    def _red2_copy(self, count: int) -> bytes | None:
+        """The RED2 copy for a message of `count` packets, if the chain and budget allow.
+
+        Message seq - 2 must be adjacent to seq - 1, and seq - 1 as long as this one, so the
+        receiver can place the copy (docs/protocol.md §9.4).
+        """
+        if len(self._chain) < 2 or self._red2_budget is None or not self._red2_bitrate:
+            return None
+        (_, copy), (previous_count, _) = self._chain
+        if copy is None or previous_count != count:
+            return None
+        return copy if self._red2_budget.affordable(len(copy)) else None
+
     def _emit(self, end: bool) -> VoiceFrame:
         assert self._burst is not None
         packets = tuple(self._packets)
         redundant = self._previous_last if self._red and packets else None
+        redundant2 = self._red2_copy(len(packets)) if redundant is not None else None
         frame = VoiceFrame(
             burst=self._burst,
             seq=self._seq,
@@ -197,12 +259,23 @@ class VoiceSender:
             end=end,
             fec=self._encoder.settings.inband_fec,
             redundant=redundant,
+            redundant2=redundant2,
         )
+        duration_s = len(packets) * self._frame_48k / OPUS_CLOCK
+        primary_bytes = sum(len(p) for p in packets)
+        red_bytes = len(redundant) if redundant else 0
+        red2_bytes = len(redundant2) if redundant2 else 0
+        if self._red2_budget is not None and self._red2_bitrate:
+            self._red2_budget.sent(duration_s, primary_bytes + red_bytes, red2_bytes)
+        self._chain = [*self._chain[-1:], (len(packets), self._copy)]
+        self._copy = None
         c = self._counts
         c["messages"] += 1
         c["packets"] += len(packets)
-        c["opus"] += sum(len(p) for p in packets)
-        c["red"] += len(redundant) if redundant else 0
+        c["opus"] += primary_bytes
+        c["red"] += red_bytes
+        c["red2"] += red2_bytes
+        c["copies"] += 1 if redundant2 else 0
         c["audio"] += len(packets) * self._frame_48k
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._message_ts + len(packets) * self._frame_48k) & 0xFFFFFFFF

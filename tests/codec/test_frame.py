@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from codec.frame import (
     FLAG_END,
+    FLAG_RED,
+    FLAG_RED2,
     HEADER,
     MAX_FRAME_BYTES,
     FrameError,
@@ -33,6 +35,7 @@ _LAYOUTS = [(10, 2), (10, 3), (10, 6), (20, 1), (20, 2), (20, 3), (40, 1), (60, 
 def frames(draw: st.DrawFn) -> VoiceFrame:
     frame_ms, count = draw(st.sampled_from(_LAYOUTS))
     packet = st.binary(min_size=1, max_size=300)
+    redundant = draw(st.none() | packet)
     return VoiceFrame(
         burst=draw(st.integers(0, 0xFFFF)),
         seq=draw(st.integers(0, 0xFFFF)),
@@ -42,7 +45,8 @@ def frames(draw: st.DrawFn) -> VoiceFrame:
         start=draw(st.booleans()),
         end=draw(st.booleans()),
         fec=draw(st.booleans()),
-        redundant=draw(st.none() | packet),
+        redundant=redundant,
+        redundant2=None if redundant is None else draw(st.none() | packet),
     )
 
 
@@ -96,7 +100,9 @@ def _header(**fields: int) -> bytes:
     [
         (b"", FrameTruncatedError),
         (_header(version=2) + b"\x00\x01x", FrameVersionError),
-        (_header(flags=0x10) + b"\x00\x01x", FrameFlagsError),
+        (_header(flags=0x20) + b"\x00\x01x", FrameFlagsError),
+        (_header(flags=FLAG_RED2) + b"\x00\x01x" * 2, FrameFlagsError),  # RED2 needs RED
+        (_header(flags=FLAG_RED | FLAG_RED2) + b"\x00\x01x" * 2, FrameTruncatedError),
         (_header(units=5) + b"\x00\x01x", FrameLengthError),
         (_header(count=0), FrameLengthError),
         (_header(count=7), FrameLengthError),
@@ -132,3 +138,18 @@ def test_encode_rejects_what_parse_would() -> None:
 def test_samples_per_message() -> None:
     assert samples_per_message(20, 1) == 960
     assert samples_per_message(20, 3) == 2880
+
+
+def test_redundant_blocks_follow_the_packets_in_depth_order() -> None:
+    frame = VoiceFrame(
+        9, 12, 960 * 12, 20, (b"\x48now",), redundant=b"\x48one", redundant2=b"\x48two"
+    )
+    wire = encode_frame(frame)
+    assert wire[1] == FLAG_RED | FLAG_RED2
+    assert wire[HEADER.size :] == b"\x00\x04\x48now\x00\x04\x48one\x00\x04\x48two"
+    assert parse_frame(wire) == frame
+    assert frame_burst(wire) == 9
+    old_style = VoiceFrame(9, 12, 0, 20, (b"\x48now",), redundant=b"\x48one")
+    assert encode_frame(old_style)[1] == FLAG_RED  # frames without RED2 are unchanged
+    with pytest.raises(FrameFlagsError):
+        encode_frame(VoiceFrame(9, 12, 0, 20, (b"\x48now",), redundant2=b"\x48two"))

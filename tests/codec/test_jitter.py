@@ -30,6 +30,7 @@ def message(
     end: bool = False,
     base_seq: int = 0,
     count: int = 1,
+    red2: bool = False,
 ) -> VoiceFrame:
     first = seq * count
     return VoiceFrame(
@@ -42,6 +43,7 @@ def message(
         end=end,
         fec=fec,
         redundant=packet(first - 1) if red and seq > 0 else None,
+        redundant2=packet(first - count - 1) if red and red2 and seq > 1 else None,
     )
 
 
@@ -65,26 +67,30 @@ def play_out(
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[int, set[int], list[float], list[int], bool, bool]:
+def scenarios(
+    draw: st.DrawFn,
+) -> tuple[int, set[int], list[float], list[int], bool, bool, bool]:
     count = draw(st.integers(3, 40))
     lost = set(draw(st.lists(st.integers(0, count - 1), max_size=count // 2)))
     delays = draw(st.lists(st.floats(0.0, 0.15), min_size=count, max_size=count))
     duplicated = draw(st.lists(st.integers(0, count - 1), max_size=5))
-    return count, lost, delays, duplicated, draw(st.booleans()), draw(st.booleans())
+    use_red = draw(st.booleans())
+    use_red2 = use_red and draw(st.booleans())
+    return count, lost, delays, duplicated, use_red, use_red2, draw(st.booleans())
 
 
 @given(scenarios())
 @settings(max_examples=150, deadline=None)
 def test_any_arrival_order_plays_in_order_once_with_plc_exactly_where_missing(
-    scenario: tuple[int, set[int], list[float], list[int], bool, bool],
+    scenario: tuple[int, set[int], list[float], list[int], bool, bool, bool],
 ) -> None:
-    count, lost, delays, duplicated, use_red, use_fec = scenario
+    count, lost, delays, duplicated, use_red, use_red2, use_fec = scenario
     # A delay floor above the worst network delay: no packet can be late, so what is missing
     # at playout is exactly what was lost.
     buffer = JitterBuffer(JitterConfig(min_delay_ms=200, max_delay_ms=400))
     arrivals = []
     for seq in range(count):
-        frame = message(seq, fec=use_fec, red=use_red, end=seq == count - 1)
+        frame = message(seq, fec=use_fec, red=use_red, red2=use_red2, end=seq == count - 1)
         if seq not in lost:
             arrivals.append((seq * 0.02 + delays[seq], frame))
         if seq in duplicated and seq not in lost:
@@ -94,14 +100,18 @@ def test_any_arrival_order_plays_in_order_once_with_plc_exactly_where_missing(
         arrivals.append((count * 0.02 + 0.05, end_marker))
     items = play_out(buffer, arrivals, until=count * 0.02 + 1.5)
 
-    def next_available(seq: int) -> bool:
+    def next_available(seq: int) -> bool:  # with its FEC: RED2 copies are coded without
         return seq not in lost or (use_red and seq + 1 < count and seq + 1 not in lost)
+
+    def arrives(seq: int) -> bool:
+        return seq < count and seq not in lost
 
     assert [item.timestamp for item in items] == [seq * FRAME for seq in range(count)]
     for seq, item in enumerate(items):
         if seq not in lost:
             assert item.kind is PlayoutKind.NORMAL and item.packet == packet(seq)
-        elif use_red and seq + 1 < count and seq + 1 not in lost:
+        elif (use_red and arrives(seq + 1)) or (use_red2 and arrives(seq + 2)):
+            # A RED copy, or for a double loss the RED2 copy two messages later.
             assert item.kind is PlayoutKind.RED and item.packet == packet(seq)
         elif use_fec and seq + 1 < count and next_available(seq + 1):
             # FEC from the next packet, which may itself be a RED copy (two-deep protection).
@@ -174,6 +184,38 @@ def test_red_copy_restores_the_lost_packet_and_primary_wins_if_it_comes() -> Non
     items = play_out(buffer, arrivals, 1.0)
     assert [i.kind for i in items][1] is PlayoutKind.RED
     assert buffer.stats().red_recovered == 1
+
+
+def test_red2_copy_fills_a_double_loss_and_yields_to_better_copies() -> None:
+    buffer = JitterBuffer(JitterConfig(min_delay_ms=100))
+    arrivals = [(s * 0.02, message(s, red=True, red2=True, end=s == 5)) for s in (0, 1, 4, 5)]
+    items = play_out(buffer, arrivals, 1.0)
+    # 2 and 3 lost: 4 carries 3 (RED) and 2 (RED2).
+    assert [i.kind for i in items] == [PlayoutKind.NORMAL] * 2 + [PlayoutKind.RED] * 2 + [
+        PlayoutKind.NORMAL
+    ] * 2
+    assert [i.packet for i in items] == [packet(n) for n in range(6)]
+    stats = buffer.stats()
+    assert (stats.red_recovered, stats.red2_recovered) == (2, 1)
+    # A late RED copy (in 3) or primary beats the RED2 copy already stored for that slot.
+    for late in (message(3, red=True, red2=True), message(2, red=True, red2=True)):
+        buffer = JitterBuffer(JitterConfig(min_delay_ms=100))
+        arrivals = [(s * 0.02, message(s, red=True, red2=True, end=s == 5)) for s in (0, 1, 4, 5)]
+        arrivals.append((0.09, late))
+        items = play_out(buffer, arrivals, 1.0)
+        assert buffer.stats().red2_recovered == 0
+        assert [i.packet for i in items] == [packet(n) for n in range(6)]
+
+
+def test_red2_copy_is_placed_before_the_previous_message_of_the_same_length() -> None:
+    buffer = JitterBuffer(JitterConfig(min_delay_ms=150))
+    arrivals = [(s * 0.06, message(s, count=3, red=True, red2=True, end=s == 3)) for s in (0, 3)]
+    items = play_out(buffer, arrivals, 2.0)
+    # Messages 1 and 2 (packets 3..8) lost: 3 carries 8 (RED) and 5 (RED2), the others conceal.
+    kinds = {int.from_bytes(i.packet[1:], "big"): i.kind for i in items if i.packet}
+    assert kinds[8] is PlayoutKind.RED and kinds[5] is PlayoutKind.RED
+    assert [i.timestamp for i in items] == [n * FRAME for n in range(12)]
+    assert sum(1 for i in items if i.kind is PlayoutKind.EXPAND) == 4
 
 
 def test_multi_packet_messages_and_wrapping_counters() -> None:
@@ -266,7 +308,7 @@ def test_dtx_gap_is_comfort_noise_not_loss_and_delay_is_trimmed_there() -> None:
     # The sender skipped 10 DTX frames: seq 3 carries a timestamp 13 frames on.
     buffer.push(VoiceFrame(7, 3, 13 * FRAME, 20, (packet(13),)), 13 * 0.02)
     now = 0.3  # the sound card starts late: playout runs 300 ms behind
-    items = []
+    items: list[PlayoutItem] = []
     while len(items) < 20:
         item = buffer.pull(now)
         items.append(item)

@@ -62,7 +62,9 @@ def padded(packet: bytes, size: int) -> bytes:
     return body + b"\0" * (size - len(body))
 
 
-def record(speech: Speech, gap_after: int | None = 60, big_every: int = 0) -> tuple[bytes, list]:
+def record(
+    speech: Speech, gap_after: int | None = 60, big_every: int = 0
+) -> tuple[bytes, list[bytes]]:
     encoder = OpusEncoder(EncoderSettings())
     head = OpusHead(pre_skip=encoder.pre_skip, input_rate=16000)
     writer = OggOpusWriter(0xC0FFEE, head, recording_tags("T001", "grid-07", "2026-11-28T05:46Z"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import opuslib
@@ -178,7 +179,7 @@ def test_concealment_with_empty_bytes_extrapolates(speech: Speech) -> None:
         {"expected_loss_pct": 101},
     ],
 )
-def test_bad_settings_rejected(changes: dict[str, int]) -> None:
+def test_bad_settings_rejected(changes: dict[str, Any]) -> None:
     with pytest.raises(CodecConfigError):
         EncoderSettings(**changes)
 
@@ -216,3 +217,70 @@ def test_silence_packets_decode_to_concealment(ms: int) -> None:
     assert len(OpusDecoder(16000).decode(packet)) == 16 * ms
     with pytest.raises(CodecConfigError):
         silence_packet(48 * 30)
+
+
+def test_reencode_from_a_mark_is_exact_at_the_same_bitrate_and_leaves_the_stream_alone(
+    speech: Speech,
+) -> None:
+    """The byte copy of libopus' state encodes like the original and never disturbs it."""
+    frames = frames_of(speech("en"), 320)
+    marked = OpusEncoder(EncoderSettings(bitrate=16000))
+    plain = OpusEncoder(EncoderSettings(bitrate=16000))
+    same, cheaper = 0, 0
+    for index, frame in enumerate(frames):
+        marked.mark()
+        packet = marked.encode(frame)
+        assert packet == plain.encode(frame)  # marking/re-encoding never changes the stream
+        if index % 2:
+            same += marked.reencode(frame, 16000) == packet
+        else:
+            cheaper += len(marked.reencode(frame, 8000)) < len(packet)
+    assert same == len(frames) // 2  # bit-exact: the copy is the state, not an approximation
+    assert cheaper > 0.8 * ((len(frames) + 1) // 2)  # silent frames are tiny either way
+
+
+def test_low_bitrate_reencodings_decode_in_the_primary_stream_better_than_concealment(
+    speech: Speech,
+) -> None:
+    """What RED2 relies on: a copy coded from the same state fits the receiver's decoder."""
+    pcm = speech("cmn")
+    frames = frames_of(pcm, 320)
+    encoder = OpusEncoder(EncoderSettings(bitrate=16000))
+    packets, copies = [], []
+    for frame in frames:
+        encoder.mark()
+        packets.append(encoder.encode(frame))
+        copies.append(encoder.reencode(frame, 8000))
+    lost = set(range(5, len(frames), 7))
+
+    def score(replacement: str) -> float:
+        decoder = OpusDecoder(16000)
+        out = []
+        for index, packet in enumerate(packets):
+            if index not in lost:
+                out.append(decoder.decode(packet))
+            elif replacement == "copy":
+                out.append(decoder.decode(copies[index]))
+            else:
+                out.append(decoder.conceal(320))
+        return float(pesq(16000, pcm, np.concatenate(out)[: len(pcm)], "wb"))
+
+    assert score("copy") > score("conceal") + 0.5
+
+
+def test_reencode_needs_a_mark_and_a_valid_bitrate(speech: Speech) -> None:
+    frame = frames_of(speech("en"), 320)[10]
+    encoder = OpusEncoder()
+    with pytest.raises(CodecConfigError):
+        encoder.reencode(frame, 8000)
+    encoder.mark()
+    encoder.encode(frame)
+    with pytest.raises(CodecConfigError):
+        encoder.reencode(frame, 4000)
+    encoder.reencode(frame, 8000)
+    with pytest.raises(CodecConfigError):
+        encoder.reencode(frame, 8000)  # one re-encoding per mark
+    encoder.mark()
+    encoder.reset()
+    with pytest.raises(CodecConfigError):
+        encoder.reencode(frame, 8000)  # a reset forgets the mark

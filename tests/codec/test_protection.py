@@ -180,6 +180,17 @@ def test_auto_respects_the_cap(cap: int, expect: tuple[int, bool, bool]) -> None
     assert settings.bitrate_on_air <= cap
 
 
+def test_red_also_budgets_red2_copies_unless_depth_one_or_with_fec() -> None:
+    assert ProtectionController(ProtectionPolicy()).settings(0.0).red2_bitrate == 0  # clean
+    lossy = ProtectionController(ProtectionPolicy()).on_report(report(10.0), 1.0)
+    assert lossy.red and (lossy.red2_bitrate, lossy.max_bitrate_on_air) == (8000, 32000)
+    depth1 = ProtectionController(ProtectionPolicy(red_depth=1)).on_report(report(10.0), 1.0)
+    assert depth1.red and depth1.red2_bitrate == 0
+    wide = ProtectionPolicy(bitrate=24000, max_bitrate_on_air=48000)
+    both = ProtectionController(wide).on_report(report(8.0), 1.0)
+    assert both.fec and both.red2_bitrate == 0  # the RED copy's LBRR already reaches two back
+
+
 def test_worst_listener_counts_and_stale_ones_expire() -> None:
     policy = ProtectionPolicy(report_timeout_s=10.0, release_hold_s=0.0)
     controller = ProtectionController(policy)
@@ -205,5 +216,9 @@ def test_bad_policy_rejected() -> None:
         ProtectionPolicy(bitrate=16000, max_bitrate_on_air=8000)
     with pytest.raises(CodecConfigError):
         ProtectionPolicy(fec_on_pct=5.0, red_on_pct=1.0)
+    with pytest.raises(CodecConfigError):
+        ProtectionPolicy(red_depth=3)
+    with pytest.raises(CodecConfigError):
+        ProtectionPolicy(red2_bitrate=4000)
     with pytest.raises(CodecConfigError):
         ReceptionMonitor(interval_s=0)

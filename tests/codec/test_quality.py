@@ -48,6 +48,17 @@ def test_auto_protection_beats_plain_concealment(clip: Pcm16) -> None:
     assert auto.added_delay_p95_ms <= 80
 
 
+def test_red2_copies_cover_double_losses_within_the_cap(clip: Pcm16) -> None:
+    """Same channel draws with and without RED2: it only turns concealments into copies."""
+    network = Impairment(loss_pct=20, burst_len=2, jitter_ms=20)
+    depth1 = evaluate(clip, QualityConfig(impairment=network, red_depth=1), seed=3)
+    depth2 = evaluate(clip, QualityConfig(impairment=network), seed=3)
+    assert depth1.red2_recovered == 0 and depth2.red2_recovered >= 1
+    assert depth2.concealed == depth1.concealed - depth2.red2_recovered
+    assert depth1.kbps_on_air < depth2.kbps_on_air <= 32.0
+    assert depth2.pesq_wb > depth1.pesq_wb
+
+
 def test_auto_stays_off_when_jitter_is_covered_by_the_buffer(clip: Pcm16) -> None:
     result = evaluate(clip, QualityConfig(impairment=Impairment(jitter_ms=20)))
     assert not result.final_red and result.kbps_on_air < 17
@@ -91,7 +102,7 @@ def test_bad_input_rejected(clip: Pcm16) -> None:
     with pytest.raises(QualityError):
         evaluate(clip[:8000], QualityConfig())
     with pytest.raises(QualityError):
-        evaluate(clip.astype(np.float32), QualityConfig())  # type: ignore[arg-type]
+        evaluate(clip.astype(np.float32), QualityConfig())
     with pytest.raises(QualityError):
         Impairment(loss_pct=100)
     with pytest.raises(QualityError):

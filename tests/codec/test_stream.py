@@ -11,8 +11,8 @@ from pesq import pesq
 
 from codec.errors import CodecConfigError
 from codec.frame import encode_frame, parse_frame
-from codec.jitter import PlayoutKind
-from codec.opus import EncoderSettings, Pcm16
+from codec.jitter import JitterConfig, PlayoutKind
+from codec.opus import EncoderSettings, Pcm16, packet_duration
 from codec.protection import ProtectionController, ProtectionPolicy, ReceiverReport
 from codec.stream import VoicePlayer, VoiceSender
 
@@ -73,6 +73,10 @@ def test_dtx_silence_is_not_sent_and_red_not_attached_across_the_gap(speech: Spe
             assert current.redundant is None
             gaps += 1
     assert gaps >= 1
+    for first, third in zip(frames, frames[2:], strict=False):
+        if third.redundant2 is not None:  # RED2 only over two adjacent steps
+            assert third.timestamp - first.timestamp == 2 * 960
+    assert any(f.redundant2 is not None for f in frames)
     assert [f.seq for f in frames] == list(range(len(frames)))  # no sequence gap for DTX
 
 
@@ -86,14 +90,45 @@ def test_sender_rejects_misuse() -> None:
         sender.start_burst(0, now=0.0)
 
 
+def test_red2_copies_fit_under_the_cap_and_go_to_the_large_packets(speech: Speech) -> None:
+    policy = ProtectionPolicy(mode="red", bitrate=16000, max_bitrate_on_air=32000)  # type: ignore[arg-type]
+    sender = VoiceSender(EncoderSettings(), controller=ProtectionController(policy))
+    sender.start_burst(5, now=0.0)
+    pcm = speech("en")
+    frames = sender.push_pcm(np.concatenate([pcm, pcm]), now=0.0)
+    counters = sender.counters()
+    assert 30.0 < counters.kbps_on_air <= 32.0
+    assert counters.redundant2_copies >= 0.05 * counters.messages
+    sizes = sorted(len(f.packets[-1]) for f in frames)
+    median = sizes[len(sizes) // 2]
+    covered = [(f, frames[i]) for i, f in enumerate(frames[2:]) if f.redundant2 is not None]
+    assert len(covered) == counters.redundant2_copies
+    large = 0
+    for carrier, original in covered:
+        assert carrier.redundant is not None and carrier.redundant2 is not None
+        assert packet_duration(carrier.redundant2) == packet_duration(original.packets[-1])
+        assert len(carrier.redundant2) <= len(original.packets[-1])
+        assert parse_frame(encode_frame(carrier)) == carrier
+        large += len(original.packets[-1]) > median
+    # Spent on the large (important) packets: the share that fits, of the last two seconds.
+    assert large >= 0.7 * len(covered)
+    depth1 = ProtectionPolicy(mode="red", red_depth=1)  # type: ignore[arg-type]
+    plain_red = VoiceSender(EncoderSettings(), controller=ProtectionController(depth1))
+    plain_red.start_burst(5, now=0.0)
+    assert all(f.redundant2 is None for f in plain_red.push_pcm(pcm, now=0.0))
+
+
 def run_link(
-    speech: Speech, lose: set[int], red: bool, jitter: Callable[[int], float] | None = None
+    speech: Speech,
+    lose: set[int],
+    red: bool,
+    jitter: Callable[[int], float] | None = None,
+    red_depth: int = 2,
+    config: JitterConfig | None = None,
 ) -> tuple[Pcm16, VoicePlayer]:
-    mode = "red" if red else "off"
-    sender = VoiceSender(
-        controller=ProtectionController(ProtectionPolicy(mode=mode))  # type: ignore[arg-type]
-    )
-    player = VoicePlayer(16000)
+    policy = ProtectionPolicy(mode="red" if red else "off", red_depth=red_depth)  # type: ignore[arg-type]
+    sender = VoiceSender(controller=ProtectionController(policy))
+    player = VoicePlayer(16000, config)
     pcm = speech("cmn")
     sender.start_burst(9, now=0.0)
     frames = sender.push_pcm(pcm, now=0.0)
@@ -135,6 +170,21 @@ def test_red_recovers_losses_end_to_end(speech: Speech) -> None:
     # but the first few losses come back bit-exact.
     assert player.jitter.stats().red_recovered >= len(lose) - 3
     assert red_score > plain_score + 0.5
+
+
+def test_red2_recovers_double_losses_end_to_end(speech: Speech) -> None:
+    lose = {n + k for n in range(20, 500, 12) for k in (0, 1)}  # pairs of messages
+    # Without network jitter a RED2 copy, two messages late, needs that much buffer delay.
+    config = JitterConfig(min_delay_ms=60)
+    depth1, player1 = run_link(speech, lose, red=True, red_depth=1, config=config)
+    depth2, player2 = run_link(speech, lose, red=True, config=config)
+    reference = speech("cmn")
+    stats1, stats2 = player1.jitter.stats(), player2.jitter.stats()
+    assert stats1.red2_recovered == 0 and stats2.red2_recovered >= 3
+    assert stats2.concealed == stats1.concealed - stats2.red2_recovered
+    score1 = pesq(16000, reference, depth1[: len(reference) + 1600], "wb")
+    score2 = pesq(16000, reference, depth2[: len(reference) + 1600], "wb")
+    assert score2 > score1 + 0.05
 
 
 def test_player_reports_reception(speech: Speech) -> None:
