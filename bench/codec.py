@@ -8,9 +8,11 @@ with preallocated buffers, in the same run and interleaved, so a busy shared mac
 alike. Ratios are package / bare (1.0 = no overhead).
 
 Quality: PESQ-WB and STOI through codec.quality (encode -> network model -> jitter buffer ->
-decode) at 0/5/10/20 % random loss with 20 ms jitter, for protect = off, fec, red, auto, averaged
-over espeak-ng clips made at run time (Mandarin and English, a default and a female voice) and
-network seeds. Writes bench/results/codec.json.
+decode) at 0/5/10/20 % random loss with 20 ms jitter, for protect = off, fec, red, auto (and auto
+without RED2, red_depth 1), averaged over espeak-ng clips made at run time (Mandarin and English,
+a default and a female voice) and network seeds (1, 2). The 10 % auto target is also estimated
+over ten seeds with a standard error, since an 8-run mean moves by about 0.15 PESQ-WB with the
+seeds. Writes bench/results/codec.json.
 """
 
 from __future__ import annotations
@@ -49,7 +51,14 @@ TEXT = {
 VOICES_FULL = ("en", "cmn", "en+f3", "cmn+f3")
 VOICES_QUICK = ("en", "cmn")
 LOSSES = (0.0, 5.0, 10.0, 20.0)
+ESTIMATE_SEEDS = tuple(range(1, 11))
+ESTIMATE_SEEDS_QUICK = (1, 2, 3)
 JITTER_MS = 20.0
+QUALITY_NOTE = (
+    "quality rows are deterministic for seeds (1, 2), but under loss an 8-run mean moves by about "
+    "0.15 PESQ-WB with the network seeds (which packets are lost twice decides it): judge the "
+    "10 % target by auto_10pct_over_seeds; red_depth 1 rows are auto without RED2"
+)
 MACHINE_NOTE = (
     "2 shared cores, other engineers' jobs running: speeds are CPU time per core and the "
     "package/bare ratios come from interleaved runs; quality figures are deterministic"
@@ -187,53 +196,95 @@ def clean_codec_pesq(clip: Pcm16) -> float:
     return float(pesq(RATE, clip, out[: len(clip)], "wb"))
 
 
+def quality_row(
+    clips: dict[str, Pcm16],
+    seeds: tuple[int, ...],
+    loss: float,
+    mode: ProtectMode,
+    red_depth: int = 2,
+) -> tuple[dict[str, Any], list[QualityResult]]:
+    config = QualityConfig(
+        protect=mode,
+        red_depth=red_depth,
+        impairment=Impairment(loss_pct=loss, jitter_ms=JITTER_MS),
+    )
+    results = [evaluate(clip, config, seed=seed) for clip in clips.values() for seed in seeds]
+
+    def mean(field: str) -> float:
+        return statistics.fmean(float(getattr(r, field)) for r in results)
+
+    row = {
+        "loss": loss,
+        "jitter_ms": JITTER_MS,
+        "protect": mode.value,
+        "red_depth": red_depth,
+        "kbps_on_air": round(mean("kbps_on_air"), 1),
+        "pesq_wb": round(mean("pesq_wb"), 3),
+        "stoi": round(mean("stoi"), 3),
+        "pesq_wb_min": round(min(r.pesq_wb for r in results), 3),
+        "expand_rate": round(mean("expand_rate"), 4),
+        "late_rate": round(mean("late_rate"), 4),
+        "added_delay_mean_ms": round(mean("added_delay_mean_ms"), 1),
+        "added_delay_p95_ms": round(mean("added_delay_p95_ms"), 1),
+        "added_delay_p95_ms_max": round(max(r.added_delay_p95_ms for r in results), 1),
+        "fec_recovered": round(mean("fec_recovered"), 1),
+        "red_recovered": round(mean("red_recovered"), 1),
+        "red2_recovered": round(mean("red2_recovered"), 1),
+        "concealed": round(mean("concealed"), 1),
+        "runs": len(results),
+    }
+    label = mode.value if red_depth == 2 or mode is not ProtectMode.AUTO else "auto, RED only"
+    print(
+        f"  loss {loss:4.0f}%  {label:14}  {row['kbps_on_air']:5.1f} kbit/s  "
+        f"PESQ-WB {row['pesq_wb']:.2f}  STOI {row['stoi']:.3f}  "
+        f"delay p95 {row['added_delay_p95_ms']:.0f} ms",
+        flush=True,
+    )
+    return row, results
+
+
 def quality_rows(clips: dict[str, Pcm16], seeds: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Every mode at every loss, plus `auto` without RED2 (red_depth 1) on lossy channels."""
     rows = []
     for loss in LOSSES:
         for mode in ProtectMode:
-            config = QualityConfig(
-                protect=mode, impairment=Impairment(loss_pct=loss, jitter_ms=JITTER_MS)
-            )
-            results: list[QualityResult] = [
-                evaluate(clip, config, seed=seed) for clip in clips.values() for seed in seeds
-            ]
-
-            def mean(field: str, values: list[QualityResult] = results) -> float:
-                return statistics.fmean(float(getattr(r, field)) for r in values)
-
-            rows.append(
-                {
-                    "loss": loss,
-                    "jitter_ms": JITTER_MS,
-                    "protect": mode.value,
-                    "kbps_on_air": round(mean("kbps_on_air"), 1),
-                    "pesq_wb": round(mean("pesq_wb"), 3),
-                    "stoi": round(mean("stoi"), 3),
-                    "pesq_wb_min": round(min(r.pesq_wb for r in results), 3),
-                    "expand_rate": round(mean("expand_rate"), 4),
-                    "late_rate": round(mean("late_rate"), 4),
-                    "added_delay_mean_ms": round(mean("added_delay_mean_ms"), 1),
-                    "added_delay_p95_ms": round(mean("added_delay_p95_ms"), 1),
-                    "added_delay_p95_ms_max": round(max(r.added_delay_p95_ms for r in results), 1),
-                    "fec_recovered": round(mean("fec_recovered"), 1),
-                    "red_recovered": round(mean("red_recovered"), 1),
-                    "concealed": round(mean("concealed"), 1),
-                    "runs": len(results),
-                }
-            )
-            row = rows[-1]
-            print(
-                f"  loss {loss:4.0f}%  {mode.value:4}  {row['kbps_on_air']:5.1f} kbit/s  "
-                f"PESQ-WB {row['pesq_wb']:.2f}  STOI {row['stoi']:.3f}  "
-                f"delay p95 {row['added_delay_p95_ms']:.0f} ms",
-                flush=True,
-            )
+            rows.append(quality_row(clips, seeds, loss, mode)[0])
+        if loss:
+            rows.append(quality_row(clips, seeds, loss, ProtectMode.AUTO, red_depth=1)[0])
     return rows
+
+
+def seed_estimate(clips: dict[str, Pcm16], seeds: tuple[int, ...]) -> dict[str, Any]:
+    """The 10 % target row over many network seeds, with RED2 and without (paired runs).
+
+    Which frames happen to be lost twice in a row decides most of an 8-run mean, so the rows
+    above move by about 0.15 PESQ-WB with the seeds; this is the figure to judge designs by.
+    Runs with the same clip and seed see the same losses and delays: the gain is paired.
+    """
+    scores = {
+        depth: [r.pesq_wb for r in quality_row(clips, seeds, 10.0, ProtectMode.AUTO, depth)[1]]
+        for depth in (2, 1)
+    }
+    gains = [a - b for a, b in zip(scores[2], scores[1], strict=True)]
+    runs = len(gains)
+    return {
+        "loss": 10.0,
+        "jitter_ms": JITTER_MS,
+        "seeds": list(seeds),
+        "runs": runs,
+        "pesq_wb": round(statistics.fmean(scores[2]), 3),
+        "pesq_wb_stderr": round(statistics.stdev(scores[2]) / runs**0.5, 3),
+        "pesq_wb_red_only": round(statistics.fmean(scores[1]), 3),
+        "red2_gain": round(statistics.fmean(gains), 3),
+        "red2_gain_stderr": round(statistics.stdev(gains) / runs**0.5, 3),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer clips and rounds (<= 45 s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer clips and rounds (about a minute)"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     voices = VOICES_QUICK if args.quick else VOICES_FULL
@@ -251,9 +302,13 @@ def main() -> int:
     clean_mean = round(statistics.fmean(clean.values()), 3)
     print(f"clean 16 kbit/s PESQ-WB {clean_mean} {clean}", flush=True)
     rows = quality_rows(clips, seeds)
+    estimate = seed_estimate(clips, ESTIMATE_SEEDS_QUICK if args.quick else ESTIMATE_SEEDS)
+    print(f"10 % loss over {estimate['runs']} runs: {estimate}", flush=True)
 
     def row(loss: float, protect: str) -> dict[str, Any]:
-        return next(r for r in rows if r["loss"] == loss and r["protect"] == protect)
+        return next(
+            r for r in rows if r["loss"] == loss and r["protect"] == protect and r["red_depth"] == 2
+        )
 
     auto10 = row(10.0, "auto")
     delays = [r["added_delay_p95_ms"] for r in rows]
@@ -262,6 +317,7 @@ def main() -> int:
         "decode_ratio_ge_0_9": speed["decode_ratio"] >= 0.9,
         "clean_16k_pesq_ge_3_7": clean_mean >= 3.7,
         "auto_10pct_pesq_ge_3_3": auto10["pesq_wb"] >= 3.3,
+        "auto_10pct_pesq_ge_3_3_over_seeds": estimate["pesq_wb"] >= 3.3,
         "auto_10pct_kbps_le_32": auto10["kbps_on_air"] <= 32.0,
         "delay_p95_le_60ms_clean_channel": row(0.0, "auto")["added_delay_p95_ms"] <= 60.0,
         "delay_p95_le_60ms_all_rows": max(delays) <= 60.0,
@@ -285,7 +341,9 @@ def main() -> int:
         "jitter_model": "netem-like: per-message delay uniform in base +/- jitter",
         "added_delay_definition": "waiting time in the jitter buffer (WebRTC jitterBufferDelay)",
         "kbps_on_air_definition": "Opus payload incl. RED copies, without frame/MQTT headers",
+        "quality_note": QUALITY_NOTE,
         "quality": rows,
+        "auto_10pct_over_seeds": estimate,
         "targets_met": targets,
         "seconds": round(time.perf_counter() - started, 1),
     }
