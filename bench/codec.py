@@ -285,6 +285,7 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="fewer clips and rounds (about a minute)"
     )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
     args = parser.parse_args()
     started = time.perf_counter()
     voices = VOICES_QUICK if args.quick else VOICES_FULL
@@ -347,10 +348,10 @@ def main() -> int:
         "targets_met": targets,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(f"targets: {targets}")
-    print(f"wrote {RESULTS} in {result['seconds']} s")
+    print(f"wrote {args.out} in {result['seconds']} s")
     return 0
 
 
