@@ -52,7 +52,7 @@ def dev_of(i: int) -> str:
 # ---- the gateway under test, in its own process ----------------------------------------------
 
 
-def serve_gateway(host: str, port: int, bursts: int) -> None:
+def serve_gateway(host: str, port: int, bursts: int, record: bool) -> None:
     from gateway.directory import DeviceInfo, Directory
     from gateway.recorder_process import RecorderLink
     from gateway.runner import GatewayRunner, GatewaySettings
@@ -70,8 +70,9 @@ def serve_gateway(host: str, port: int, bursts: int) -> None:
         # As in production, every relayed burst is also recorded (recorder process, files only).
         with tempfile.TemporaryDirectory() as recordings:
             recorder = RecorderLink(Path(recordings), None)
-            runner.relay.tap = recorder.tap
-            recorder.start()
+            if record:
+                runner.relay.tap = recorder.tap
+                recorder.start()
             task = asyncio.create_task(runner.run())
             await runner.ready.wait()
             print("ready", flush=True)
@@ -290,10 +291,13 @@ def main() -> None:
         "--serve-gateway", nargs=3, metavar=("HOST", "PORT", "BURSTS"), help=argparse.SUPPRESS
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "relay.json")
+    parser.add_argument(
+        "--no-record", action="store_true", help="gateway without its recorder (production records)"
+    )
     args = parser.parse_args()
     if args.serve_gateway:
         host, port, bursts = args.serve_gateway
-        serve_gateway(host, int(port), int(bursts))
+        serve_gateway(host, int(port), int(bursts), not args.no_record)
         return
     steps = [20, 100, 200, 400] if args.quick else [20, 50, 100, 200, 300, 400, 500, 600, 800]
     seconds = 3.0 if args.quick else 6.0
@@ -309,6 +313,7 @@ def main() -> None:
                 broker.host,
                 str(broker.port),
                 str(max(steps)),
+                *(["--no-record"] if args.no_record else []),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -336,7 +341,8 @@ def main() -> None:
         "frame_ms": FRAME_MS,
         "payload_bytes": PAYLOAD_BYTES,
         "reference": "same load through mosquitto alone (publish straight to the downlink)",
-        "gateway_setup": "uvloop, 4 publishing connections, recorder on (Ogg files)",
+        "gateway_setup": "uvloop, 4 publishing connections, "
+        + ("no recorder" if args.no_record else "recorder process on (Ogg files)"),
         "recorder": recorder_line,
         "machine": {
             "cpus": os.cpu_count(),
