@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from codec.errors import OggError
 from codec.ogg import (
@@ -192,3 +194,19 @@ def test_crc_and_misuse() -> None:
     two_streams = OggOpusWriter(1).start() + OggOpusWriter(2).start()
     with pytest.raises(OggError):
         read_ogg_opus(two_streams)
+
+
+def _ogg_crc_bitwise(data: bytes) -> int:
+    """RFC 3533's CRC, one bit at a time: the slow, obvious reference."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+            crc &= 0xFFFFFFFF
+    return crc
+
+
+@given(st.binary(max_size=600))
+def test_fast_ogg_crc_matches_the_bitwise_definition(data: bytes) -> None:
+    assert ogg_crc(data) == _ogg_crc_bitwise(data)
