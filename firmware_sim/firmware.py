@@ -217,6 +217,8 @@ class Firmware:
         self.connected = True
         if first:
             self.outbox.append(Affiliate(self.profile.talkgroups))
+        if self.config.talk.mode == "continuous" and self.ptt is None and self._next_press == INF:
+            self._next_press = self._draw_press(now)  # a burst cut by the outage: go on talking
         self._settle(now)
 
     def on_disconnected(self, now: float) -> None:

@@ -79,14 +79,19 @@ def plan_fleet(org: Organisation, size: int, prefix: str = "S") -> list[tuple[st
 
 
 def choose_talkers(devices: list[DeviceSpec], pct: float) -> set[str]:
-    """At most one talker per grid first (so they can all hold a floor), then any."""
+    """At most one talker per grid first (so they can all hold a floor), grids spread evenly
+    over the list (so every worker process gets its share), then any."""
     wanted = round(len(devices) * pct / 100.0)
-    chosen: list[str] = []
-    seen_units: set[str] = set()
+    first_of_unit: dict[str, str] = {}
     for device in devices:
-        if len(chosen) < wanted and device.unit not in seen_units and device.role != "dispatcher":
-            chosen.append(device.id)
-            seen_units.add(device.unit)
+        if device.role != "dispatcher":
+            first_of_unit.setdefault(device.unit, device.id)
+    candidates = list(first_of_unit.values())
+    chosen: list[str] = []
+    if candidates and wanted:
+        step = max(1.0, len(candidates) / wanted)
+        picks = {int(i * step) for i in range(min(wanted, len(candidates)))}
+        chosen = [candidates[i] for i in sorted(picks)]
     for device in devices:
         if len(chosen) >= wanted:
             break

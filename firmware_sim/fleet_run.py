@@ -120,7 +120,17 @@ def run_workers(
         child.start()
     reports: list[dict[str, Any]] = []
     errors: list[str] = []
-    deadline = time.monotonic() + specs[0].options.duration_s + 300.0
+    options = specs[0].options
+    largest = max(len(spec.devices) for spec in specs)
+    deadline = (
+        time.monotonic()
+        + 30.0  # the connect phase's own margin (fleet.Worker.run)
+        + largest / options.connect_rate_per_s
+        + options.warmup_s
+        + options.duration_s
+        + options.drain_s
+        + 300.0
+    )
     try:
         while len(reports) + len(errors) < len(children):
             if time.monotonic() > deadline:

@@ -218,7 +218,7 @@ def test_beacons_continue_offline_and_reconnect_after_the_outage() -> None:
 
 
 def test_connection_lost_while_talking() -> None:
-    rig = Rig()
+    rig = Rig(FirmwareConfig(talk=TalkPattern("continuous", gap_s=(0.5, 0.5))))
     rig.connect()
     rig.fw.press(1.0, hold_s=5.0)
     pending = request_of(rig.take(), "floor_request")
@@ -227,6 +227,8 @@ def test_connection_lost_while_talking() -> None:
     assert rig.fw.state is State.OFFLINE and rig.fw.ptt is None
     rig.fw.on_connected(3.0)
     assert rig.fw.state is State.IDLE
+    rig.run(3.6, 3.0)
+    assert rig.fw.ptt is not None, "a busy talker goes on talking after the outage"
 
 
 def test_no_reply_after_the_retries() -> None:
