@@ -100,15 +100,17 @@ class RecorderLink:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        data = self._pending + b"".join(self._out)
-        self._out.clear()
-        self._pending = b""
-        if self._fd < 0 or not data:
+        records, self._out = self._out, []
+        if self._fd < 0:
             return
         try:
-            written = os.write(self._fd, data)
-        except BlockingIOError:
-            written = 0
+            if self._pending:  # the tail of a record a previous write cut: it goes first
+                self._pending = self._pending[self._write(self._pending) :]
+                if self._pending:
+                    self.dropped += len(records)
+                    return
+            data = b"".join(records)
+            written = self._write(data)
         except OSError as exc:  # the recorder died: keep relaying, say so once
             self.log.error("recorder process is gone (%s); recording stopped", exc)
             self._fd = -1
@@ -117,8 +119,14 @@ class RecorderLink:
             # Finish the record the write cut in half (the stream must stay parseable); drop
             # the whole records after it: the recording loses them, the live relay does not.
             self._pending = _complete_partial(data, written)
-            dropped, _ = decode_records(data[written + len(self._pending) :])
-            self.dropped += len(dropped)
+            self.dropped += _count_records(data[written + len(self._pending) :])
+
+    def _write(self, data: bytes) -> int:
+        """Non-blocking write; 0 when the pipe is full."""
+        try:
+            return os.write(self._fd, data)
+        except BlockingIOError:
+            return 0
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self._process = self._process, None
@@ -147,6 +155,15 @@ def _record_size(buffer: bytes) -> int:
     t_len = buffer[1 + f_len]
     p_at = 2 + f_len + t_len
     return p_at + 2 + int.from_bytes(buffer[p_at : p_at + 2], "big")
+
+
+def _count_records(buffer: bytes) -> int:
+    """How many whole records `buffer` (starting at a record boundary) holds."""
+    count = offset = 0
+    while offset < len(buffer):
+        offset += _record_size(buffer[offset:])
+        count += 1
+    return count
 
 
 def _complete_partial(data: bytes, written: int) -> bytes:

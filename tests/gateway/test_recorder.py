@@ -181,3 +181,48 @@ def test_a_stalled_recorder_loses_recording_not_relay_time(tmp_path: Path) -> No
     assert link.dropped > 0
     link.stop()
     assert list((tmp_path / "rec").rglob("*.opus")), "what fit in the pipe was still recorded"
+
+
+def test_pipe_stream_stays_aligned_when_writes_are_cut(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    from gateway.recorder_process import RecorderLink
+
+    read_fd, write_fd = os.pipe()
+    fcntl.fcntl(write_fd, 1031, 16384)  # F_SETPIPE_SZ: a small pipe, so writes get cut
+    os.set_blocking(write_fd, False)
+    link = RecorderLink(tmp_path, None)
+    link._fd = write_fd
+    sent = 0
+    received: list[tuple[str, str, bytes]] = []
+    buffer = b""
+    try:
+        for round_no in range(300):
+            # > PIPE_BUF (4 KiB) per flush: Linux may then write part of it
+            for i in range(100):
+                link._out.append(
+                    encode_record("grid-01", f"T{round_no:03d}", bytes([i]) * (37 + i))
+                )
+                sent += 1
+            link._flush()
+            if round_no % 2 == 0:  # the reader keeps up only part of the time
+                buffer += os.read(read_fd, 7000)
+                records, buffer = decode_records(buffer)
+                received += records
+        os.set_blocking(read_fd, False)
+        while True:
+            link._flush()
+            try:
+                chunk = os.read(read_fd, 65536)
+            except BlockingIOError:
+                break
+            buffer += chunk
+        records, buffer = decode_records(buffer)
+        received += records
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    assert buffer == b"", "a cut record was never completed"
+    assert link.dropped > 0 and len(received) + link.dropped == sent
+    assert all(len(payload) == 37 + payload[0] for _, _, payload in received)
