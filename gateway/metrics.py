@@ -37,40 +37,64 @@ class GatewayCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         c = self.counters
-        relayed = CounterMetricFamily("xixin_frames_relayed", "Voice frames relayed downlink")
-        relayed.add_metric([], c.relayed)
-        yield relayed
-        dropped = CounterMetricFamily(
-            "xixin_frames_dropped", "Voice frames dropped, by reason", labels=["reason"]
+        yield _family(
+            CounterMetricFamily, "xixin_frames_relayed", "Voice frames relayed downlink", c.relayed
         )
-        for reason, count in sorted(c.dropped.items()):
-            dropped.add_metric([reason], count)
-        yield dropped
-        floor = CounterMetricFamily(
-            "xixin_floor_events", "Floor decisions (grant, deny, revoke, queued)", labels=["event"]
+        yield _family(
+            CounterMetricFamily,
+            "xixin_frames_dropped",
+            "Voice frames dropped, by reason",
+            c.dropped,
+            "reason",
         )
-        for event, count in sorted(c.floor.items()):
-            floor.add_metric([event], count)
-        yield floor
-        rejected = CounterMetricFamily(
-            "xixin_control_rejected", "Control/status messages rejected, by code", labels=["code"]
+        yield _family(
+            CounterMetricFamily,
+            "xixin_floor_events",
+            "Floor decisions (grant, deny, revoke, queued)",
+            c.floor,
+            "event",
         )
-        for code, count in sorted(c.rejected.items()):
-            rejected.add_metric([code], count)
-        yield rejected
-        control = CounterMetricFamily("xixin_control_messages", "Control messages received")
-        control.add_metric([], c.control_in)
-        yield control
+        yield _family(
+            CounterMetricFamily,
+            "xixin_control_rejected",
+            "Control/status messages rejected, by code",
+            c.rejected,
+            "code",
+        )
+        yield _family(
+            CounterMetricFamily, "xixin_control_messages", "Control messages received", c.control_in
+        )
         live = self.gauges()
-        online = GaugeMetricFamily("xixin_devices_online", "Devices online")
-        online.add_metric([], live.devices_online)
-        yield online
-        taken = GaugeMetricFamily("xixin_floors_taken", "Talkgroups and calls with a talker")
-        taken.add_metric([], live.floors_taken)
-        yield taken
-        depth = GaugeMetricFamily(
-            "xixin_floor_queue_depth", "Waiting floor requests", labels=["floor"]
+        yield _family(
+            GaugeMetricFamily, "xixin_devices_online", "Devices online", live.devices_online
         )
-        for key, value in sorted(live.queue_depths.items()):
-            depth.add_metric([key], value)
-        yield depth
+        yield _family(
+            GaugeMetricFamily,
+            "xixin_floors_taken",
+            "Talkgroups and calls with a talker",
+            live.floors_taken,
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "xixin_floor_queue_depth",
+            "Waiting floor requests",
+            live.queue_depths,
+            "floor",
+        )
+
+
+def _family(
+    kind: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    documentation: str,
+    values: int | dict[str, int],
+    label: str | None = None,
+) -> Metric:
+    """One metric: a single value, or one sample per label value (sorted)."""
+    family = kind(name, documentation, labels=[label] if label else None)
+    if isinstance(values, dict):
+        for key, value in sorted(values.items()):
+            family.add_metric([key], value)
+    else:
+        family.add_metric([], values)
+    return family
