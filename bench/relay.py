@@ -137,6 +137,7 @@ class Load:
         self.grants: dict[str, int] = {}
         self.grant_event = asyncio.Event()
         self.expected_grants = 0
+        self.timeline: list[tuple[int, int]] | None = None
 
     def _on_down(self, topic: str, payload: bytes, qos: int) -> None:
         if topic.endswith("/ctrl/down"):
@@ -149,7 +150,10 @@ class Load:
         if not self.recording:
             return
         sent_ns = int.from_bytes(payload[15:23], "big")
-        self.latencies.append((time.monotonic_ns() - sent_ns) / 1e6)
+        now_ns = time.monotonic_ns()
+        self.latencies.append((now_ns - sent_ns) / 1e6)
+        if self.timeline is not None:
+            self.timeline.append((sent_ns, now_ns))
         self.received += 1
 
     async def __aenter__(self) -> Load:
@@ -238,16 +242,30 @@ class Load:
 
 
 async def measure(
-    address: BrokerAddress, steps: list[int], seconds: float, gateway_pid: int, broker_pid: int
+    address: BrokerAddress,
+    steps: list[int],
+    seconds: float,
+    gateway_pid: int,
+    broker_pid: int,
+    dump: Path | None = None,
 ) -> list[Row]:
     rows = []
     me = os.getpid()
     async with Load(address) as load:
         for bursts in steps:
+            load.timeline = [] if dump is not None else None
             _, direct = await load.run(bursts, seconds, via_gateway=False)
+            direct_timeline = load.timeline
             before = [cpu_seconds(pid) for pid in (gateway_pid, broker_pid, me)]
             began = time.monotonic()
+            load.timeline = [] if dump is not None else None
             sent_g, via = await load.run(bursts, seconds, via_gateway=True)
+            if dump is not None and load.timeline is not None:
+                # (sent, received) monotonic ns of every frame, to see when the tail happens
+                with dump.open("a") as out:
+                    for path, frames in (("direct", direct_timeline), ("gateway", load.timeline)):
+                        out.write(json.dumps({"bursts": bursts, "path": path, "frames": frames}))
+                        out.write("\n")
             wall = time.monotonic() - began
             used = [
                 round(100 * (cpu_seconds(pid) - b) / wall, 1)
@@ -294,12 +312,16 @@ def main() -> None:
     parser.add_argument(
         "--no-record", action="store_true", help="gateway without its recorder (production records)"
     )
+    parser.add_argument("--steps", help="comma-separated burst counts instead of the defaults")
+    parser.add_argument("--dump", type=Path, help="append every frame's send/receive time (JSONL)")
     args = parser.parse_args()
     if args.serve_gateway:
         host, port, bursts = args.serve_gateway
         serve_gateway(host, int(port), int(bursts), not args.no_record)
         return
     steps = [20, 100, 200, 400] if args.quick else [20, 50, 100, 200, 300, 400, 500, 600, 800]
+    if args.steps:
+        steps = [int(n) for n in args.steps.split(",")]
     seconds = 3.0 if args.quick else 6.0
     began = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
@@ -324,7 +346,9 @@ def main() -> None:
             if gateway.stdout.readline().strip() != "ready":
                 raise SystemExit("the gateway process did not start")
             assert broker.pid is not None
-            rows = run_event_loop(measure(broker.address, steps, seconds, gateway.pid, broker.pid))
+            rows = run_event_loop(
+                measure(broker.address, steps, seconds, gateway.pid, broker.pid, args.dump)
+            )
         finally:
             try:
                 recorder_line = gateway.communicate(input="\n", timeout=20)[0].strip()

@@ -27,6 +27,8 @@ _KNOWN_FLAGS = FLAG_START | FLAG_END | FLAG_FEC | FLAG_RED | FLAG_RED2
 # Frame duration travels in 2.5 ms units; only these Opus durations are allowed per packet.
 _DURATION_UNITS_MS = {4: 10, 8: 20, 16: 40, 24: 60}
 _MS_TO_UNITS = {ms: units for units, ms in _DURATION_UNITS_MS.items()}
+_SINGLE_PACKET_FLAGS = FLAG_START | FLAG_END | FLAG_FEC
+_UNITS_20MS = 8
 MIN_MESSAGE_MS = 20
 MAX_MESSAGE_MS = 60
 
@@ -155,6 +157,36 @@ def peek_frame(buf: bytes | memoryview) -> FrameHeader:
 def frame_burst(buf: bytes | memoryview) -> int:
     """Validate a whole frame and return only its burst id: the relay's per-frame check."""
     return _validate(buf)[1]
+
+
+def frame_audio(buf: bytes) -> tuple[int, int, int, int, list[bytes]]:
+    """Validate a whole frame; return (flags, burst, seq, frame_ms, primary packets).
+
+    The recorder's per-frame read: no redundancy, no objects beyond the packets themselves.
+    """
+    # Fast path for the common frame (one packet, no redundancy): the same checks as
+    # _validate, inlined. Anything else takes the general path.
+    size = len(buf)
+    if HEADER_SIZE + 3 <= size <= MAX_FRAME_BYTES:
+        version, flags, burst, seq, _, units, count = HEADER.unpack_from(buf, 0)
+        length = (buf[HEADER_SIZE] << 8) | buf[HEADER_SIZE + 1]
+        if (
+            count == 1
+            and version == VERSION
+            and not flags & ~_SINGLE_PACKET_FLAGS
+            and units == _UNITS_20MS
+            and length <= MAX_PACKET_BYTES
+            and size == HEADER_SIZE + 2 + length
+        ):
+            return flags, burst, seq, 20, [buf[HEADER_SIZE + 2 :]]
+    flags, burst, seq, _, frame_ms, count = _validate(buf)
+    packets = []
+    offset = HEADER_SIZE
+    for _ in range(count):
+        end = offset + 2 + ((buf[offset] << 8) | buf[offset + 1])
+        packets.append(buf[offset + 2 : end])
+        offset = end
+    return flags, burst, seq, frame_ms, packets
 
 
 def parse_frame(buf: bytes | memoryview) -> VoiceFrame:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from codec.errors import OggError, OggTruncatedError, OpusPacketError
-from codec.opus import OPUS_CLOCK, packet_duration, silence_packet
+from codec.opus import OPUS_CLOCK, TOC_SAMPLES, packet_duration, silence_packet
 
 DEFAULT_PRE_SKIP = 312  # libopus' VOIP encoder lookahead (6.5 ms) at 48 kHz, at every input rate
 VENDOR = "xixin"
@@ -158,6 +158,7 @@ class OggOpusWriter:
         self._granule = 0
         self._pending: list[bytes] = []
         self._pending_samples = 0
+        self._pending_segments = 0  # lacing values the pending packets need (kept, not recounted)
         self._started = False
         self._closed = False
 
@@ -177,17 +178,23 @@ class OggOpusWriter:
 
     def write_packet(self, packet: bytes) -> bytes:
         """Queue one Opus packet; return pages completed by it (possibly none)."""
-        self._check_open()
-        try:
-            duration = packet_duration(packet)
-        except OpusPacketError as exc:
-            raise OggError(f"not an Opus packet: {exc}") from exc
-        out = self.start()
-        if len(packet) > 255 * 254:
+        if self._closed:
+            raise OggError("the stream is closed")
+        duration = TOC_SAMPLES[packet[0]] if packet else 0
+        if not duration:  # empty or code 3: the full check
+            try:
+                duration = packet_duration(packet)
+            except OpusPacketError as exc:
+                raise OggError(f"not an Opus packet: {exc}") from exc
+        out = b"" if self._started else self.start()
+        size = len(packet)
+        if size > 255 * 254:
             raise OggError("packet too large for one page")
-        if len(self._pending_lacing()) + len(_lacing(len(packet))) > _MAX_SEGMENTS:
+        segments = size // 255 + 1
+        if self._pending_segments + segments > _MAX_SEGMENTS:
             out += self.flush()
         self._pending.append(packet)
+        self._pending_segments += segments
         self._pending_samples += duration
         if self._pending_samples >= self._max_page:
             out += self.flush()
@@ -218,6 +225,7 @@ class OggOpusWriter:
             self._pending_samples -= duration
             out += self._emit_pending(0)
             self._pending, self._pending_samples = [last], duration
+            self._pending_segments = len(last) // 255 + 1
         return out
 
     def close(self) -> bytes:
@@ -226,6 +234,7 @@ class OggOpusWriter:
         out = self.start()
         if not self._pending:
             self._pending, self._pending_samples = [silence_packet(960)], 960
+            self._pending_segments = 1
         out += self._emit_pending(_FLAG_EOS)
         self._closed = True
         return out
@@ -234,12 +243,10 @@ class OggOpusWriter:
         if self._closed:
             raise OggError("the stream is closed")
 
-    def _pending_lacing(self) -> list[int]:
-        return [value for packet in self._pending for value in _lacing(len(packet))]
-
     def _emit_pending(self, flags: int) -> bytes:
         self._granule += self._pending_samples
         packets, self._pending, self._pending_samples = self._pending, [], 0
+        self._pending_segments = 0
         return self._emit(packets, flags, self._granule)
 
     def _emit(self, packets: list[bytes], flags: int, granule: int) -> bytes:

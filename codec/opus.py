@@ -339,6 +339,13 @@ _CONFIG_FRAME_SAMPLES = (
 )
 
 
+# 48 kHz samples of a packet by TOC byte for codes 0-2; 0 for code 3 (its count byte decides).
+TOC_SAMPLES = tuple(
+    0 if toc & 3 == 3 else _CONFIG_FRAME_SAMPLES[toc >> 3] * (1 if toc & 3 == 0 else 2)
+    for toc in range(256)
+)
+
+
 def packet_duration(packet: bytes) -> int:
     """Duration of an Opus packet in 48 kHz samples, from its TOC byte alone (no decoder)."""
     if not packet:

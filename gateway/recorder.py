@@ -20,7 +20,7 @@ from typing import BinaryIO
 import sqlalchemy
 
 from codec.errors import CodecError
-from codec.frame import FrameError, parse_frame
+from codec.frame import FLAG_END, FrameError, frame_audio
 from codec.ogg import OggOpusWriter, recording_tags
 from gateway.store.recordings import recordings
 
@@ -105,29 +105,32 @@ class Recorder:
 
     def _frame(self, floor: str, talker: str, payload: bytes) -> None:
         try:
-            frame = parse_frame(payload)
+            flags, burst, seq, frame_ms, packets = frame_audio(payload)
         except FrameError:
             return  # the relay validated it; nothing else reaches here
         now = self.clock()
         rec = self._open.get(floor)
-        if rec is not None and (rec.burst != frame.burst or rec.talker != talker):
+        if rec is not None and (rec.burst != burst or rec.talker != talker):
             self._close(floor)
             rec = None
         if rec is None:
-            rec = self._begin(floor, talker, frame.burst, frame.seq, frame.frame_ms, now)
+            rec = self._begin(floor, talker, burst, seq, frame_ms, now)
             self._open[floor] = rec
-        missing = (frame.seq - rec.next_seq) & 0xFFFF
+        missing = (seq - rec.next_seq) & 0xFFFF
         if 0 < missing < 500:  # a lost stretch: keep the timeline with concealment
             rec.lost += missing
-            rec.file.write(rec.writer.write_gap(missing * rec.frame_ms * 48 * len(frame.packets)))
+            rec.file.write(rec.writer.write_gap(missing * rec.frame_ms * 48 * len(packets)))
         elif missing >= 500:
             return  # late or duplicate frame: already past it
-        for packet in frame.packets:
-            rec.file.write(rec.writer.write_packet(packet))
+        write_packet = rec.writer.write_packet
+        for packet in packets:
+            pages = write_packet(packet)
+            if pages:  # most packets only queue: a page is written every 200 ms
+                rec.file.write(pages)
         rec.frames += 1
-        rec.next_seq = (frame.seq + 1) & 0xFFFF
+        rec.next_seq = (seq + 1) & 0xFFFF
         rec.last_frame = now
-        if frame.end:
+        if flags & FLAG_END:
             self._close(floor)
 
     def _begin(

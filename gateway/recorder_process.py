@@ -191,9 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway stops us with EOF
 
     from gateway.recorder import Recorder
-    from gateway.store.db import create_db_engine
 
-    engine = create_db_engine(args.db) if args.db else None
+    engine = None
+    if args.db:  # the store pulls in Alembic, whose import logs at INFO: only when indexing
+        from gateway.store.db import create_db_engine
+
+        engine = create_db_engine(args.db)
     args.root.mkdir(parents=True, exist_ok=True)
     recorder = Recorder(args.root, engine)
     fd = sys.stdin.fileno()

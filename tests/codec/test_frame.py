@@ -22,6 +22,7 @@ from codec.frame import (
     FrameVersionError,
     VoiceFrame,
     encode_frame,
+    frame_audio,
     frame_burst,
     parse_frame,
     peek_frame,
@@ -81,6 +82,35 @@ def test_mutation_parses_or_raises_frame_error(frame: VoiceFrame, data: st.DataO
     except FrameError:
         return
     assert encode_frame(parsed) == bytes(wire)
+
+
+def _audio_or_error(wire: bytes) -> object:
+    try:
+        return frame_audio(wire)
+    except FrameError:
+        return FrameError
+
+
+def _expected_audio(wire: bytes) -> object:
+    try:
+        frame = parse_frame(wire)
+    except FrameError:
+        return FrameError
+    flags = peek_frame(wire).flags
+    return flags, frame.burst, frame.seq, frame.frame_ms, list(frame.packets)
+
+
+@settings(max_examples=300)
+@given(frames(), st.data())
+def test_frame_audio_agrees_with_parse_frame(frame: VoiceFrame, data: st.DataObject) -> None:
+    """The recorder's fast reader accepts exactly what parse_frame accepts, with the same audio."""
+    wire = encode_frame(frame)
+    assert _audio_or_error(wire) == _expected_audio(wire) != FrameError
+    cut = wire[: data.draw(st.integers(0, len(wire) - 1))]
+    assert _audio_or_error(cut) is FrameError
+    mutated = bytearray(wire)
+    mutated[data.draw(st.integers(0, len(wire) - 1))] = data.draw(st.integers(0, 255))
+    assert _audio_or_error(bytes(mutated)) == _expected_audio(bytes(mutated))
 
 
 @given(st.binary(max_size=64))

@@ -14,6 +14,7 @@ from pesq import pesq
 
 from codec.errors import CodecConfigError, OpusCodecError, OpusPacketError
 from codec.opus import (
+    TOC_SAMPLES,
     EncoderSettings,
     OpusDecoder,
     OpusEncoder,
@@ -208,6 +209,13 @@ def test_packet_duration_from_toc() -> None:
     for bad in (b"", bytes([(9 << 3) | 3]), bytes([(9 << 3) | 3, 0]), bytes([(11 << 3) | 3, 3])):
         with pytest.raises(OpusPacketError):
             packet_duration(bad)
+
+
+def test_toc_table_matches_packet_duration() -> None:
+    """The writer's table lookup gives what the full TOC parse gives (code 3 excluded: 0)."""
+    for toc in range(256):
+        expected = 0 if toc & 3 == 3 else packet_duration(bytes([toc, 1]))
+        assert TOC_SAMPLES[toc] == expected
 
 
 @pytest.mark.parametrize("ms", [20, 40, 120])
