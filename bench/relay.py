@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import platform
+import struct
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,9 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from codec.frame import VoiceFrame, encode_frame  # noqa: E402
+import mqtt5  # noqa: E402
+
+from codec.frame import FLAG_START, VoiceFrame, encode_frame  # noqa: E402
 from gateway.broker import BrokerAddress, ManagedBroker  # noqa: E402
 from gateway.mqtt import ClientOptions, MqttClient  # noqa: E402
 
@@ -39,6 +42,20 @@ PAYLOAD_BYTES = 80
 SUB_TICKS = 10  # bursts are spread over the 20 ms period, as real talkers are not in phase
 TX_CONNECTIONS = 100
 OPUS_TOC = b"\x48"  # SILK wideband, 20 ms, mono, one frame: a packet the recorder accepts
+
+
+# Frame header + packet length + TOC + send time: the part of a bench frame that changes.
+FRAME_HEAD = struct.Struct(">BBHHIBBHBQ")
+
+
+def _check_packet_layout(prefix: bytes, topic: str, filler: bytes) -> None:
+    """The hand-built packet must be exactly what the codec and mqtt5 would encode."""
+    packet = OPUS_TOC + (123).to_bytes(8, "big") + filler
+    frame = encode_frame(VoiceFrame(7, 5, 4800, FRAME_MS, (packet,), start=True))
+    expected = mqtt5.PublishPacket(topic, frame).write()
+    built = prefix + FRAME_HEAD.pack(1, FLAG_START, 7, 5, 4800, 8, 1, PAYLOAD_BYTES, 0x48, 123)
+    if built + filler != expected:
+        raise AssertionError("bench frame layout differs from codec.frame/mqtt5 encoding")
 
 
 def tg_of(i: int) -> str:
@@ -75,7 +92,8 @@ def serve_gateway(host: str, port: int, bursts: int, record: bool) -> None:
                 recorder.start()
             task = asyncio.create_task(runner.run())
             await runner.ready.wait()
-            print("ready", flush=True)
+            pid = recorder.pid if record else None
+            print(f"ready {pid or 0}", flush=True)
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
             runner.stop()
             await task
@@ -113,10 +131,13 @@ class Row:
     gateway_cpu_pct: float
     broker_cpu_pct: float
     loadgen_cpu_pct: float
+    recorder_cpu_pct: float
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc (Linux)."""
+    if not pid:  # no such process in this setup (the recorder with --no-record)
+        return 0.0
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -211,21 +232,33 @@ class Load:
             topics = [f"xixin/v1/tg/{tg_of(i)}/down" for i in range(bursts)]
             burst_ids = [1] * bursts
         groups = [list(range(g, bursts, SUB_TICKS)) for g in range(SUB_TICKS)]
+        # Frames are written straight into pre-encoded PUBLISH packets (the same bytes
+        # encode_frame and mqtt5 produce, checked below): the load generator shares the two
+        # cores with what it measures, so it must stay cheap.
         filler = bytes(PAYLOAD_BYTES - 9)
+        frame_size = FRAME_HEAD.size + len(filler)
+        prefixes = []
+        for topic in topics:
+            template = mqtt5.PublishPacket(topic, bytes(frame_size)).write()
+            prefixes.append(template[: len(template) - frame_size])
+        senders = [self.tx(i).publish_raw for i in range(bursts)]
+        _check_packet_layout(prefixes[0], topics[0], filler)
         self.latencies = []
         self.received = 0
         self.recording = True
         sent = 0
         ticks = int(seconds * 1000 / FRAME_MS) * SUB_TICKS
+        pack_head, now_ns = FRAME_HEAD.pack, time.monotonic_ns
         start = time.monotonic()
         for tick in range(ticks):
             seq = tick // SUB_TICKS
+            flags = FLAG_START if seq == 0 else 0
+            wire_seq, timestamp = seq & 0xFFFF, (seq * 960) & 0xFFFFFFFF
             for i in groups[tick % SUB_TICKS]:
-                packet = OPUS_TOC + time.monotonic_ns().to_bytes(8, "big") + filler
-                frame = VoiceFrame(
-                    burst_ids[i], seq & 0xFFFF, seq * 960, FRAME_MS, (packet,), start=seq == 0
+                head = pack_head(
+                    1, flags, burst_ids[i], wire_seq, timestamp, 8, 1, PAYLOAD_BYTES, 0x48, now_ns()
                 )
-                self.tx(i).publish_nowait(topics[i], encode_frame(frame))
+                senders[i](prefixes[i] + head + filler)
                 sent += 1
             delay = start + (tick + 1) * FRAME_MS / 1000 / SUB_TICKS - time.monotonic()
             await asyncio.sleep(max(0.0, delay))
@@ -245,18 +278,18 @@ async def measure(
     address: BrokerAddress,
     steps: list[int],
     seconds: float,
-    gateway_pid: int,
-    broker_pid: int,
+    pids: tuple[int, int, int],
     dump: Path | None = None,
 ) -> list[Row]:
     rows = []
-    me = os.getpid()
+    gateway_pid, broker_pid, recorder_pid = pids
+    watched = (gateway_pid, broker_pid, os.getpid(), recorder_pid)
     async with Load(address) as load:
         for bursts in steps:
             load.timeline = [] if dump is not None else None
             _, direct = await load.run(bursts, seconds, via_gateway=False)
             direct_timeline = load.timeline
-            before = [cpu_seconds(pid) for pid in (gateway_pid, broker_pid, me)]
+            before = [cpu_seconds(pid) for pid in watched]
             began = time.monotonic()
             load.timeline = [] if dump is not None else None
             sent_g, via = await load.run(bursts, seconds, via_gateway=True)
@@ -269,7 +302,7 @@ async def measure(
             wall = time.monotonic() - began
             used = [
                 round(100 * (cpu_seconds(pid) - b) / wall, 1)
-                for pid, b in zip((gateway_pid, broker_pid, me), before, strict=True)
+                for pid, b in zip(watched, before, strict=True)
             ]
             loss = 1 - len(via) / sent_g if sent_g else 0.0
             row = Row(
@@ -286,6 +319,7 @@ async def measure(
                 gateway_cpu_pct=used[0],
                 broker_cpu_pct=used[1],
                 loadgen_cpu_pct=used[2],
+                recorder_cpu_pct=used[3],
             )
             rows.append(row)
             print(
@@ -293,8 +327,9 @@ async def measure(
                 f"  loss {row.loss:7.4f}  direct p50/p99 {row.direct_p50_ms:6.2f}/"
                 f"{row.direct_p99_ms:6.2f}  gateway p50/p99 {row.gateway_p50_ms:6.2f}/"
                 f"{row.gateway_p99_ms:6.2f}  added p99 {row.added_p99_ms:6.2f} ms"
-                "  cpu% gw/broker/load "
-                f"{row.gateway_cpu_pct}/{row.broker_cpu_pct}/{row.loadgen_cpu_pct}",
+                "  cpu% gw/broker/load/rec "
+                f"{row.gateway_cpu_pct}/{row.broker_cpu_pct}/{row.loadgen_cpu_pct}"
+                f"/{row.recorder_cpu_pct}",
                 flush=True,
             )
             if row.loss > 0.01 or row.gateway_p99_ms > 200:
@@ -343,11 +378,19 @@ def main() -> None:
         )
         try:
             assert gateway.stdout is not None and gateway.stdin is not None
-            if gateway.stdout.readline().strip() != "ready":
+            ready = gateway.stdout.readline().split()
+            if not ready or ready[0] != "ready":
                 raise SystemExit("the gateway process did not start")
+            recorder_pid = int(ready[1])
             assert broker.pid is not None
             rows = run_event_loop(
-                measure(broker.address, steps, seconds, gateway.pid, broker.pid, args.dump)
+                measure(
+                    broker.address,
+                    steps,
+                    seconds,
+                    (gateway.pid, broker.pid, recorder_pid),
+                    args.dump,
+                )
             )
         finally:
             try:

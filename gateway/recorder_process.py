@@ -3,8 +3,8 @@
 A recorder thread inside the gateway would hold the GIL while it parses and writes, and the
 relay's event loop would wait for it (milliseconds at a time): latency the talkers hear. So the
 relay only appends a small record to a buffer; every 50 ms the buffer goes to the child's stdin
-with one non-blocking write. If the child falls behind and the pipe is full, frames
-are dropped from the recording (counted), never from the live relay.
+with one non-blocking write. If the child falls behind, records wait in a bounded backlog;
+past it, frames are dropped from the recording (counted), never from the live relay.
 
 Record layout (big-endian): u8 floor length, floor, u8 talker length, talker, u16 frame
 length, frame.
@@ -23,11 +23,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_PIPE_BYTES = 1 << 20  # Linux F_SETPIPE_SZ: room for ~5 s of 100 talkers
+_PIPE_BYTES = 1 << 20  # Linux F_SETPIPE_SZ: ~0.5 s at 20k frames/s, ~5 s of 100 talkers
+BACKLOG_BYTES = 64 << 20  # then ~30 s at 20k frames/s wait in the gateway's memory
 FLUSH_INTERVAL_S = 0.05  # recordings are not live: 50 ms batches are plenty
 _F_SETPIPE_SZ = 1031
 
@@ -66,20 +68,43 @@ def decode_records(buffer: bytes) -> tuple[list[tuple[str, str, bytes]], bytes]:
 
 
 class RecorderLink:
-    """Parent side: starts the recorder process and feeds it without ever blocking."""
+    """Parent side: starts the recorder process and feeds it without ever blocking.
+
+    What the pipe cannot take yet waits in a bounded backlog (the recorder runs at the
+    lowest CPU priority and catches up when the machine has a moment); only past
+    `backlog_bytes` are frames dropped from the recording, whole records at a time, counted.
+    """
 
     def __init__(
-        self, root: Path, db_url: str | None, *, logger: logging.Logger | None = None
+        self,
+        root: Path,
+        db_url: str | None,
+        *,
+        backlog_bytes: int = BACKLOG_BYTES,
+        logger: logging.Logger | None = None,
     ) -> None:
         self.root = root
         self.db_url = db_url
+        self.backlog_bytes = backlog_bytes
         self.log = logger or log
         self._process: subprocess.Popen[bytes] | None = None
         self._fd = -1
         self._out: list[bytes] = []
-        self._pending = b""
+        self._queue: deque[bytes] = deque()  # complete records, in order, not yet in the pipe
+        self._queued = 0  # bytes in _queue not yet written
+        self._head_written = 0  # bytes of _queue[0] already in the pipe
         self._flush_scheduled = False
         self.dropped = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The recorder process, while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def backlog(self) -> int:
+        """Bytes waiting for room in the pipe."""
+        return self._queued
 
     def start(self) -> None:
         args = [sys.executable, "-m", "gateway.recorder_process", "--root", str(self.root)]
@@ -106,30 +131,43 @@ class RecorderLink:
         records, self._out = self._out, []
         if self._fd < 0:
             return
-        try:
-            if self._pending:  # the tail of a record a previous write cut: it goes first
-                self._pending = self._pending[self._write(self._pending) :]
-                if self._pending:
-                    self.dropped += len(records)
-                    return
+        if records:
             data = b"".join(records)
-            written = self._write(data)
+            if self._queue and self._queued + len(data) > self.backlog_bytes:
+                # Whole batches are dropped, so the stream stays whole records. An empty
+                # backlog always takes the batch (one flush interval's worth, already in memory).
+                self.dropped += len(records)
+            else:
+                self._queue.append(data)
+                self._queued += len(data)
+        try:
+            self._write_queue()
         except OSError as exc:  # the recorder died: keep relaying, say so once
             self.log.error("recorder process is gone (%s); recording stopped", exc)
             self._fd = -1
+            self._queue.clear()
+            self._queued = 0
             return
-        if written < len(data):
-            # Finish the record the write cut in half (the stream must stay parseable); drop
-            # the whole records after it: the recording loses them, the live relay does not.
-            self._pending = _complete_partial(data, written)
-            self.dropped += _count_records(data[written + len(self._pending) :])
+        if self._queue and not self._flush_scheduled:  # the pipe was full: try again soon
+            self._flush_scheduled = True
+            with contextlib.suppress(RuntimeError):  # no loop: stop() writes the rest
+                asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._flush)
 
-    def _write(self, data: bytes) -> int:
-        """Non-blocking write; 0 when the pipe is full."""
-        try:
-            return os.write(self._fd, data)
-        except BlockingIOError:
-            return 0
+    def _write_queue(self) -> None:
+        """Write queued bytes until the pipe is full (non-blocking; partial writes are fine)."""
+        queue = self._queue
+        while queue:
+            head = queue[0]
+            try:
+                written = os.write(self._fd, memoryview(head)[self._head_written :])
+            except BlockingIOError:
+                return
+            self._head_written += written
+            self._queued -= written
+            if self._head_written < len(head):
+                return  # the pipe took part of it: full
+            queue.popleft()
+            self._head_written = 0
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self._process = self._process, None
@@ -138,8 +176,7 @@ class RecorderLink:
         if process.stdin is not None:
             try:
                 os.set_blocking(self._fd, True)
-                if self._pending:
-                    os.write(self._fd, self._pending)
+                self._flush()  # with a blocking pipe this writes the whole backlog
                 process.stdin.close()  # EOF: the child closes open bursts and exits
             except OSError:
                 pass
@@ -152,32 +189,19 @@ class RecorderLink:
             process.wait()
 
 
-def _record_size(buffer: bytes) -> int:
-    """Length of the record at the start of `buffer`."""
-    f_len = buffer[0]
-    t_len = buffer[1 + f_len]
-    p_at = 2 + f_len + t_len
-    return p_at + 2 + int.from_bytes(buffer[p_at : p_at + 2], "big")
-
-
-def _count_records(buffer: bytes) -> int:
-    """How many whole records `buffer` (starting at a record boundary) holds."""
-    count = offset = 0
-    while offset < len(buffer):
-        offset += _record_size(buffer[offset:])
-        count += 1
-    return count
-
-
-def _complete_partial(data: bytes, written: int) -> bytes:
-    """The unwritten tail of the record that `written` cut in half (empty if none was cut)."""
-    offset = 0
-    while offset < written:
-        offset += _record_size(data[offset:])
-    return data[written:offset]
-
-
 # ---- child process ----------------------------------------------------------------------------
+
+
+def _yield_cpu() -> None:
+    """Recording is not live (50 ms batches, seconds of pipe): never take a core from the relay.
+
+    Lowest CPU priority: the recorder runs on what the broker and the relay leave; if that
+    is not enough for seconds on end, the pipe fills and recording (not relaying) drops frames.
+    """
+    with contextlib.suppress(OSError):
+        os.nice(19)
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s recorder: %(message)s"
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway stops us with EOF
+    _yield_cpu()
 
     from gateway.recorder import Recorder
 
