@@ -32,11 +32,17 @@ _PIPE_BYTES = 1 << 20  # Linux F_SETPIPE_SZ: ~0.5 s at 20k frames/s, ~5 s of 100
 BACKLOG_BYTES = 64 << 20  # then ~30 s at 20k frames/s wait in the gateway's memory
 FLUSH_INTERVAL_S = 0.05  # recordings are not live: 50 ms batches are plenty
 _F_SETPIPE_SZ = 1031
+_MAX_HEADS = 10_000  # cached record heads (floor x talker); cleared when full
+
+
+def record_head(floor: str, talker: str) -> bytes:
+    """The part of a record before the frame's length: the same for a whole burst."""
+    f, t = floor.encode(), talker.encode()
+    return bytes((len(f),)) + f + bytes((len(t),)) + t
 
 
 def encode_record(floor: str, talker: str, payload: bytes) -> bytes:
-    f, t = floor.encode(), talker.encode()
-    return bytes((len(f),)) + f + bytes((len(t),)) + t + len(payload).to_bytes(2, "big") + payload
+    return record_head(floor, talker) + len(payload).to_bytes(2, "big") + payload
 
 
 def decode_records(buffer: bytes) -> tuple[list[tuple[str, str, bytes]], bytes]:
@@ -94,6 +100,7 @@ class RecorderLink:
         self._queued = 0  # bytes in _queue not yet written
         self._head_written = 0  # bytes of _queue[0] already in the pipe
         self._flush_scheduled = False
+        self._heads: dict[tuple[str, str], bytes] = {}  # (floor, talker) -> encoded record head
         self.dropped = 0
 
     @property
@@ -119,7 +126,12 @@ class RecorderLink:
 
     def tap(self, floor: str, talker: str, payload: bytes) -> None:
         """Called by the relay for every relayed frame (on the event loop)."""
-        self._out.append(encode_record(floor, talker, payload))
+        head = self._heads.get((floor, talker))
+        if head is None:
+            if len(self._heads) >= _MAX_HEADS:
+                self._heads.clear()
+            head = self._heads[floor, talker] = record_head(floor, talker)
+        self._out.append(head + len(payload).to_bytes(2, "big") + payload)
         if not self._flush_scheduled:
             # Batched on a timer, not per loop turn: a write and a recorder wake-up per turn
             # (~10k/s under load) cost the relay more scheduling latency than the copy itself.

@@ -1,7 +1,8 @@
 """The voice relay hot path: forward a frame only if its sender holds the floor.
 
-Per frame it does a topic split, two dict lookups, a frame check without copying audio and one
-publish. It never decodes audio, never touches the database, never logs.
+Per frame it does one dict lookup of the uplink topic (a cached route), a header-only frame
+check, a floor check and one publish built from cached bytes. It never decodes audio, never
+touches the database, never logs.
 
 Downlinks are spread over several publishing connections (one per talkgroup, fixed, so a
 talkgroup's frames keep their order): mosquitto reads one packet per connection per loop turn,
@@ -15,8 +16,6 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 
-import mqtt5
-
 from codec.frame import FrameError, frame_burst
 from gateway import topics
 from gateway.floor import Floor
@@ -26,6 +25,39 @@ Sender = Callable[[bytes], None]
 Tap = Callable[[str, str, bytes], None]
 """tap(floor key, talker, frame): sees every relayed frame (the recorder); must not block."""
 log = logging.getLogger(__name__)
+
+
+_MAX_ROUTES = 100_000  # uplink topics seen (device x talkgroup); the cache is cleared past it
+
+
+def publish_head(topic: str, payload_size: int) -> bytes:
+    """MQTT 5 PUBLISH (QoS 0, no properties) up to the payload: what mqtt5 would write."""
+    encoded = topic.encode()
+    remaining = 2 + len(encoded) + 1 + payload_size
+    length = bytearray()
+    while True:
+        byte, remaining = remaining & 0x7F, remaining >> 7
+        length.append(byte | 0x80 if remaining else byte)
+        if not remaining:
+            break
+    return b"\x30" + bytes(length) + len(encoded).to_bytes(2, "big") + encoded + b"\x00"
+
+
+class _Downlink:
+    """A downlink topic with its PUBLISH heads cached per payload size (<= MAX_FRAME_BYTES)."""
+
+    __slots__ = ("heads", "send", "topic")
+
+    def __init__(self, topic: str, send: Sender) -> None:
+        self.topic = topic
+        self.send = send
+        self.heads: dict[int, bytes] = {}
+
+    def publish(self, payload: bytes) -> None:
+        head = self.heads.get(len(payload))
+        if head is None:
+            head = self.heads[len(payload)] = publish_head(self.topic, len(payload))
+        self.send(head + payload)
 
 
 class Relay:
@@ -44,9 +76,11 @@ class Relay:
         self.clock = clock
         self.floors: dict[str, Floor] = {}
         self.call_floors: dict[str, Floor] = {}
-        # talkgroup -> (downlink topic, sender); device -> (its call's floor, peer downlink, sender)
-        self._down: dict[str, tuple[str, Sender]] = {}
-        self._calls: dict[str, tuple[Floor, str, Sender]] = {}
+        # talkgroup -> its downlink; device -> (its call's floor, the peer's downlink)
+        self._down: dict[str, _Downlink] = {}
+        self._calls: dict[str, tuple[Floor, _Downlink]] = {}
+        # uplink topic -> (floor, talkgroup, device, downlink): the split is done once per topic
+        self._routes: dict[str, tuple[Floor, str, str, _Downlink]] = {}
         self._logged: set[tuple[str, str]] = set()
         self.tap: Tap | None = None
 
@@ -55,14 +89,15 @@ class Relay:
 
     def add_talkgroup(self, tg: str, floor: Floor) -> None:
         self.floors[tg] = floor
-        self._down[tg] = (topics.tg_down(tg), self._sender(tg))
+        self._down[tg] = _Downlink(topics.tg_down(tg), self._sender(tg))
+        self._routes.clear()
 
     def add_call(self, key: str, floor: Floor, parties: tuple[str, str]) -> None:
         a, b = parties
         self.call_floors[key] = floor
         sender = self._sender(key)
-        self._calls[a] = (floor, topics.voice_down(b), sender)
-        self._calls[b] = (floor, topics.voice_down(a), sender)
+        self._calls[a] = (floor, _Downlink(topics.voice_down(b), sender))
+        self._calls[b] = (floor, _Downlink(topics.voice_down(a), sender))
 
     def _drop(self, reason: str, where: str) -> None:
         """Count every dropped frame; log the first of each (reason, topic) only."""
@@ -77,28 +112,40 @@ class Relay:
 
     def talkgroup_frame(self, topic: str, payload: bytes) -> None:
         """Uplink `xixin/v1/tg/{tg}/up/{device}`."""
-        parts = topic.split("/")
-        if len(parts) != 6 or parts[4] != "up":
-            self._drop("bad_topic", topic)
-            return
-        tg = parts[3]
-        floor = self.floors.get(tg)
-        if floor is None:
-            self._drop("unknown_talkgroup", topic)
-            return
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+            if route is None:
+                return
+        floor, tg, device, downlink = route
         try:
             burst = frame_burst(payload)
         except FrameError:
             self._drop("malformed", topic)
             return
-        if not floor.media(parts[5], burst, self.clock()):
+        if not floor.media(device, burst, self.clock()):
             self._drop("not_holder", topic)
             return
         self.counters.relayed += 1
-        down_topic, send = self._down[tg]
-        send(mqtt5.PublishPacket(down_topic, payload).write())
+        downlink.publish(payload)
         if self.tap is not None:
-            self.tap(tg, parts[5], payload)
+            self.tap(tg, device, payload)
+
+    def _route(self, topic: str) -> tuple[Floor, str, str, _Downlink] | None:
+        """Parse an uplink topic once; later frames on it find the route by lookup."""
+        parts = topic.split("/")
+        if len(parts) != 6 or parts[4] != "up":
+            self._drop("bad_topic", topic)
+            return None
+        tg = parts[3]
+        floor = self.floors.get(tg)
+        if floor is None:
+            self._drop("unknown_talkgroup", topic)
+            return None
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        route = self._routes[topic] = (floor, tg, parts[5], self._down[tg])
+        return route
 
     def call_frame(self, device: str, payload: bytes) -> None:
         """Uplink `xixin/v1/dev/{device}/call/up` of a private call."""
@@ -111,11 +158,11 @@ class Relay:
         except FrameError:
             self._drop("malformed", device)
             return
-        floor, down_topic, send = route
+        floor, downlink = route
         if not floor.media(device, burst, self.clock()):
             self._drop("not_holder", device)
             return
         self.counters.relayed += 1
-        send(mqtt5.PublishPacket(down_topic, payload).write())
+        downlink.publish(payload)
         if self.tap is not None:
             self.tap(floor.key, device, payload)

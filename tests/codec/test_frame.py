@@ -91,6 +91,20 @@ def _audio_or_error(wire: bytes) -> object:
         return FrameError
 
 
+def _burst_or_error(wire: bytes) -> object:
+    try:
+        return frame_burst(wire)
+    except FrameError:
+        return FrameError
+
+
+def _expected_burst(wire: bytes) -> object:
+    try:
+        return parse_frame(wire).burst
+    except FrameError:
+        return FrameError
+
+
 def _expected_audio(wire: bytes) -> object:
     try:
         frame = parse_frame(wire)
@@ -102,8 +116,8 @@ def _expected_audio(wire: bytes) -> object:
 
 @settings(max_examples=300)
 @given(frames(), st.data())
-def test_frame_audio_agrees_with_parse_frame(frame: VoiceFrame, data: st.DataObject) -> None:
-    """The recorder's fast reader accepts exactly what parse_frame accepts, with the same audio."""
+def test_fast_readers_agree_with_parse_frame(frame: VoiceFrame, data: st.DataObject) -> None:
+    """The recorder's and the relay's fast readers accept exactly what parse_frame accepts."""
     wire = encode_frame(frame)
     assert _audio_or_error(wire) == _expected_audio(wire) != FrameError
     cut = wire[: data.draw(st.integers(0, len(wire) - 1))]
@@ -111,6 +125,9 @@ def test_frame_audio_agrees_with_parse_frame(frame: VoiceFrame, data: st.DataObj
     mutated = bytearray(wire)
     mutated[data.draw(st.integers(0, len(wire) - 1))] = data.draw(st.integers(0, 255))
     assert _audio_or_error(bytes(mutated)) == _expected_audio(bytes(mutated))
+    # the relay's check takes the same fast path: it too must accept exactly the valid frames
+    for candidate in (wire, cut, bytes(mutated)):
+        assert _burst_or_error(candidate) == _expected_burst(candidate)
 
 
 @given(st.binary(max_size=64))

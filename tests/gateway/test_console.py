@@ -100,7 +100,7 @@ def test_console_shows_talkgroups_devices_and_the_talker(
         device_tag = dom.split('<tr data-device="T001"', 1)[1].split(">", 1)[0]
         assert 'class="online"' in device_tag
         assert dom.count("<polygon") == 13 and 'data-grid="grid-07"' in dom
-        dot = dom.split('<circle', 1)[1].split(">", 1)[0]
+        dot = dom.split("<circle", 1)[1].split(">", 1)[0]
         assert 'data-device="T001"' in dot and 'class="talker"' in dot
         screenshot = tmp_path / "console.png"
         chromium(

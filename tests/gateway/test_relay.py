@@ -10,7 +10,7 @@ import pytest
 from codec.frame import VoiceFrame, encode_frame
 from gateway.floor import Floor, Priority
 from gateway.metrics import Counters
-from gateway.relay import Relay
+from gateway.relay import Relay, publish_head
 
 
 class Clock:
@@ -93,3 +93,24 @@ def test_private_call_routes_to_the_peer(
 def test_relay_needs_a_sender() -> None:
     with pytest.raises(ValueError):
         Relay([], Counters())
+
+
+@pytest.mark.parametrize("size", [0, 1, 80, 94, 127, 128, 200, 4096, 16_383, 16_384, 70_000])
+@pytest.mark.parametrize("topic", ["xixin/v1/tg/grid-01/down", "xixin/v1/dev/T1/voice/down", "t"])
+def test_cached_publish_head_is_what_mqtt5_writes(topic: str, size: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert publish_head(topic, size) + payload == mqtt5.PublishPacket(topic, payload).write()
+
+
+def test_a_route_follows_a_replaced_talkgroup(
+    setup: tuple[Relay, list[list[bytes]], Floor, Clock],
+) -> None:
+    """Routes are cached per uplink topic; re-adding a talkgroup must not keep the old floor."""
+    relay, _outs, floor, clock = setup
+    relay.talkgroup_frame("xixin/v1/tg/grid-01/up/T001", frame(floor.burst))
+    fresh = Floor("grid-01")
+    relay.add_talkgroup("grid-01", fresh)
+    fresh.request("T002", Priority.NORMAL, clock.now)
+    relay.talkgroup_frame("xixin/v1/tg/grid-01/up/T001", frame(floor.burst))  # old floor's burst
+    relay.talkgroup_frame("xixin/v1/tg/grid-01/up/T002", frame(fresh.burst))
+    assert relay.counters.relayed == 2 and relay.counters.dropped == {"not_holder": 1}
