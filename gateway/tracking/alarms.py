@@ -7,6 +7,7 @@ order per device), status changes, SOS from the control plane, and `tick(now)` f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.tracking.geo import distance_m
@@ -76,39 +77,52 @@ class AlarmEngine:
 
     def on_fix(self, fix: Fix, in_assigned_grid: bool | None) -> list[TrackingEvent]:
         """An accepted fix. `in_assigned_grid` is None when the device has no grid to keep to."""
-        events: list[TrackingEvent] = []
-        device, ts, config = fix.device, fix.fix_time, self.config
-        previous = self._last_fix.get(device)
-        if previous is not None and fix.fix_time < previous.fix_time:
-            return events  # a late point from an offline buffer says nothing about now
-        self._last_fix[device] = fix
-        if config.low_battery_pct is not None and fix.battery is not None:
-            if fix.battery <= config.low_battery_pct:
-                events += self._raise("low_battery", device, ts, fix, battery=fix.battery)
-            elif fix.battery >= config.low_battery_clear_pct:
-                events += self._clear("low_battery", device, ts, fix)
-        if config.left_grid and in_assigned_grid is not None:
-            if in_assigned_grid:
-                events += self._clear("left_grid", device, ts, fix)
-            else:
-                events += self._raise("left_grid", device, ts, fix)
-        if config.no_movement_s is not None:
-            events += self._movement(fix, config.no_movement_s)
-        return events
+        return self.on_fixes([fix], [in_assigned_grid])
 
-    def _movement(self, fix: Fix, limit_s: float) -> list[TrackingEvent]:
-        anchor = self._anchors.get(fix.device)
-        if anchor is None:
-            self._anchors[fix.device] = _Anchor(fix.lat, fix.lon, fix.fix_time)
-            return []
-        moved = distance_m(anchor.lat, anchor.lon, fix.lat, fix.lon)
-        if moved > self.config.no_movement_radius_m:
-            self._anchors[fix.device] = _Anchor(fix.lat, fix.lon, fix.fix_time)
-            return self._clear("no_movement", fix.device, fix.fix_time, fix)
-        still = fix.fix_time - anchor.since
-        if still >= limit_s:
-            return self._raise("no_movement", fix.device, fix.fix_time, fix, still_s=round(still))
-        return []
+    def on_fixes(
+        self, fixes: Sequence[Fix], in_assigned_grid: Sequence[bool | None]
+    ) -> list[TrackingEvent]:
+        """`on_fix` for a batch, in order (the ingest hot path: the common case of no change
+        costs a few dictionary look-ups per fix and no call)."""
+        events: list[TrackingEvent] = []
+        config = self.config
+        low, clear_at = config.low_battery_pct, config.low_battery_clear_pct
+        left_grid = config.left_grid
+        limit_s, radius = config.no_movement_s, config.no_movement_radius_m
+        active, last_fixes, anchors = self.active, self._last_fix, self._anchors
+        for fix, inside in zip(fixes, in_assigned_grid, strict=True):
+            device, ts = fix.device, fix.fix_time
+            previous = last_fixes.get(device)
+            if previous is not None and ts < previous.fix_time:
+                continue  # a late point from an offline buffer says nothing about now
+            last_fixes[device] = fix
+            battery = fix.battery
+            if low is not None and battery is not None:
+                if battery <= low:
+                    if (device, "low_battery") not in active:
+                        events += self._raise("low_battery", device, ts, fix, battery=battery)
+                elif battery >= clear_at and (device, "low_battery") in active:
+                    events += self._clear("low_battery", device, ts, fix)
+            if left_grid and inside is not None:
+                if (device, "left_grid") in active:
+                    if inside:
+                        events += self._clear("left_grid", device, ts, fix)
+                elif not inside:
+                    events += self._raise("left_grid", device, ts, fix)
+            if limit_s is None:
+                continue
+            anchor = anchors.get(device)
+            if anchor is None:
+                anchors[device] = _Anchor(fix.lat, fix.lon, ts)
+                continue
+            if distance_m(anchor.lat, anchor.lon, fix.lat, fix.lon) > radius:
+                anchor.lat, anchor.lon, anchor.since = fix.lat, fix.lon, ts
+                if (device, "no_movement") in active:
+                    events += self._clear("no_movement", device, ts, fix)
+            elif ts - anchor.since >= limit_s and (device, "no_movement") not in active:
+                still = round(ts - anchor.since)
+                events += self._raise("no_movement", device, ts, fix, still_s=still)
+        return events
 
     def on_status(self, device: str, state: DeviceState, ts: float) -> list[TrackingEvent]:
         fix = self._last_fix.get(device)

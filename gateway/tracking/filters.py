@@ -58,6 +58,9 @@ class FilterChain:
 
     def check(self, fix: Fix, now: float) -> str | None:
         """The reason `fix` is filtered, or None if it passes. Does not change any state."""
+        return self._reason(fix, now, self._last.get(fix.device))
+
+    def _reason(self, fix: Fix, now: float, last: _Last | None) -> str | None:
         config = self.config
         if config.invalid and not fix.valid:
             return "invalid"
@@ -73,7 +76,6 @@ class FilterChain:
             and fix.accuracy > config.max_accuracy_m
         ):
             return "accuracy"
-        last = self._last.get(fix.device)
         if last is None:
             return None
         elapsed = fix.fix_time - last.fix_time
@@ -104,14 +106,16 @@ class FilterChain:
 
     def apply(self, fix: Fix, now: float) -> str | None:
         """check(), then count the outcome and remember an accepted newest point."""
-        reason = self.check(fix, now)
+        last = self._last.get(fix.device)
+        reason = self._reason(fix, now, last)
         if reason is not None:
             self.counts[reason] += 1
             return reason
         self.accepted += 1
-        last = self._last.get(fix.device)
-        if last is None or fix.fix_time > last.fix_time:
+        if last is None:
             self._last[fix.device] = _Last(fix.fix_time, fix.lat, fix.lon)
+        elif fix.fix_time > last.fix_time:
+            last.fix_time, last.lat, last.lon = fix.fix_time, fix.lat, fix.lon
         return None
 
     def record_duplicates(self, count: int) -> None:

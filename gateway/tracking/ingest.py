@@ -1,10 +1,10 @@
 """Ingest workers: MQTT connections in one shared-subscription group feeding a pipeline.
 
 Each worker is one `MqttClient` subscribed to `$share/<group>/…` (MQTT 5 shared subscriptions:
-the broker splits beacons across the group). Messages are handled on the reader task; once per
-event-loop turn the worker hands the accepted rows to the `PositionWriter` thread and runs the
-pipeline's batch analytics. The broker's PUBACK goes out as soon as a message is parsed off the
-socket — a filtered or malformed beacon is acknowledged like any other.
+the broker splits beacons across the group). What one socket read brings is queued; right after
+the client has written its PUBACKs, the worker runs the pipeline on the whole read, hands the
+accepted rows to the `PositionWriter` thread and runs the pipeline's batch analytics. A filtered
+or malformed beacon is acknowledged like any other.
 
 Workers of one process share one pipeline, so per-device state (filters, geofences, alarms) is
 exact. Worker *processes* each have their own pipeline and the broker spreads a device's
@@ -62,17 +62,24 @@ class IngestWorker:
             logger=self.log,
         )
         self.messages = 0
-        self._flush_scheduled = False
+        self._inbox: list[tuple[str, bytes, float]] = []
 
     def _on_message(self, topic: str, payload: bytes, qos: int) -> None:
-        self.messages += 1
-        self.pipeline.handle(topic, payload, self.clock())
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        # Only queued here: the client writes this read's PUBACKs on the next loop callback,
+        # and the pipeline runs on the one after it. The broker (whose QoS 1 window towards
+        # us is small, 100 on the managed broker) then sends the next messages while these
+        # are processed, instead of waiting for the whole read to go through the pipeline.
+        inbox = self._inbox
+        inbox.append((topic, payload, self.clock()))
+        if len(inbox) == 1:
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        self._flush_scheduled = False
+        inbox, self._inbox = self._inbox, []
+        self.messages += len(inbox)
+        handle = self.pipeline.handle
+        for topic, payload, received in inbox:
+            handle(topic, payload, received)
         rows = self.pipeline.take_rows()
         if rows:
             self.writer.submit(rows)

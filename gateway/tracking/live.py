@@ -60,6 +60,39 @@ class LiveTracker:
                 live.battery = fix.battery
         return self._set(live, fix.device, "online", now, None)
 
+    def on_fixes(self, fixes: list[Fix], now: float) -> list[StatusChange]:
+        """`on_fix` for a batch (the ingest hot path: one call, locals, no list per fix)."""
+        changes: list[StatusChange] = []
+        devices = self.devices
+        for fix in fixes:
+            live = devices.get(fix.device)
+            if live is None:
+                live = devices[fix.device] = DeviceLive()
+            if now > live.last_seen:
+                live.last_seen = now
+            newest = live.fix
+            if newest is None or fix.fix_time >= newest.fix_time:
+                live.fix = fix
+                if fix.battery is not None:
+                    live.battery = fix.battery
+            if live.state != "online":
+                changes += self._set(live, fix.device, "online", now, None)
+        return changes
+
+    def on_seen_many(self, seen: dict[str, float]) -> list[StatusChange]:
+        """`on_seen` for every (device, server time) of a batch."""
+        changes: list[StatusChange] = []
+        devices = self.devices
+        for device, now in seen.items():
+            live = devices.get(device)
+            if live is None:
+                live = devices[device] = DeviceLive()
+            if now > live.last_seen:
+                live.last_seen = now
+            if live.state != "online":
+                changes += self._set(live, device, "online", now, None)
+        return changes
+
     def on_seen(self, device: str, now: float) -> list[StatusChange]:
         """Any message from the device (even a filtered point) proves it is connected."""
         live = self.devices.setdefault(device, DeviceLive())

@@ -188,9 +188,9 @@ class TrackingPipeline:
 
     def flush(self, now: float) -> FlushResult:
         result = FlushResult()
-        for device, seen in self._seen.items():
-            result.status += self.live.on_seen(device, seen)
-        self._seen.clear()
+        if self._seen:
+            result.status += self.live.on_seen_many(self._seen)
+            self._seen.clear()
         for report in self._status:
             result.status += self.live.on_status(report, now)
         self._status.clear()
@@ -228,10 +228,9 @@ class TrackingPipeline:
             xs, ys = xs[mask], ys[mask]
         in_grid = self._in_assigned_grid(fixes, xs, ys)
         result.events += self.geofences.update(fixes, xs, ys)
-        for fix, inside in zip(fixes, in_grid, strict=True):
-            result.status += self.live.on_fix(fix, now)
-            result.events += self.alarms.on_fix(fix, inside)
-            self._dirty[fix.device] = fix
+        result.status += self.live.on_fixes(fixes, now)
+        result.events += self.alarms.on_fixes(fixes, in_grid)
+        self._dirty.update({fix.device: fix for fix in fixes})
 
     def _in_assigned_grid(
         self, fixes: list[Fix], xs: np.ndarray, ys: np.ndarray
