@@ -6,8 +6,10 @@ The table is generated once (1,000 devices x 3 days at 5 s = 51.84 M rows; --qui
 1 day = 0.69 M rows) inside the database itself and cached outside the repository, then reused.
 Each sample picks a random device and a random 24 h window and times the replay query exactly as
 the replay API runs it (`PositionReader.track_rows`: time, position, speed, course by a
-primary-key range scan), and separately the whole
-replay (query + segments + Douglas-Peucker for zoom 16). Writes bench/results/replay.json.
+primary-key range scan; on PostgreSQL an index-only scan of the covering key, 0004), the same
+call wrapped into TrackPoints as `load_track` returns them to the API, and the whole replay
+(query + segments + Douglas-Peucker for zoom 16). The second and third reuse the pages the first
+read; the first is the cold one. Writes bench/results/replay.json.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ def measure(url: str, devices: int, days: int, samples: int) -> dict[str, Any]:
     rng = random.Random(7)
     query_ms: list[float] = []
     replay_ms: list[float] = []
+    track_ms: list[float] = []
     returned: list[int] = []
     config = HistoryConfig()
     reader.track_rows("D0000", T0, T0 + 60)  # open the pool outside the clock
@@ -135,7 +138,9 @@ def measure(url: str, devices: int, days: int, samples: int) -> dict[str, Any]:
         query_ms.append((time.perf_counter() - t) * 1000)
         returned.append(len(rows))
         t = time.perf_counter()
-        replay_segments(reader.track(device, start, start + 86_400, full=False), 16, config)
+        track = reader.track(device, start, start + 86_400, full=False)
+        track_ms.append((time.perf_counter() - t) * 1000)
+        replay_segments(track, 16, config)
         replay_ms.append((time.perf_counter() - t) * 1000)
     engine.dispose()
     return {
@@ -144,6 +149,9 @@ def measure(url: str, devices: int, days: int, samples: int) -> dict[str, Any]:
         "replay_p50_ms": round(percentile(query_ms, 50), 2),
         "replay_p95_ms": round(percentile(query_ms, 95), 2),
         "replay_max_ms": round(max(query_ms), 2),
+        # The same query wrapped into the TrackPoints the replay API works on (load_track).
+        "track_p50_ms": round(percentile(track_ms, 50), 2),
+        "track_p95_ms": round(percentile(track_ms, 95), 2),
         "full_replay_p50_ms": round(percentile(replay_ms, 50), 2),
         "full_replay_p95_ms": round(percentile(replay_ms, 95), 2),
     }
@@ -184,6 +192,9 @@ def main() -> None:
                 else:
                     generate_postgresql(url, devices, days)
                 generated_s = time.time() - t
+            # A cached table is brought to the current schema like a deployment's would be
+            # (on PostgreSQL, 0004 rebuilds the primary key with the replay columns included).
+            migrate(url)
             db_rows = row_count(url)
             row = {"db": kind, "db_rows": db_rows, **measure(url, devices, days, samples)}
             if generated_s:
@@ -199,7 +210,8 @@ def main() -> None:
     report = {
         "benchmark": "replay",
         "quick": args.quick,
-        "query": "one device, 24 h window, ORDER BY fix_time (primary key range scan)",
+        "query": "one device, 24 h window, ORDER BY fix_time (primary key range scan; "
+        "PostgreSQL: index-only scan of the covering key)",
         "target_p95_ms": 50,
         "machine": {
             "cpus": os.cpu_count(),

@@ -2,7 +2,8 @@
 
 positions is the big one: its primary key (device, fix_time) is the replay index and makes a
 re-sent beacon a no-op (INSERT OR IGNORE / ON CONFLICT DO NOTHING). On SQLite it is a WITHOUT
-ROWID table, so one device's day is one contiguous range of the B-tree.
+ROWID table, so one device's day is one contiguous range of the B-tree; on PostgreSQL the key
+INCLUDEs lat, lon, speed and course, so a replay is an index-only scan of one contiguous range.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ positions = Table(
     Column("battery", SmallInteger, nullable=True),  # percent
     Column("valid", Boolean, nullable=False),
     Column("attributes", JSON, nullable=True),  # source, satellites, hdop, OwnTracks extras
-    PrimaryKeyConstraint("device", "fix_time"),
+    # PostgreSQL: the replay's columns ride in the key's B-tree (index-only replay, 0004).
+    PrimaryKeyConstraint(
+        "device", "fix_time", postgresql_include=["lat", "lon", "speed", "course"]
+    ),
     sqlite_with_rowid=False,
 )
 

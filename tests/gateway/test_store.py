@@ -32,7 +32,7 @@ from gateway.store.registry import Device, DeviceRegistry
 from gateway.store.schema import devices, floor_events, metadata, presence_events
 from gateway.store.tables import metadata as _all_tables  # noqa: F401  (every table joins metadata)
 
-HEAD = "0003_recordings"  # the newest revision
+HEAD = "0004_positions_covering"  # the newest revision
 
 
 class FakeClock:

@@ -11,7 +11,7 @@ from alembic import command
 
 from gateway.store.db import alembic_config, current_revision, migrate
 from gateway.tracking.errors import TrackingStoreError
-from gateway.tracking.model import Fix
+from gateway.tracking.model import Fix, TrackPoint
 from gateway.tracking.schema import positions
 from gateway.tracking.store import BatchInserter, PositionReader, PositionWriter, fix_row
 
@@ -55,6 +55,40 @@ def test_migration_down_and_up_again(engine: sqlalchemy.Engine) -> None:
     assert "positions" in sqlalchemy.inspect(engine).get_table_names()
 
 
+def test_postgresql_replay_is_an_index_only_scan(pg_engine: sqlalchemy.Engine) -> None:
+    """0004: the primary key carries the replay columns; after a vacuum (autovacuum's job in
+    production) the replay query reads no heap page at all, and 0003 gets the plain key back."""
+    BatchInserter(pg_engine).insert([fix_row(f) for f in rows("T001", 2000) + rows("T002", 2000)])
+    with pg_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE positions")
+        options = conn.exec_driver_sql(
+            "SELECT reloptions FROM pg_class WHERE relname = 'positions'"
+        ).scalar_one()
+        assert "autovacuum_vacuum_insert_scale_factor=0" in options
+        reader = PositionReader(pg_engine)
+        sql = (
+            reader._track_sql[False]
+            .replace("%s", "{}")
+            .format("'T001'", T0 + 100, T0 + 5000, 1_000_000)
+        )
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}"))
+    assert "Index Only Scan using pk_positions" in plan, plan
+    assert "Heap Fetches: 0" in plan, plan
+    assert len(reader.track("T001", T0 + 100, T0 + 5000, full=False)) == 980
+    config = alembic_config()
+    with pg_engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003_recordings")
+    with pg_engine.connect() as conn:
+        included = conn.exec_driver_sql(
+            "SELECT indnatts - indnkeyatts FROM pg_index "
+            "WHERE indexrelid = 'pk_positions'::regclass"
+        ).scalar_one()
+    assert included == 0
+    migrate(pg_engine)
+    assert current_revision(pg_engine) == "0004_positions_covering"
+
+
 def test_batch_insert_skips_stored_duplicates(engine: sqlalchemy.Engine) -> None:
     inserter = BatchInserter(engine)
     batch = [fix_row(f) for f in rows("T001", 100)]
@@ -83,6 +117,10 @@ def test_track_reads_a_range_in_order_with_all_columns(engine: sqlalchemy.Engine
     track = reader.track("T001", T0 + 10, T0 + 50)
     assert [p.t for p in track] == [T0 + 5 * i for i in range(2, 10)]
     assert track[0].lat == pytest.approx(30.87002) and track[0].battery == 80
+    assert all(type(p) is TrackPoint and len(p) == 8 for p in track)
+    replay = reader.track("T001", T0 + 10, T0 + 50, full=False)  # what the replay API reads
+    assert replay == [p._replace(altitude=None, accuracy=None, battery=None) for p in track]
+    assert replay[0].speed == 1.0 and replay[0].battery is None
     last = reader.last_point("T002")
     assert last is not None and last.t == T0 + 49 * 5
     assert reader.last_point("nobody") is None
