@@ -15,7 +15,7 @@ from typing import Any
 
 from firmware_sim import cli as sim_cli
 from firmware_sim import quality_cmd
-from gateway import cli_devices
+from gateway import cli_devices, cli_ingest
 from gateway.broker import BrokerError, BrokerNotInstalledError
 from gateway.errors import GatewayError
 from gateway.floor import FloorConfig
@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_up(subparsers)
     cli_devices.add_parser(subparsers)
+    cli_ingest.add_parser(subparsers)
     quality_cmd.add_parser(subparsers)
     sim_cli.add_parser(subparsers)  # `xixin sim` and `xixin terminal`
     return parser

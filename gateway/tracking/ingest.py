@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 
@@ -56,6 +57,7 @@ class IngestWorker:
                 client_id=client_id,
                 username=username,
                 password=password,
+                tls=ssl.create_default_context() if broker.tls else None,
                 subscriptions=ingest_subscriptions(share_group),
             ),
             self._on_message,

@@ -82,9 +82,12 @@ class TrackingService:
         config: TrackingConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        client_id_prefix: str | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self.engine = engine
+        # MQTT client ids must be unique on the broker: several processes need their own.
+        self.client_id_prefix = client_id_prefix or f"xixin-ingest-{id(self) & 0xFFFF:04x}"
         self.org = org
         self.registry = registry
         self.broker = broker
@@ -143,7 +146,7 @@ class TrackingService:
                     account.address,
                     self.pipeline,
                     self.writer,
-                    client_id=f"xixin-ingest-{index + 1}-{id(self) & 0xFFFF:04x}",
+                    client_id=f"{self.client_id_prefix}-{index + 1}",
                     username=account.username,
                     password=account.password,
                     share_group=self.config.share_group,
@@ -161,9 +164,9 @@ class TrackingService:
                     group.create_task(worker.run(ready), name=worker.client.options.client_id)
                 ticker = group.create_task(self._tick_loop(), name="tracking-ticks")
                 watcher = group.create_task(self._watch_devices(), name="tracking-devices")
-                await asyncio.gather(*(r.wait() for r in readies))
-                self.ready.set()
-                await self._stopping.wait()
+                waiter = group.create_task(self._until_ready(readies), name="tracking-ready")
+                await self._stopping.wait()  # also when a worker never got connected
+                waiter.cancel()
                 ticker.cancel()
                 watcher.cancel()
                 for worker in self.workers:
@@ -172,6 +175,10 @@ class TrackingService:
             await asyncio.to_thread(self.writer.stop)
             if self._event_tasks:
                 await asyncio.gather(*self._event_tasks, return_exceptions=True)
+
+    async def _until_ready(self, readies: list[asyncio.Event]) -> None:
+        await asyncio.gather(*(r.wait() for r in readies))
+        self.ready.set()
 
     def stop(self) -> None:
         self._stopping.set()
