@@ -41,15 +41,23 @@ _SQLITE_INSERT: Final = (
     f"INSERT OR IGNORE INTO positions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # PostgreSQL: COPY the batch into a session-private staging table, then move it over skipping
-# stored keys. COPY is ~3x faster than any INSERT form here; the staging table empties at commit.
+# stored keys. COPY is ~3x faster than any INSERT form here, and binary COPY ~5x cheaper than text
+# COPY on the writer's side (no float -> text per value; the writer shares the GIL with the
+# ingest loop). The staging table's attributes are text (already-encoded JSON, cast on the move);
+# it empties at commit.
 _PG_STAGE: Final = (
     "CREATE TEMP TABLE IF NOT EXISTS positions_stage (LIKE positions INCLUDING DEFAULTS) "
     "ON COMMIT DELETE ROWS"
 )
-_PG_COPY: Final = f"COPY positions_stage ({COLUMNS}) FROM STDIN"
+_PG_STAGE_TEXT: Final = "ALTER TABLE positions_stage ALTER COLUMN attributes TYPE text"
+_PG_COPY: Final = f"COPY positions_stage ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_PG_COPY_TYPES: Final = (
+    "varchar", "float8", "float8", "float8", "float8", "float8", "float8", "float8", "float8",
+    "int2", "bool", "text",
+)  # fmt: skip
 _PG_MOVE: Final = (
-    f"INSERT INTO positions ({COLUMNS}) SELECT {COLUMNS} FROM positions_stage "
-    "ON CONFLICT DO NOTHING"
+    f"INSERT INTO positions ({COLUMNS}) SELECT {COLUMNS.replace('attributes', 'attributes::json')} "
+    "FROM positions_stage ON CONFLICT DO NOTHING"
 )
 
 SQLITE_WRITER_CACHE_KIB: Final = 65_536
@@ -94,6 +102,7 @@ class BatchInserter:
             else:
                 cursor = self._connection.cursor()
                 cursor.execute(_PG_STAGE)
+                cursor.execute(_PG_STAGE_TEXT)
                 cursor.close()
                 self._connection.commit()
         return self._connection
@@ -111,8 +120,10 @@ class BatchInserter:
                     connection.commit()
                     return int(connection.total_changes - before)
                 with cursor.copy(_PG_COPY) as copy:
+                    copy.set_types(_PG_COPY_TYPES)
+                    write = copy.write_row
                     for row in rows:
-                        copy.write_row(row)
+                        write(row)
                 cursor.execute(_PG_MOVE)
                 inserted = int(cursor.rowcount)
                 connection.commit()
