@@ -180,6 +180,11 @@ class TrackingPipeline:
             )
         )
 
+    @property
+    def pending_fixes(self) -> int:
+        """Accepted fixes waiting for the next flush's analytics."""
+        return len(self._accepted)
+
     def take_rows(self) -> list[PositionRow]:
         rows, self.rows = self.rows, []
         return rows
