@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
-BROKER_NICE = -10  # the managed broker's CPU priority when started by root (see ManagedBroker)
 
 INSTALL_HINT = "apt-get install -y mosquitto (or: bash scripts/bootstrap.sh setup)"
 
@@ -83,11 +82,9 @@ class ManagedBroker:
         port: int | None = None,
         password_file: Path | None = None,
         acl_file: Path | None = None,
-        nice: int | None = BROKER_NICE,
         logger: logging.Logger | None = None,
     ) -> None:
         self.workdir = workdir
-        self.nice = nice
         self.host = host
         self.port = port or free_port(host)
         self.password_file = password_file
@@ -154,7 +151,6 @@ class ManagedBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        self._raise_priority(self._process.pid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -172,17 +168,6 @@ class ManagedBroker:
                 time.sleep(0.02)
         self.stop()
         raise BrokerError(f"mosquitto did not listen on {self.address.url} within {timeout} s")
-
-    def _raise_priority(self, pid: int) -> None:
-        """Every voice packet crosses the broker twice; on a small box it shares the cores
-        with the recorder, the database writers and the API. Ahead of them it keeps the
-        relay's tail latency short. Only root may raise a priority; others keep the default."""
-        if self.nice is None or os.geteuid() != 0:
-            return
-        try:
-            os.setpriority(os.PRIO_PROCESS, pid, self.nice)
-        except OSError as exc:
-            self.log.warning("could not raise mosquitto's CPU priority: %s", exc)
 
     def reload(self) -> None:
         """Re-read the password file and ACL (mosquitto reloads them on SIGHUP)."""

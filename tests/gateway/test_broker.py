@@ -23,24 +23,6 @@ def test_start_listen_stop(tmp_path: Path) -> None:
         os.kill(pid, 0)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root may raise a CPU priority")
-def test_broker_runs_ahead_of_the_rest_when_root(tmp_path: Path) -> None:
-    broker = ManagedBroker(tmp_path)
-    broker.start()
-    try:
-        assert broker.pid is not None
-        assert os.getpriority(os.PRIO_PROCESS, broker.pid) == -10
-    finally:
-        broker.stop()
-    plain = ManagedBroker(tmp_path / "plain", nice=None)
-    plain.start()
-    try:
-        assert plain.pid is not None
-        assert os.getpriority(os.PRIO_PROCESS, plain.pid) == os.getpriority(os.PRIO_PROCESS, 0)
-    finally:
-        plain.stop()
-
-
 def test_missing_mosquitto_names_install_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
