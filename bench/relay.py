@@ -386,6 +386,31 @@ async def measure(
     return rows
 
 
+def median_rows(passes: list[list[Row]]) -> list[dict[str, Any]]:
+    """Per step, the pass with the median added p99 (a shared VM has noisy minutes).
+
+    A pass that stopped before a step (saturated) counts as worse than any that ran it.
+    Every pass's added p99 and loss are kept next to the median row.
+    """
+    by_bursts: dict[int, list[Row]] = {}
+    for pass_rows in passes:
+        for measured in pass_rows:
+            by_bursts.setdefault(measured.bursts, []).append(measured)
+    out: list[dict[str, Any]] = []
+    for bursts in sorted(by_bursts):
+        ran = sorted(by_bursts[bursts], key=lambda r: r.added_p99_ms)
+        missing = len(passes) - len(ran)
+        middle = len(passes) // 2
+        saturated = middle >= len(ran)  # the median pass is one that never got here
+        pick = ran[-1] if saturated else ran[middle]
+        row: dict[str, Any] = asdict(pick)
+        row["added_p99_ms_passes"] = [r.added_p99_ms for r in ran] + [None] * missing
+        row["max_loss"] = max([r.loss for r in ran] + ([1.0] if missing else []))
+        row["saturated"] = saturated
+        out.append(row)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter steps (<= 45 s)")
@@ -397,6 +422,9 @@ def main() -> None:
         "--no-record", action="store_true", help="gateway without its recorder (production records)"
     )
     parser.add_argument("--steps", help="comma-separated burst counts instead of the defaults")
+    parser.add_argument(
+        "--repeats", type=int, help="passes over the steps; rows are medians (default 3, quick 1)"
+    )
     parser.add_argument("--dump", type=Path, help="append every frame's send/receive time (JSONL)")
     args = parser.parse_args()
     if args.serve_gateway:
@@ -407,6 +435,7 @@ def main() -> None:
     if args.steps:
         steps = [int(n) for n in args.steps.split(",")]
     seconds = 3.0 if args.quick else 6.0
+    repeats = args.repeats or (1 if args.quick else 3)
     began = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         broker = ManagedBroker(Path(tmp))
@@ -432,15 +461,21 @@ def main() -> None:
                 raise SystemExit("the gateway process did not start")
             recorder_pid = int(ready[1])
             assert broker.pid is not None
-            rows = run_event_loop(
-                measure(
-                    broker.address,
-                    steps,
-                    seconds,
-                    (gateway.pid, broker.pid, recorder_pid),
-                    args.dump,
+            passes = []
+            for repeat in range(repeats):
+                if repeats > 1:
+                    print(f"pass {repeat + 1} of {repeats}", flush=True)
+                passes.append(
+                    run_event_loop(
+                        measure(
+                            broker.address,
+                            steps,
+                            seconds,
+                            (gateway.pid, broker.pid, recorder_pid),
+                            args.dump,
+                        )
+                    )
                 )
-            )
         finally:
             try:
                 recorder_line = gateway.communicate(input="\n", timeout=20)[0].strip()
@@ -449,7 +484,12 @@ def main() -> None:
                 recorder_line = "gateway did not stop"
             broker.stop()
     print(f"gateway: {recorder_line}")
-    ok = [r for r in rows if r.added_p99_ms <= 10 and r.loss == 0]
+    rows = median_rows(passes)
+    ok = []
+    for row in rows:  # the rate counts only up to the first step that misses
+        if row["added_p99_ms"] > 10 or row["max_loss"] > 0 or row["saturated"]:
+            break
+        ok.append(row)
     result = {
         "benchmark": "relay",
         "quick": args.quick,
@@ -471,9 +511,12 @@ def main() -> None:
             "platform": platform.platform(),
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
-        "rows": [asdict(r) for r in rows],
-        "max_fps_added_p99_under_10ms": max((r.offered_fps for r in ok), default=0),
-        "added_p99_ms_at_100_bursts": next((r.added_p99_ms for r in rows if r.bursts == 100), None),
+        "repeats": repeats,
+        "rows": rows,
+        "max_fps_added_p99_under_10ms": max((r["offered_fps"] for r in ok), default=0),
+        "added_p99_ms_at_100_bursts": next(
+            (r["added_p99_ms"] for r in rows if r["bursts"] == 100), None
+        ),
         "elapsed_s": round(time.monotonic() - began, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
