@@ -2,7 +2,7 @@
 
 Same protocol logic as :mod:`devices.client` (the sans-I/O :class:`TerminalSession` and the
 store-and-forward :class:`BeaconQueue`), but on one event loop, so one process can run a thousand
-terminals: the transport is the batched asyncio MQTT 5 client of :mod:`gateway.mqtt` (one
+terminals: the transport is the batched asyncio MQTT 5 client of :mod:`devices.mqtt` (one
 protocol object per connection, writes batched per loop turn), retries are one timer per client
 with requests outstanding, and PUBACKs are callbacks, not coroutines.
 
@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from codec.frame import VoiceFrame
 from devices.beacons import BeaconQueue
 from devices.client import ClientError, ConnectFailedError, ReplyTimeoutError
+from devices.mqtt import ClientOptions, ConnectRefusedError, Will
 from devices.mqtt_link import AckCallback, TerminalMqtt
 from devices.session import (
     CALL_PREFIX,
@@ -47,7 +48,6 @@ from devices.session import (
     key_fields,
     target_key,
 )
-from gateway.mqtt import ClientOptions, ConnectRefusedError, Will
 
 log = logging.getLogger(__name__)
 

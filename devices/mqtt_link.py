@@ -1,9 +1,9 @@
-"""The terminal's MQTT connection: gateway.mqtt's batched asyncio MQTT 5 client plus what a
+"""The terminal's MQTT connection: devices.mqtt's batched asyncio MQTT 5 client plus what a
 terminal needs — PUBACK callbacks without a coroutine per publish, SUBSCRIBE/UNSUBSCRIBE without
 waiting, a hook when the connection is lost, and an abrupt drop (so the Last Will fires).
 
-These extensions use the base class's internals; they belong in the shared client (see the
-simulator's report: gateway/mqtt.py would move to a package both sides import).
+The client itself (devices/mqtt.py) is shared with the gateway; these extensions use its
+internals from the same package.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import mqtt5
 
-from gateway.mqtt import ConnectionLostError, MqttClient
+from devices.mqtt import ConnectionLostError, MqttClient
 
 AckCallback = Callable[[bool | None], None]
 """on_ack(True) PUBACK ok, (False) the broker refused it, (None) the connection was lost first."""
@@ -25,7 +25,7 @@ _PUBLISH_QOS0 = 0x30  # first byte of a QoS 0 PUBLISH without DUP/RETAIN: the vo
 
 
 class TerminalMqtt(MqttClient):
-    """gateway.mqtt.MqttClient plus what a terminal needs: PUBACK callbacks, UNSUBSCRIBE, a
+    """devices.mqtt.MqttClient plus what a terminal needs: PUBACK callbacks, UNSUBSCRIBE, a
     disconnect hook and an abrupt drop. (Candidates for the shared client; see the report.)"""
 
     def __init__(self, *args: Any, on_lost: Callable[[], None] | None = None, **kw: Any) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from devices.aio_client import AsyncTerminalClient
 from devices.beacons import BeaconQueue
+from devices.mqtt import ClientOptions, MqttClient
 from devices.session import CALL_PREFIX
 from firmware_sim.battery import BatteryConfig
 from firmware_sim.checks import CheckContext, evaluate
@@ -38,7 +39,6 @@ from firmware_sim.terminal import Scheduler, SimTerminal
 from firmware_sim.voice import phrase_reel
 from gateway.broker_auth import ensure_gateway_credentials
 from gateway.floor import FloorConfig
-from gateway.mqtt import ClientOptions, MqttClient
 
 log = logging.getLogger(__name__)
 

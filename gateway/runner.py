@@ -10,13 +10,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from devices.mqtt import ClientOptions, MqttClient, Will
 from gateway import topics
 from gateway.broker import BrokerAddress
 from gateway.control import ControlPlane, GatewayEvent
 from gateway.directory import Directory
 from gateway.floor import FloorConfig
 from gateway.metrics import Counters, LiveGauges
-from gateway.mqtt import ClientOptions, MqttClient, Will
 from gateway.relay import Relay
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from devices.mqtt import ClientOptions, MqttClient
 from gateway.broker import BrokerAddress
-from gateway.mqtt import ClientOptions, MqttClient
 from gateway.tracking.pipeline import FlushResult, TrackingPipeline, ingest_subscriptions
 from gateway.tracking.store import PositionWriter
 

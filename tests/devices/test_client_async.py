@@ -9,11 +9,11 @@ from pathlib import Path
 from codec.frame import VoiceFrame
 from devices.aio_client import AsyncTerminalClient
 from devices.beacons import BeaconJournal, BeaconQueue
+from devices.mqtt import ClientOptions, MqttClient
 from devices.org import default_org
 from devices.session import Beacon
 from gateway.broker import ManagedBroker
 from gateway.directory import build_directory
-from gateway.mqtt import ClientOptions, MqttClient
 from gateway.runner import GatewayRunner, GatewaySettings
 from tests.gateway.harness import GatewayThread
 

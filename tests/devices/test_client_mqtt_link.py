@@ -8,8 +8,8 @@ import random
 import mqtt5
 import pytest
 
+from devices.mqtt import ClientOptions, ConnectionLostError, MqttClient
 from devices.mqtt_link import TerminalMqtt
-from gateway.mqtt import ClientOptions, ConnectionLostError, MqttClient
 
 
 def stream() -> tuple[bytes, list[tuple[str, bytes, int]]]:

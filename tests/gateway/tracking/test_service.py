@@ -10,11 +10,11 @@ from typing import Any
 
 import sqlalchemy
 
+from devices.mqtt import ClientOptions, MqttClient
 from devices.org import default_org
 from gateway.broker import ManagedBroker
 from gateway.control import GatewayEvent
 from gateway.event_log import EventHub
-from gateway.mqtt import ClientOptions, MqttClient
 from gateway.store.registry import DeviceRegistry
 from gateway.tracking.config import TrackingConfig
 from gateway.tracking.formats import nmea_checksum

@@ -6,7 +6,9 @@ buffer that is written once per event-loop turn. That batching is what lets a Py
 tens of thousands of frames per second through mosquitto (paho's per-message path cannot).
 
 The client owns its connection: `run()` connects, keeps alive and reconnects with capped,
-jittered backoff until `close()`.
+jittered backoff until `close()`. It lives in `devices` because both sides use it: the gateway
+(relay, control plane, tracking ingest) and the terminal-side clients (devices/aio_client.py,
+devices/mqtt_link.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 
 import mqtt5
 
-from gateway.errors import GatewayError
+from devices.errors import DevicesError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ MessageHandler = Callable[[str, bytes, int], None]
 """handler(topic, payload, qos) — called on the reader task; must not block."""
 
 
-class MqttError(GatewayError):
+class MqttError(DevicesError):
     """The MQTT connection failed or the broker refused something."""
 
 
