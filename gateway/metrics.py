@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -80,6 +81,37 @@ class GatewayCollector(Collector):
             "Waiting floor requests",
             live.queue_depths,
             "floor",
+        )
+
+
+class RecorderStats(Protocol):
+    """What the recorder link reports (gateway.recorder_process.RecorderLink)."""
+
+    @property
+    def dropped(self) -> int: ...
+
+    @property
+    def backlog(self) -> int: ...
+
+
+class RecorderCollector(Collector):
+    """Recording losses and the backlog waiting for the (lowest-priority) recorder process."""
+
+    def __init__(self, recorder: RecorderStats) -> None:
+        self.recorder = recorder
+
+    def collect(self) -> Iterator[Metric]:
+        yield _family(
+            CounterMetricFamily,
+            "xixin_recording_frames_dropped",
+            "Relayed frames missing from recordings (recorder backlog full or recorder gone)",
+            self.recorder.dropped,
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "xixin_recorder_backlog_bytes",
+            "Frames waiting in the gateway for the recorder process",
+            self.recorder.backlog,
         )
 
 

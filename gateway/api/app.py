@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from prometheus_client import CollectorRegistry
 
 from gateway.api.routes import devices, events, health, metrics, recordings, talkgroups, tracking
-from gateway.metrics import GatewayCollector, LiveGauges
+from gateway.metrics import GatewayCollector, LiveGauges, RecorderCollector
 from gateway.service import GatewayService
 from gateway.tracking.metrics import TrackingCollector
 
@@ -26,6 +26,8 @@ def create_app(service: GatewayService) -> FastAPI:
                 return runner.gauges()
 
             registry.register(GatewayCollector(runner.counters, gauges))
+            if service.recorder is not None:
+                registry.register(RecorderCollector(service.recorder))
             if service.tracking is not None:
                 registry.register(TrackingCollector(service.tracking))
             app.state.metrics = registry

@@ -145,6 +145,9 @@ def test_burst_through_gateway_is_recorded_and_served(
     with wave.open(str(decoded)) as wav:
         assert abs(wav.getnframes() / wav.getframerate() - 2.0) < 0.05
     assert http.get("/api/recordings/9999/audio").status_code == 404
+    metrics = http.get("/metrics").text
+    assert "xixin_recording_frames_dropped_total 0.0" in metrics
+    assert "xixin_recorder_backlog_bytes 0.0" in metrics
 
 
 def test_a_stalled_recorder_loses_recording_not_relay_time(tmp_path: Path) -> None:
@@ -261,3 +264,20 @@ def test_pipe_stream_stays_aligned_when_writes_are_cut(tmp_path: Path) -> None:
     assert buffer == b"", "a cut record was never completed"
     assert link.dropped > 0 and len(received) + link.dropped == sent
     assert all(len(payload) == 37 + payload[0] for _, _, payload in received)
+
+
+def test_recording_losses_and_backlog_are_exported(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from gateway.metrics import RecorderCollector
+    from gateway.recorder_process import RecorderLink
+
+    link = RecorderLink(tmp_path, None)
+    registry = CollectorRegistry()
+    registry.register(RecorderCollector(link))
+    link.dropped = 5
+    link._queue.append(b"x" * 1234)
+    link._queued = 1234
+    text = generate_latest(registry).decode()
+    assert "xixin_recording_frames_dropped_total 5.0" in text
+    assert "xixin_recorder_backlog_bytes 1234.0" in text
