@@ -154,23 +154,29 @@ def peek_frame(buf: bytes | memoryview) -> FrameHeader:
     return FrameHeader(*_validate(buf))
 
 
+def _common_frame(buf: bytes | memoryview) -> tuple[int, int, int] | None:
+    """(flags, burst, seq) of the common frame (one 20 ms packet, no redundancy), checked with
+    the same rules as _validate in one expression; None for anything else (the general path)."""
+    size = len(buf)
+    if not HEADER_SIZE + 3 <= size <= MAX_FRAME_BYTES:
+        return None
+    version, flags, burst, seq, _, units, count = HEADER.unpack_from(buf, 0)
+    if (
+        count == 1
+        and version == VERSION
+        and not flags & ~_SINGLE_PACKET_FLAGS
+        and units == _UNITS_20MS
+        and size == HEADER_SIZE + 2 + ((buf[HEADER_SIZE] << 8) | buf[HEADER_SIZE + 1])
+        and size <= HEADER_SIZE + 2 + MAX_PACKET_BYTES
+    ):
+        return flags, burst, seq
+    return None
+
+
 def frame_burst(buf: bytes | memoryview) -> int:
     """Validate a whole frame and return only its burst id: the relay's per-frame check."""
-    # The common frame (one 20 ms packet, no redundancy) is checked inline: the same checks
-    # as _validate, in one expression. Anything else takes the general path.
-    size = len(buf)
-    if HEADER_SIZE + 3 <= size <= MAX_FRAME_BYTES:
-        version, flags, burst, _, _, units, count = HEADER.unpack_from(buf, 0)
-        if (
-            count == 1
-            and version == VERSION
-            and not flags & ~_SINGLE_PACKET_FLAGS
-            and units == _UNITS_20MS
-            and size == HEADER_SIZE + 2 + ((buf[HEADER_SIZE] << 8) | buf[HEADER_SIZE + 1])
-            and size <= HEADER_SIZE + 2 + MAX_PACKET_BYTES
-        ):
-            return int(burst)
-    return _validate(buf)[1]
+    common = _common_frame(buf)
+    return common[1] if common is not None else _validate(buf)[1]
 
 
 def frame_audio(buf: bytes) -> tuple[int, int, int, int, list[bytes]]:
@@ -178,21 +184,10 @@ def frame_audio(buf: bytes) -> tuple[int, int, int, int, list[bytes]]:
 
     The recorder's per-frame read: no redundancy, no objects beyond the packets themselves.
     """
-    # Fast path for the common frame (one packet, no redundancy): the same checks as
-    # _validate, inlined. Anything else takes the general path.
-    size = len(buf)
-    if HEADER_SIZE + 3 <= size <= MAX_FRAME_BYTES:
-        version, flags, burst, seq, _, units, count = HEADER.unpack_from(buf, 0)
-        length = (buf[HEADER_SIZE] << 8) | buf[HEADER_SIZE + 1]
-        if (
-            count == 1
-            and version == VERSION
-            and not flags & ~_SINGLE_PACKET_FLAGS
-            and units == _UNITS_20MS
-            and length <= MAX_PACKET_BYTES
-            and size == HEADER_SIZE + 2 + length
-        ):
-            return flags, burst, seq, 20, [buf[HEADER_SIZE + 2 :]]
+    common = _common_frame(buf)
+    if common is not None:
+        flags, burst, seq = common
+        return flags, burst, seq, 20, [buf[HEADER_SIZE + 2 :]]
     flags, burst, seq, _, frame_ms, count = _validate(buf)
     packets = []
     offset = HEADER_SIZE
