@@ -38,6 +38,7 @@ import mqtt5  # noqa: E402
 from codec.frame import FLAG_START, VoiceFrame, encode_frame  # noqa: E402
 from devices.mqtt import ClientOptions, MqttClient  # noqa: E402
 from gateway.broker import BrokerAddress, ManagedBroker  # noqa: E402
+from gateway.relay import publish_head  # noqa: E402
 
 FRAME_MS = 20
 PAYLOAD_BYTES = 80
@@ -157,7 +158,6 @@ class Load:
     def __init__(self, address: BrokerAddress) -> None:
         self.address = address
         self.latencies: list[float] = []
-        self.received = 0
         self.recording = False
         self.grants: dict[str, int] = {}
         self.grant_event = asyncio.Event()
@@ -179,7 +179,6 @@ class Load:
         self.latencies.append((now_ns - sent_ns) / 1e6)
         if self.timeline is not None:
             self.timeline.append((sent_ns, now_ns))
-        self.received += 1
 
     async def __aenter__(self) -> Load:
         self.rx = MqttClient(
@@ -259,7 +258,6 @@ class Load:
             stream.filler,
         )
         self.latencies = []
-        self.received = 0
         self.recording = True
         sent = 0
         ticks = int(seconds * 1000 / FRAME_MS) * SUB_TICKS
@@ -300,10 +298,7 @@ class Stream:
         self.senders = senders
         self.filler = bytes(PAYLOAD_BYTES - 9)
         frame_size = FRAME_HEAD.size + len(self.filler)
-        self.prefixes = []
-        for topic in topics:
-            template = mqtt5.PublishPacket(topic, bytes(frame_size)).write()
-            self.prefixes.append(template[: len(template) - frame_size])
+        self.prefixes = [publish_head(topic, frame_size) for topic in topics]
         _check_packet_layout(self.prefixes[0], topics[0], self.filler)
         self.next_seq = 0
 

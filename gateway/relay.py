@@ -16,6 +16,8 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 
+import mqtt5
+
 from codec.frame import FrameError, frame_burst
 from gateway import topics
 from gateway.floor import Floor
@@ -31,16 +33,9 @@ _MAX_ROUTES = 100_000  # uplink topics seen (device x talkgroup); the cache is c
 
 
 def publish_head(topic: str, payload_size: int) -> bytes:
-    """MQTT 5 PUBLISH (QoS 0, no properties) up to the payload: what mqtt5 would write."""
-    encoded = topic.encode()
-    remaining = 2 + len(encoded) + 1 + payload_size
-    length = bytearray()
-    while True:
-        byte, remaining = remaining & 0x7F, remaining >> 7
-        length.append(byte | 0x80 if remaining else byte)
-        if not remaining:
-            break
-    return b"\x30" + bytes(length) + len(encoded).to_bytes(2, "big") + encoded + b"\x00"
+    """The bytes mqtt5 writes for a QoS 0 PUBLISH on `topic` before a payload of this size."""
+    packet = mqtt5.PublishPacket(topic, bytes(payload_size)).write()
+    return packet[: len(packet) - payload_size]
 
 
 class _Downlink:
