@@ -27,19 +27,19 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine
 from multiprocessing.queues import Queue as MpQueue
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import mqtt5  # noqa: E402
 
+from bench.common import cpu_seconds  # noqa: E402
+from devices.mqtt import run_event_loop  # noqa: E402
 from gateway.broker import BrokerAddress, ManagedBroker  # noqa: E402
 
-T = TypeVar("T")
 DEVICES = 1000
 STEP_S = 5.0
 WINDOW = 2000  # QoS 1 publishes in flight from the publisher
@@ -63,19 +63,6 @@ class BenchBroker(ManagedBroker):
             )
             path.write_text(text)
         return path
-
-
-def run_event_loop(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---- worker process ------------------------------------------------------------------------------

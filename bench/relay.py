@@ -23,20 +23,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import mqtt5  # noqa: E402
 
+from bench.common import cpu_seconds  # noqa: E402
 from codec.frame import FLAG_START, VoiceFrame, encode_frame  # noqa: E402
-from devices.mqtt import ClientOptions, MqttClient  # noqa: E402
+from devices.mqtt import ClientOptions, MqttClient, run_event_loop  # noqa: E402
 from gateway.broker import BrokerAddress, ManagedBroker  # noqa: E402
 from gateway.relay import publish_head  # noqa: E402
 
@@ -109,15 +108,6 @@ def serve_gateway(host: str, port: int, bursts: int, record: bool) -> None:
     run_event_loop(main())
 
 
-def run_event_loop(coro: Coroutine[Any, Any, T]) -> T:
-    """uvloop when installed (as the gateway itself runs), else asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
 # ---- the load generator -------------------------------------------------------------------
 
 
@@ -137,14 +127,6 @@ class Row:
     broker_cpu_pct: float
     loadgen_cpu_pct: float
     recorder_cpu_pct: float
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc (Linux)."""
-    if not pid:  # no such process in this setup (the recorder with --no-record)
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:

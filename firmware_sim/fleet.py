@@ -21,6 +21,7 @@ from typing import Any
 
 from devices.aio_client import AsyncTerminalClient
 from devices.beacons import BeaconJournal, BeaconQueue
+from devices.mqtt import run_event_loop
 from devices.org import Organisation
 from firmware_sim.environment import DeviceSpec, resolve_org
 from firmware_sim.errors import SimError
@@ -350,15 +351,9 @@ def _round(value: float | None) -> float | None:
 def worker_main(spec: WorkerSpec, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Run one worker to completion on a fresh event loop (the entry point of a process).
 
-    uvloop when installed: its socket callbacks cost about half of asyncio's, and a listening
-    terminal is mostly socket callbacks.
+    uvloop when installed: a listening terminal is mostly socket callbacks.
     """
-    coro = Worker(spec).run(progress)
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+    return run_event_loop(Worker(spec).run(progress))
 
 
 def with_duration(options: FleetOptions, seconds: float) -> FleetOptions:

@@ -9,10 +9,10 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from devices.mqtt import run_event_loop
 from firmware_sim import cli as sim_cli
 from firmware_sim import quality_cmd
 from gateway import cli_devices, cli_ingest
@@ -128,15 +128,6 @@ async def _serve(service: GatewayService, args: argparse.Namespace, secrets: dic
         print("xixin: the demo saw no grant or relayed frame", file=sys.stderr)
         return 1
     return 0
-
-
-def run_event_loop(coro: Coroutine[Any, Any, int]) -> int:
-    """uvloop when installed: the relay's socket I/O costs about half as much on it."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def _report(service: GatewayService) -> None:

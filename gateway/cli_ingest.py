@@ -230,7 +230,7 @@ def worker_main(spec: WorkerSpec, index: int, counters: Any, parent: int) -> Non
     logging.basicConfig(
         level=spec.log_level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
     )
-    from gateway.cli import run_event_loop
+    from devices.mqtt import run_event_loop
     from gateway.tracking.service import BrokerAccount, TrackingService
 
     org, config = _load(spec)
