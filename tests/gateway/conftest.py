@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from devices.client import TerminalClient
 from devices.org import default_org
+from gateway.api import create_app
 from gateway.broker import ManagedBroker
 from gateway.directory import Directory, build_directory
 from gateway.floor import FloorConfig
 from gateway.runner import GatewayRunner, GatewaySettings
+from gateway.service import GatewayService, ServiceConfig
 from tests.gateway.harness import GatewayThread
 
 # (id, unit, role, enabled)
@@ -68,3 +72,14 @@ def terminal(mosquitto: ManagedBroker) -> Iterator[TerminalFactory]:
             client.disconnect()
         except Exception:
             client.drop()
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, GatewayService]]:
+    """The HTTP API on a full service (managed broker, SQLite, recorder) in tmp_path."""
+    service = GatewayService(ServiceConfig(data_dir=tmp_path, device_poll_s=0.2))
+    try:
+        with TestClient(create_app(service)) as client:
+            yield client, service
+    finally:
+        service.close()

@@ -4,25 +4,12 @@ SQLite, the gateway runner owned by the app lifespan, terminals logging in with 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from devices.client import ConnectFailedError, TerminalClient
-from gateway.api import create_app
-from gateway.service import GatewayService, ServiceConfig
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[TestClient, GatewayService]]:
-    service = GatewayService(ServiceConfig(data_dir=tmp_path, device_poll_s=0.2))
-    try:
-        with TestClient(create_app(service)) as client:
-            yield client, service
-    finally:
-        service.close()
+from gateway.service import GatewayService
 
 
 def _terminal(service: GatewayService, device: str, secret: str) -> TerminalClient:

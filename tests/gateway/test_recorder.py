@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import time
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,9 @@ from codec.frame import VoiceFrame, encode_frame
 from codec.ogg import read_ogg_opus
 from codec.opus import EncoderSettings, OpusEncoder
 from devices.client import TerminalClient
-from gateway.api import create_app
 from gateway.recorder import Recorder
 from gateway.recorder_process import decode_records, encode_record
-from gateway.service import GatewayService, ServiceConfig
+from gateway.service import GatewayService
 from gateway.store.db import create_db_engine, migrate
 from gateway.store.recordings import recordings
 from gateway.store.tables import metadata as _all_tables  # noqa: F401
@@ -101,16 +99,6 @@ def test_recorder_fills_gaps_splits_bursts_and_indexes(tmp_path: Path) -> None:
     assert rows[0].duration_ms == 1000  # the 3 lost frames are concealed, the timeline kept
     stream = read_ogg_opus((tmp_path / "rec" / rows[0].path).read_bytes())
     assert stream.tags.get("TALKER") == "T001" and stream.tags.get("TALKGROUP") == "grid-01"
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[TestClient, GatewayService]]:
-    service = GatewayService(ServiceConfig(data_dir=tmp_path, device_poll_s=0.2))
-    try:
-        with TestClient(create_app(service)) as client:
-            yield client, service
-    finally:
-        service.close()
 
 
 @pytest.mark.skipif(shutil.which("opusinfo") is None, reason="opus-tools not installed")
