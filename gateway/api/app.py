@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from gateway.api.routes import devices, events, health, metrics, recordings, talkgroups, tracking
 from gateway.metrics import GatewayCollector, LiveGauges, RecorderCollector
 from gateway.service import GatewayService
+from gateway.tracking.errors import TrackingStoreError
 from gateway.tracking.metrics import TrackingCollector
 
 
@@ -37,6 +38,7 @@ def create_app(service: GatewayService) -> FastAPI:
     app.state.service = service
     for module in (health, devices, talkgroups, recordings, metrics, events, tracking):
         app.include_router(module.router)
+    app.add_exception_handler(TrackingStoreError, tracking.tracking_unavailable)
     console = resources.files("gateway.console").joinpath("index.html").read_text("utf-8")
 
     @app.get("/", include_in_schema=False)

@@ -17,6 +17,7 @@ from fastapi import (
     WebSocket,
     WebSocketDisconnect,
 )
+from fastapi.responses import JSONResponse
 
 from gateway.api.tracking_schemas import (
     CheckpointIn,
@@ -39,7 +40,6 @@ from gateway.tracking.errors import (
     CheckpointError,
     GeofenceError,
     HistoryError,
-    TrackingStoreError,
     UnknownCheckpointError,
     UnknownGeofenceError,
 )
@@ -68,8 +68,9 @@ def _bad_request(exc: Exception) -> HTTPException:
     return HTTPException(422, str(exc))
 
 
-def _unavailable(exc: TrackingStoreError) -> HTTPException:
-    return HTTPException(503, f"tracking database: {exc}")
+def tracking_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """Every tracking route's database failure: 503, the same way everywhere (app handler)."""
+    return JSONResponse({"detail": f"tracking database: {exc}"}, status_code=503)
 
 
 def _known(tracking: TrackingService, device: str) -> None:
@@ -122,8 +123,6 @@ def replay(
         )
     except HistoryError as exc:
         raise _bad_request(exc) from exc
-    except TrackingStoreError as exc:
-        raise _unavailable(exc) from exc
     return ReplayOut(
         device=device,
         start=start,
@@ -157,8 +156,6 @@ def summary(device: str, start: Start, end: End, tracking: TrackingDep) -> Summa
         result = queries.summary(tracking.reader, tracking.config.history, device, start, end)
     except HistoryError as exc:
         raise _bad_request(exc) from exc
-    except TrackingStoreError as exc:
-        raise _unavailable(exc) from exc
     return SummaryOut(
         device=device,
         start=start,
@@ -195,8 +192,6 @@ def export(
         )
     except HistoryError as exc:
         raise _bad_request(exc) from exc
-    except TrackingStoreError as exc:
-        raise _unavailable(exc) from exc
     filename = f"{device}-{int(start)}-{int(end)}.{fmt}"
     return Response(
         body,
@@ -214,12 +209,7 @@ def events(
     end: float | None = None,
     limit: int = Query(default=1000, ge=1, le=10_000),
 ) -> list[TrackingEventOut]:
-    try:
-        found = tracking.repository.events(
-            device=device, kind=kind, start=start, end=end, limit=limit
-        )
-    except TrackingStoreError as exc:
-        raise _unavailable(exc) from exc
+    found = tracking.repository.events(device=device, kind=kind, start=start, end=end, limit=limit)
     return [
         TrackingEventOut(kind=e.kind, type=e.type, device=e.device, ts=e.ts, active=e.active,
                          geofence=e.geofence, lat=e.lat, lon=e.lon, data=e.data)
@@ -248,8 +238,6 @@ async def add_geofence(body: GeofenceIn, tracking: TrackingDep) -> GeofenceOut:
     except GeofenceError as exc:
         conflict = "already exists" in str(exc) or "is a grid" in str(exc)
         raise HTTPException(409 if conflict else 422, str(exc)) from exc
-    except TrackingStoreError as exc:
-        raise _unavailable(exc) from exc
     return GeofenceOut(
         id=spec.id, name=spec.name, kind=spec.kind, coordinates=list(spec.coordinates),
         radius_m=spec.radius_m,
@@ -262,8 +250,6 @@ async def delete_geofence(fence_id: str, tracking: TrackingDep) -> Response:
         await tracking.delete_geofence(fence_id)
     except UnknownGeofenceError as exc:
         raise HTTPException(404, str(exc)) from exc
-    except TrackingStoreError as exc:
-        raise _unavailable(exc) from exc
     return Response(status_code=204)
 
 
@@ -272,10 +258,7 @@ async def delete_geofence(fence_id: str, tracking: TrackingDep) -> Response:
 
 @router.get("/checkpoints")
 def list_checkpoints(tracking: TrackingDep, grid: str | None = None) -> list[CheckpointOut]:
-    try:
-        found = tracking.repository.checkpoints(grid)
-    except TrackingStoreError as exc:
-        raise _unavailable(exc) from exc
+    found = tracking.repository.checkpoints(grid)
     return [
         CheckpointOut(id=c.id, grid=c.grid, name=c.name, lat=c.lat, lon=c.lon,
                       radius_m=c.radius_m, required_visits=c.required_visits)
@@ -293,8 +276,6 @@ def add_checkpoint(body: CheckpointIn, tracking: TrackingDep) -> CheckpointOut:
         tracking.repository.add_checkpoint(checkpoint)
     except CheckpointError as exc:
         raise HTTPException(409 if "already exists" in str(exc) else 422, str(exc)) from exc
-    except TrackingStoreError as exc:
-        raise _unavailable(exc) from exc
     return CheckpointOut(
         id=checkpoint.id, grid=checkpoint.grid, name=checkpoint.name, lat=checkpoint.lat,
         lon=checkpoint.lon, radius_m=checkpoint.radius_m,
@@ -308,8 +289,6 @@ def delete_checkpoint(checkpoint_id: str, tracking: TrackingDep) -> Response:
         tracking.repository.delete_checkpoint(checkpoint_id)
     except UnknownCheckpointError as exc:
         raise HTTPException(404, str(exc)) from exc
-    except TrackingStoreError as exc:
-        raise _unavailable(exc) from exc
     return Response(status_code=204)
 
 
@@ -331,8 +310,6 @@ async def _coverage(
         )  # fmt: skip
     except CheckpointError as exc:
         raise _bad_request(exc) from exc
-    except TrackingStoreError as exc:
-        raise _unavailable(exc) from exc
 
 
 CoverageQuery = Annotated[date | None, Query(alias="date", description="local date of shifts")]

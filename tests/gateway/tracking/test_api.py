@@ -170,3 +170,18 @@ def test_terminal_to_replay_exports_geofences_coverage_and_stream(
         assert 'xixin_beacons_received_total{format="native"} 60.0' in metrics
     finally:
         terminal.disconnect()
+
+
+def test_a_failing_tracking_database_answers_503(api: tuple[TestClient, GatewayService]) -> None:
+    http, service = api
+    assert service.tracking is not None
+    with service.tracking.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE checkpoints")
+    listed = http.get("/api/tracking/checkpoints")
+    assert listed.status_code == 503
+    assert listed.json()["detail"].startswith("tracking database: reading checkpoints failed")
+    checkpoint = {"id": "cp-1", "grid": "grid-01", "name": "Gate", "lat": LAT, "lon": LON,
+                  "radius_m": 20, "required_visits": 1}  # fmt: skip
+    assert http.post("/api/tracking/checkpoints", json=checkpoint).status_code == 503
+    assert http.delete("/api/tracking/checkpoints/cp-1").status_code == 503
+    assert http.get("/api/tracking/coverage", params={"start": 0, "end": 60}).status_code == 503
