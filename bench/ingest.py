@@ -300,6 +300,12 @@ def end_to_end(url: str, broker: ManagedBroker, workers: int, count: int) -> dic
         "per_worker_cpu_second": round(committed / max(sum(cpu.values()), 1e-9)),
         "broker_cpu_s": round(broker_cpu, 2),
         "publisher_cpu_s": round(publisher_cpu, 2),
+        # How the shared subscription split the beacons, and how much of the machine was busy:
+        # with 2 workers on 2 cores next to the broker, more workers cannot add throughput here.
+        "committed_by_worker": [inserted.get(index, 0) for index in range(workers)],
+        "cores_busy": round(
+            (sum(cpu.values()) + broker_cpu + publisher_cpu) / elapsed if elapsed > 0 else 0.0, 2
+        ),
         "filtered": [e["filtered"] for e in extra],
     }
 
