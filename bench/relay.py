@@ -1,14 +1,15 @@
 """Relay benchmark: N concurrent talk bursts through broker + gateway vs the broker alone.
 
-    python bench/relay.py [--quick] [--no-record] [--steps 100,400] [--dump FILE]
+    python bench/relay.py [--quick] [--no-record] [--tcp-gateway] [--steps 100,400] [--dump FILE]
 
 Each burst sends 50 frames/s (20 ms, ~80-byte Opus payload) from 100 terminal connections.
 For every N the same load runs over two paths in the same run: through mosquitto alone (the
 talker publishes straight to the downlink topic: the reference path) and through mosquitto +
 the gateway (uplink -> floor check -> relay -> downlink, every burst recorded as in
 production). The two paths alternate in slices, so both see the same machine. The gateway runs
-in its own process, like in production. Added latency is the gateway path's percentile minus
-the reference path's. Writes bench/results/relay.json.
+in its own process, like in production, and reaches the broker over its Unix socket as under
+`xixin up` (`--tcp-gateway`: over TCP, as with an external broker). Added latency is the
+gateway path's percentile minus the reference path's. Writes bench/results/relay.json.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def dev_of(i: int) -> str:
 
 
 def serve_gateway(host: str, port: int, bursts: int, record: bool) -> None:
+    """`host` is a path when the gateway reaches the broker over its Unix socket."""
     from gateway.directory import DeviceInfo, Directory
     from gateway.recorder_process import RecorderLink
     from gateway.runner import GatewayRunner, GatewaySettings
@@ -87,7 +89,9 @@ def serve_gateway(host: str, port: int, bursts: int, record: bool) -> None:
     )
 
     async def main() -> None:
-        runner = GatewayRunner(GatewaySettings(BrokerAddress(host, port)), directory)
+        unix = host if host.startswith("/") else None
+        address = BrokerAddress("127.0.0.1" if unix else host, port, unix_path=unix)
+        runner = GatewayRunner(GatewaySettings(address), directory)
         # As in production, every relayed burst is also recorded (recorder process, files only).
         with tempfile.TemporaryDirectory() as recordings:
             recorder = RecorderLink(Path(recordings), None)
@@ -416,6 +420,11 @@ def main() -> None:
     parser.add_argument(
         "--no-record", action="store_true", help="gateway without its recorder (production records)"
     )
+    parser.add_argument(
+        "--tcp-gateway",
+        action="store_true",
+        help="the gateway reaches the broker over TCP, not its Unix socket (as an external broker)",
+    )
     parser.add_argument("--steps", help="comma-separated burst counts instead of the defaults")
     parser.add_argument(
         "--repeats", type=int, help="passes over the steps; rows are medians (default 3, quick 1)"
@@ -435,14 +444,14 @@ def main() -> None:
     print(f"idle machine, 1 ms sleep wakes late by: {jitter}", flush=True)
     began = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
-        broker = ManagedBroker(Path(tmp))
+        broker = ManagedBroker(Path(tmp), local_socket=not args.tcp_gateway)
         broker.start()
         gateway = subprocess.Popen(
             [
                 sys.executable,
                 __file__,
                 "--serve-gateway",
-                broker.host,
+                broker.local_address.unix_path or broker.host,
                 str(broker.port),
                 str(max(steps)),
                 *(["--no-record"] if args.no_record else []),
@@ -496,6 +505,7 @@ def main() -> None:
         "reference": "same load through mosquitto alone (publish straight to the downlink)",
         "method": f"per step the two paths alternate in {SLICES} slices each",
         "gateway_setup": "uvloop, 4 publishing connections, "
+        + ("TCP to the broker, " if args.tcp_gateway else "the broker's Unix socket, ")
         + (
             "no recorder"
             if args.no_record

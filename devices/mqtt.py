@@ -70,6 +70,8 @@ class ClientOptions:
     keep_alive: int = 30
     will: Will | None = None
     tls: ssl.SSLContext | None = None
+    # A Unix socket of a broker on this machine, used instead of host:port: no TCP stack.
+    unix_path: str | None = None
     subscriptions: Sequence[tuple[str, int]] = field(default_factory=list)
     read_size: int = 256 * 1024
     backoff_initial: float = 0.2
@@ -88,7 +90,7 @@ class _Connection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, hence no isinstance check.
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
-        if sock is not None:
+        if sock is not None and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
@@ -149,10 +151,13 @@ class MqttClient:
         opts = self.options
         loop = asyncio.get_running_loop()
         self._buffer = b""
-        transport, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: _Connection(self), opts.host, opts.port, ssl=opts.tls),
-            timeout,
-        )
+        if opts.unix_path is not None:
+            opening = loop.create_unix_connection(lambda: _Connection(self), opts.unix_path)
+        else:
+            opening = loop.create_connection(
+                lambda: _Connection(self), opts.host, opts.port, ssl=opts.tls
+            )
+        transport, conn = await asyncio.wait_for(opening, timeout)
         self._conn, self._transport = conn, transport
         will = None
         if opts.will is not None:

@@ -97,14 +97,15 @@ async def _serve(service: GatewayService, args: argparse.Namespace, secrets: dic
         await asyncio.sleep(0.05)
     runner = service.runner
     assert runner is not None
-    print(f"xixin: broker {runner.settings.broker.url}  database {service.db_url}")
+    # Terminals use the TCP listener; the gateway may sit on the managed broker's Unix socket.
+    terminals_broker = service.broker.address if service.broker else runner.settings.broker
+    print(f"xixin: broker {terminals_broker.url}  database {service.db_url}")
     print(f"xixin: console and API on http://{args.http_host}:{args.http_port}/  (Ctrl-C stops)")
     fleet = None
     if args.demo:
         from firmware_sim.demo_fleet import DemoFleet
 
-        broker = runner.settings.broker
-        fleet = DemoFleet(broker.host, broker.port, secrets)
+        fleet = DemoFleet(terminals_broker.host, terminals_broker.port, secrets)
         fleet.start()
     started = last_report = time.monotonic()
     try:

@@ -67,6 +67,7 @@ class GatewayRunner:
             ClientOptions(
                 host=settings.broker.host,
                 port=settings.broker.port,
+                unix_path=settings.broker.unix_path,
                 client_id=f"xixin-gateway-{settings.instance}",
                 username=settings.username,
                 password=settings.password,
@@ -83,6 +84,7 @@ class GatewayRunner:
                 ClientOptions(
                     host=settings.broker.host,
                     port=settings.broker.port,
+                    unix_path=settings.broker.unix_path,
                     client_id=f"xixin-gateway-{settings.instance}-pub{k}",
                     username=settings.username,
                     password=settings.password,
@@ -120,7 +122,7 @@ class GatewayRunner:
             retain=True,
         )
         self.log.info(
-            "gateway %s connected to %s", self.settings.instance, self.settings.broker.url
+            "gateway %s connected to %s", self.settings.instance, self.settings.broker.where
         )
 
     def _drain(self) -> None:

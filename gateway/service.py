@@ -97,10 +97,11 @@ class GatewayService:
                 port=self.config.broker_port,
                 password_file=password_file,
                 acl_file=acl_file,
+                local_socket=True,
                 logger=self.log,
             )
             self.broker.start()
-            address = self.broker.address
+            address = self.broker.local_address
         settings = GatewaySettings(
             broker=address,
             username=user,

@@ -57,6 +57,7 @@ class IngestWorker:
             ClientOptions(
                 host=broker.host,
                 port=broker.port,
+                unix_path=broker.unix_path,
                 client_id=client_id,
                 username=username,
                 password=password,

@@ -41,8 +41,12 @@ TerminalFactory = Callable[..., TerminalClient]
 def start_gateway(mosquitto: ManagedBroker) -> Iterator[GatewayFactory]:
     started: list[GatewayThread] = []
 
-    def start(floor: FloorConfig | None = None) -> GatewayThread:
-        settings = GatewaySettings(broker=mosquitto.address, floor=floor or FloorConfig())
+    def start(floor: FloorConfig | None = None, *, tcp: bool = False) -> GatewayThread:
+        """The gateway on the broker's Unix socket as under `xixin up`; `tcp` as on an external
+        broker. Terminals always use TCP."""
+        address = mosquitto.address if tcp else mosquitto.local_address
+        assert tcp or address.unix_path is not None
+        settings = GatewaySettings(broker=address, floor=floor or FloorConfig())
         thread = GatewayThread(GatewayRunner(settings, make_directory())).start()
         started.append(thread)
         return thread

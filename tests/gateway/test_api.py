@@ -34,6 +34,15 @@ def test_provision_login_floor_metrics_and_revoke(
     http, service = api
     health = http.get("/api/health").json()
     assert health["status"] == "ok" and health["mqtt_connected"] is True
+    # Connected, and only through the managed broker's Unix socket (terminals use TCP).
+    assert service.broker is not None and service.runner is not None
+    socket_path = str(service.broker.socket_path)
+    assert service.runner.settings.broker.unix_path == socket_path
+    assert all(p.options.unix_path == socket_path for p in service.runner.publishers)
+    tracking = service.tracking
+    assert tracking is not None
+    _until(lambda: tracking.workers and all(w.client.is_connected for w in tracking.workers))
+    assert all(w.client.options.unix_path == socket_path for w in tracking.workers)
 
     created = http.post("/api/devices", json={"id": "T001", "unit": "grid-01", "role": "officer"})
     assert created.status_code == 201

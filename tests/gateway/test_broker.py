@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
 
+import mqtt5
 import pytest
 
 from gateway.broker import BrokerAddress, BrokerError, BrokerNotInstalledError, ManagedBroker
@@ -21,6 +23,43 @@ def test_start_listen_stop(tmp_path: Path) -> None:
     broker.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_local_socket_serves_mqtt_and_is_removed_on_stop(tmp_path: Path) -> None:
+    broker = ManagedBroker(tmp_path, local_socket=True)
+    broker.socket_path.write_text("left by a broker that crashed")  # must not fail the bind
+    broker.start()
+    try:
+        address = broker.local_address
+        assert address.unix_path == str(tmp_path / "mosquitto.sock")
+        assert (address.host, address.port) == (broker.host, broker.port)
+        assert address.where == f"unix:{address.unix_path}"
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(2)
+            sock.connect(address.unix_path)
+            sock.sendall(mqtt5.ConnectPacket("probe").write())
+            connack = mqtt5.read(sock.recv(64))[0]
+            assert isinstance(connack, mqtt5.ConnAckPacket)
+            assert connack.reason_code == mqtt5.ConnAckReasonCode.SUCCESS
+        assert broker.address.unix_path is None  # terminals get the TCP listener
+    finally:
+        broker.stop()
+    assert not broker.socket_path.exists()
+
+
+def test_too_long_socket_path_falls_back_to_tcp(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    deep = tmp_path / ("d" * 120)
+    broker = ManagedBroker(deep, local_socket=True)
+    with caplog.at_level(logging.WARNING, logger="gateway.broker"):
+        broker.start()
+    try:
+        assert broker.local_address == broker.address
+        assert "listener 0" not in broker.config_path.read_text()
+        assert "longer than 107 bytes; the gateway uses TCP" in caplog.text
+    finally:
+        broker.stop()
 
 
 def test_missing_mosquitto_names_install_command(

@@ -240,14 +240,18 @@ class AuthBroker(ManagedBroker):
 class Mqtt:
     """A paho MQTT 5 client with event-based waits for CONNACK, SUBACK, PUBACK and messages."""
 
-    def __init__(self, broker: ManagedBroker, user: str, password: str) -> None:
+    def __init__(
+        self, broker: ManagedBroker, user: str, password: str, *, unix: bool = False
+    ) -> None:
         self.user = user
+        self.unix = unix
         # No automatic reconnect: a refused or kicked client stays down.
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=user,
             protocol=mqtt.MQTTv5,
             reconnect_on_failure=False,
+            transport="unix" if unix else "tcp",
         )
         self.client.username_pw_set(user, password)
         self.broker = broker
@@ -293,7 +297,12 @@ class Mqtt:
         self._ack(mid, [rc.value for rc in rcs])
 
     def connect(self) -> int:
-        self.client.connect(self.broker.host, self.broker.port, keepalive=30)
+        if self.unix:
+            path = self.broker.local_address.unix_path
+            assert path is not None, "the broker has no Unix socket"
+            self.client.connect(path, keepalive=30)
+        else:
+            self.client.connect(self.broker.host, self.broker.port, keepalive=30)
         self.client.loop_start()
         assert self.connected.wait(TIMEOUT), f"{self.user}: no CONNACK"
         assert self.connack is not None
@@ -342,14 +351,14 @@ class Fleet:
     secrets: dict[str, str]
     clients: list[Mqtt]
 
-    def client(self, user: str, password: str | None = None) -> Mqtt:
+    def client(self, user: str, password: str | None = None, *, unix: bool = False) -> Mqtt:
         if password is None:
             password = (
                 ensure_gateway_credentials(self.data_dir)[1]
                 if user == GATEWAY_USER
                 else self.secrets[user]
             )
-        client = Mqtt(self.broker, user, password)
+        client = Mqtt(self.broker, user, password, unix=unix)
         self.clients.append(client)
         return client
 
@@ -376,7 +385,9 @@ def fleet(tmp_path: Path, registry: DeviceRegistry, org: Organisation) -> Iterat
     registry.disable("G001")
     data_dir = tmp_path / "data"
     password_file, acl_file = sync_broker_auth(registry, org, data_dir)
-    broker = AuthBroker(tmp_path / "broker", password_file=password_file, acl_file=acl_file)
+    broker = AuthBroker(
+        tmp_path / "broker", password_file=password_file, acl_file=acl_file, local_socket=True
+    )
     broker.start()
     result = Fleet(broker, registry, data_dir, secrets, [])
     try:
@@ -405,6 +416,20 @@ def test_right_secret_connects_wrong_one_is_refused(fleet: Fleet) -> None:
     assert fleet.client("T002", "not-the-secret").connect() in REFUSED
     assert fleet.client("T002", fleet.secrets["T001"]).connect() in REFUSED
     assert fleet.client("T999", "whatever").connect() in REFUSED
+
+
+def test_the_unix_socket_has_the_same_accounts_and_acl(fleet: Fleet) -> None:
+    """The gateway's Unix socket is no back door: same passwords, same ACL as TCP."""
+    assert fleet.client("T002", "not-the-secret", unix=True).connect() in REFUSED
+    assert fleet.client("G001", unix=True).connect() in REFUSED  # disabled
+    gateway = fleet.client(GATEWAY_USER, unix=True)
+    assert gateway.connect() == 0
+    assert gateway.subscribe(f"{ROOT}/#") == 1
+    device = fleet.client("T001", unix=True)
+    assert device.connect() == 0
+    assert device.publish(f"{ROOT}/dev/T002/ctrl/up", b"forged") == NOT_AUTHORIZED
+    assert device.publish(f"{ROOT}/dev/T001/ctrl/up", b"own") == 0
+    assert gateway.wait_for(f"{ROOT}/dev/T001/ctrl/up", b"own") == []
 
 
 def test_disabled_device_is_refused(fleet: Fleet) -> None:

@@ -51,10 +51,11 @@ def quiet(client: TerminalClient, wait: float = 0.3) -> bool:
     return False
 
 
+@pytest.mark.parametrize("tcp", [False, True], ids=["gateway-on-unix-socket", "gateway-on-tcp"])
 def test_grant_relay_queue_release(
-    start_gateway: GatewayFactory, terminal: TerminalFactory
+    start_gateway: GatewayFactory, terminal: TerminalFactory, tcp: bool
 ) -> None:
-    gw = start_gateway()
+    gw = start_gateway(tcp=tcp)
     a, b = terminal("T001", [TG]), terminal("T002", [TG])
     granted = a.request_floor(tg=TG)
     assert granted["type"] == "floor_granted" and granted["max_ms"] == 30_000
