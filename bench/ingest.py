@@ -1,11 +1,13 @@
 """Ingest benchmark: beacons/s end to end (MQTT publish -> row committed), zero loss.
 
     python bench/ingest.py [--quick] [--workers 1,2] [--beacons N] [--db sqlite,postgresql]
+                           [--tcp-workers]
 
 For each database (SQLite in WAL mode, and a private PostgreSQL cluster with fsync on) and each
 worker count, N ingest worker processes join one MQTT 5 shared subscription on a real mosquitto
 and run the real pipeline (parse -> filter chain -> geofences/alarms/live -> batched writer
 thread) with the IngestWorker, TrackingPipeline and PositionWriter an `xixin ingest` worker runs.
+Workers reach the broker on its Unix socket, as under `xixin up` (`--tcp-workers`: over TCP).
 A publisher process sends native §7 beacons at QoS 1 over one real MQTT connection with a
 bounded PUBACK window, as fast as the broker takes them; its packets are encoded before the
 clock starts and written in runs of 100-500 (`publisher_cpu_s` shows it is not the bottleneck).
@@ -69,7 +71,7 @@ class BenchBroker(ManagedBroker):
 
 
 def worker_main(
-    url: str, host: str, port: int, index: int, reports: MpQueue[Any], stop: Any, committed: Any
+    url: str, broker: BrokerAddress, index: int, reports: MpQueue[Any], stop: Any, committed: Any
 ) -> None:
     from devices.org import default_org
     from gateway.store.db import create_db_engine
@@ -101,9 +103,7 @@ def worker_main(
     writer.start()
 
     async def main() -> None:
-        worker = IngestWorker(
-            BrokerAddress(host, port), pipeline, writer, client_id=f"bench-ingest-{index}"
-        )
+        worker = IngestWorker(broker, pipeline, writer, client_id=f"bench-ingest-{index}")
         task = asyncio.create_task(worker.run())
         await worker.client.wait_connected(10)
         await asyncio.sleep(0.2)  # the SUBACK of the shared subscription
@@ -244,7 +244,9 @@ def end_to_end(url: str, broker: ManagedBroker, workers: int, count: int) -> dic
     for index in range(workers):
         proc = ctx.Process(
             target=worker_main,
-            args=(url, broker.host, broker.port, index, reports, stop, committed),
+            # Workers reach the broker like `xixin up` does: on its Unix socket (--tcp-workers:
+            # over TCP, as `xixin ingest` on an external broker); the beacons come over TCP.
+            args=(url, broker.local_address, index, reports, stop, committed),
         )
         proc.start()
         procs.append(proc)
@@ -361,6 +363,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workers", default=None, help="comma-separated worker counts")
+    parser.add_argument(
+        "--tcp-workers",
+        action="store_true",
+        help="workers reach the broker over TCP, not its Unix socket (as on an external broker)",
+    )
     parser.add_argument("--beacons", type=int, default=None)
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--inflight", type=int, default=None, help="broker max_inflight_messages")
@@ -382,7 +389,9 @@ def main() -> None:
             best: dict[str, Any] | None = None
             for workers in workers_list:
                 url = fresh_database(kind, workdir, f"ingest_{kind}_{workers}", cluster)
-                broker = BenchBroker(workdir / f"broker-{kind}-{workers}")
+                broker = BenchBroker(
+                    workdir / f"broker-{kind}-{workers}", local_socket=not args.tcp_workers
+                )
                 broker.inflight = args.inflight
                 broker.start()
                 try:
@@ -424,6 +433,7 @@ def main() -> None:
         "beacons": count,
         "devices": DEVICES,
         "target_per_worker_per_s": 20_000,
+        "workers_reach_broker_over": "tcp" if args.tcp_workers else "unix socket",
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
