@@ -13,7 +13,10 @@ bounded PUBACK window, as fast as the broker takes them; its packets are encoded
 clock starts and written in runs of 100-500 (`publisher_cpu_s` shows it is not the bottleneck).
 The clock runs from the first publish to the last commit; `lost` is beacons published minus rows
 in the table. In the same run the raw batched-insert rate of the same database is measured with
-the same writer code and no MQTT. Writes bench/results/ingest.json.
+the same writer code and no MQTT. A full run then adds a scaling series (`capped_scaling`): 1-4
+workers, each capped at 0.15 core in a CPU cgroup of its own (root; skipped where there is no
+cgroup to write), so that the workers and not the machine's 2 cores are the bottleneck.
+Writes bench/results/ingest.json.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import mqtt5  # noqa: E402
 
-from bench.common import cpu_seconds  # noqa: E402
+from bench.common import CpuCap, cpu_seconds  # noqa: E402
 from devices.mqtt import run_event_loop  # noqa: E402
 from gateway.broker import BrokerAddress, ManagedBroker  # noqa: E402
 
@@ -235,7 +238,10 @@ def publisher_main(host: str, port: int, count: int, reports: MpQueue[Any], comm
 # ---- one measurement --------------------------------------------------------------------------
 
 
-def end_to_end(url: str, broker: ManagedBroker, workers: int, count: int) -> dict[str, Any]:
+def end_to_end(
+    url: str, broker: ManagedBroker, workers: int, count: int, cap: float | None = None
+) -> dict[str, Any]:
+    """One run; with `cap`, every worker gets its own cgroup limited to `cap` cores."""
     ctx = multiprocessing.get_context("spawn")
     reports: MpQueue[Any] = ctx.Queue()
     stop = ctx.Event()
@@ -250,6 +256,32 @@ def end_to_end(url: str, broker: ManagedBroker, workers: int, count: int) -> dic
         )
         proc.start()
         procs.append(proc)
+    caps = []
+    try:
+        if cap is not None:
+            for proc in procs:
+                assert proc.pid is not None
+                caps.append(CpuCap(f"xixin-bench-ingest-{proc.pid}", cap))
+                caps[-1].add(proc.pid)
+        return _measure(procs, broker, workers, count, reports, stop, committed, ctx)
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(30)
+        for group in caps:
+            group.close()
+
+
+def _measure(
+    procs: list[Any],
+    broker: ManagedBroker,
+    workers: int,
+    count: int,
+    reports: MpQueue[Any],
+    stop: Any,
+    committed: Any,
+    ctx: Any,
+) -> dict[str, Any]:
     ready = 0
     while ready < workers:
         kind, *_ = reports.get(timeout=60)
@@ -359,6 +391,38 @@ def fresh_database(kind: str, workdir: Path, name: str, cluster: Any) -> str:
     return url
 
 
+def capped_series(
+    kind: str, workdir: Path, cluster: Any, cap: float, count: int, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for workers in (1, 2, 3, 4):
+        url = fresh_database(kind, workdir, f"capped_{kind}_{workers}", cluster)
+        broker = BenchBroker(
+            workdir / f"broker-capped-{kind}-{workers}", local_socket=not args.tcp_workers
+        )
+        broker.start()
+        try:
+            run = end_to_end(url, broker, workers, count, cap)
+        finally:
+            broker.stop()
+        row = {
+            "db": kind,
+            "cap_cores_per_worker": cap,
+            "workers": workers,
+            "beacons": count,
+            "end_to_end_per_s": run["end_to_end_per_s"],
+            "lost": count - count_rows(url),
+            "committed_by_worker": run["committed_by_worker"],
+            "worker_cpu_s": run["worker_cpu_s"],
+            "cores_busy": run["cores_busy"],
+        }
+        first = rows[0]["end_to_end_per_s"] if rows else row["end_to_end_per_s"]
+        row["speedup_vs_1_worker"] = round(row["end_to_end_per_s"] / max(first, 1), 2)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -369,6 +433,12 @@ def main() -> None:
         help="workers reach the broker over TCP, not its Unix socket (as on an external broker)",
     )
     parser.add_argument("--beacons", type=int, default=None)
+    parser.add_argument(
+        "--cap-cores",
+        type=float,
+        default=None,
+        help="the scaling series caps each worker at this many cores (default 0.15; 0 skips it)",
+    )
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--inflight", type=int, default=None, help="broker max_inflight_messages")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ingest.json"))
@@ -376,10 +446,15 @@ def main() -> None:
     workers_list = [int(w) for w in (args.workers or ("1" if args.quick else "1,2")).split(",")]
     count = args.beacons or (60_000 if args.quick else 300_000)
     raw_rows = 50_000 if args.quick else 200_000
+    cap = args.cap_cores if args.cap_cores is not None else (0.0 if args.quick else 0.15)
+    if cap and not CpuCap.available():
+        print("no CPU cgroup to cap workers with: skipping the scaling series", flush=True)
+        cap = 0.0
     workdir = Path(tempfile.mkdtemp(prefix="xixin-bench-ingest-"))
     cluster = None
     results: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
+    scaling: list[dict[str, Any]] = []
     try:
         for kind in args.db.split(","):
             if kind == "postgresql" and cluster is None:
@@ -407,6 +482,8 @@ def main() -> None:
                 raw = raw_insert_rate(url, raw_rows)
                 run["raw_insert_per_s"] = round(raw)
             assert best is not None
+            if cap:
+                scaling += capped_series(kind, workdir, cluster, cap, count // 3, args)
             results.append(
                 {
                     "db": kind,
@@ -441,6 +518,9 @@ def main() -> None:
         },
         "rows": results,
         "runs": runs,
+        # Each worker capped at `cap_cores` (its own CPU cgroup), so the workers are the
+        # bottleneck and the 2 cores are not: how the rate grows with workers.
+        "capped_scaling": scaling,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
