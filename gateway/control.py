@@ -54,6 +54,8 @@ _COUNTED: dict[type[FloorEvent], str] = {
     Revoked: "revoke",
 }
 RR_WINDOW_S = 0.5  # at most one forwarded receiver report per talker per window (§9.2)
+CALL_IDLE_S = 60.0  # a private call idle this long is forgotten (§6)
+MAX_RETIRED_CALLS = 10_000  # device pairs whose burst/call numbering is remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +106,11 @@ class ControlPlane:
         counters: Counters,
         floor_config: FloorConfig | None = None,
         logger: logging.Logger | None = None,
+        *,
+        call_idle_s: float = CALL_IDLE_S,
     ) -> None:
         self.directory = directory
+        self.call_idle_s = call_idle_s
         self.relay = relay
         self.counters = counters
         self.floor_config = floor_config or FloorConfig()
@@ -122,6 +127,9 @@ class ControlPlane:
         self._logged_once: set[tuple[str, str]] = set()
         self._rr_pending: dict[str, tuple[str, ReceiverReport]] = {}  # talker -> worst report
         self._rr_sent: dict[str, float] = {}  # talker -> when a report last went out
+        # Private calls idle for call_idle_s are dropped; their numbering is kept here, so a
+        # later call between the same two devices continues burst ids and call numbers.
+        self._retired_calls: dict[str, tuple[int, int]] = {}
         for tg in directory.talkgroups:
             self._add_talkgroup(tg)
 
@@ -275,7 +283,9 @@ class ControlPlane:
         if key not in self.relay.call_floors:
             if not create:
                 return None
-            self.relay.add_call(key, Floor(key, self.floor_config), (a, b))
+            next_burst, last_call = self._retired_calls.pop(key, (1, 0))
+            floor = Floor(key, self.floor_config, next_burst, last_call=last_call)
+            self.relay.add_call(key, floor, (a, b))
             self.targets[key] = _Target(parties=(a, b))
         return key
 
@@ -407,6 +417,23 @@ class ControlPlane:
                 deadline = floor.next_deadline()
                 if deadline is not None and deadline <= now:
                     self._emit(key, floor.tick(now), wall_ms)
+        self._retire_idle_calls(now)
+
+    def _retire_idle_calls(self, now: float) -> None:
+        """A private call's floor and routes live while the call does, not for ever."""
+        idle = [
+            key
+            for key, floor in self.relay.call_floors.items()
+            if (since := floor.idle_since()) is not None and now - since >= self.call_idle_s
+        ]
+        for key in idle:
+            floor = self.relay.remove_call(key)
+            self.targets.pop(key, None)
+            if floor is None:
+                continue
+            if len(self._retired_calls) >= MAX_RETIRED_CALLS:
+                del self._retired_calls[next(iter(self._retired_calls))]  # the oldest
+            self._retired_calls[key] = floor.resume_point
 
     def revoke(self, key: str, now: float, wall_ms: int) -> None:
         """A dispatcher's administrative revoke."""

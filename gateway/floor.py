@@ -122,12 +122,15 @@ class Floor:
         config: FloorConfig = DEFAULT_CONFIG,
         first_burst: int = 1,
         *,
+        last_call: int = 0,
         logger: logging.Logger | None = None,
     ) -> None:
         if isinstance(first_burst, bool) or not isinstance(first_burst, int):
             raise FloorArgumentError(f"first_burst must be an int, got {first_burst!r}")
         if not 1 <= first_burst <= MAX_BURST_ID:
             raise FloorArgumentError(f"first_burst must be 1..{MAX_BURST_ID}, got {first_burst}")
+        if isinstance(last_call, bool) or not isinstance(last_call, int) or last_call < 0:
+            raise FloorArgumentError(f"last_call must be an int >= 0, got {last_call!r}")
         if not isinstance(config, FloorConfig):
             raise FloorArgumentError(f"config must be a FloorConfig, got {config!r}")
         self.key = key
@@ -138,7 +141,7 @@ class Floor:
         self.priority: Priority | None = None
         self._log = logger if logger is not None else _log
         self._next_burst = first_burst
-        self._call = 0
+        self._call = last_call
         self._last_end: float | None = None  # when the previous burst ended (hang time)
         self._granted_at = 0.0
         self._last_media = 0.0
@@ -158,6 +161,17 @@ class Floor:
     def call(self) -> int:
         """The current (or last) call number; 0 before the first grant."""
         return self._call
+
+    @property
+    def resume_point(self) -> tuple[int, int]:
+        """(next burst id, last call number): a floor built with them continues the numbering."""
+        return self._next_burst, self._call
+
+    def idle_since(self) -> float | None:
+        """When the last burst ended, if the floor is idle with nobody waiting; else None."""
+        if self.state is not FloorState.IDLE or self._queue:
+            return None
+        return self._last_end
 
     def queue(self) -> list[tuple[str, Priority]]:
         """Waiting devices in grant order (position 1 first)."""

@@ -74,6 +74,7 @@ class Relay:
         # talkgroup -> its downlink; device -> (its call's floor, the peer's downlink)
         self._down: dict[str, _Downlink] = {}
         self._calls: dict[str, tuple[Floor, _Downlink]] = {}
+        self._call_parties: dict[str, tuple[str, str]] = {}
         # uplink topic -> (floor, talkgroup, device, downlink): the split is done once per topic
         self._routes: dict[str, tuple[Floor, str, str, _Downlink]] = {}
         self._logged: set[tuple[str, str]] = set()
@@ -93,6 +94,17 @@ class Relay:
         sender = self._sender(key)
         self._calls[a] = (floor, _Downlink(topics.voice_down(b), sender))
         self._calls[b] = (floor, _Downlink(topics.voice_down(a), sender))
+        self._call_parties[key] = parties
+
+    def remove_call(self, key: str) -> Floor | None:
+        """Forget a private call; a party's route goes only if it still leads to this call (a
+        device that has since called someone else keeps that route)."""
+        floor = self.call_floors.pop(key, None)
+        for device in self._call_parties.pop(key, ()):
+            route = self._calls.get(device)
+            if route is not None and route[0] is floor:
+                del self._calls[device]
+        return floor
 
     def _drop(self, reason: str, where: str) -> None:
         """Count every dropped frame; log the first of each (reason, topic) only."""

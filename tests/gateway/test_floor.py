@@ -421,6 +421,30 @@ def test_bad_first_burst_rejected(first_burst: Any) -> None:
         Floor("grid-07", first_burst=first_burst)
 
 
+@pytest.mark.parametrize("last_call", [-1, True, 1.0, "2"])
+def test_bad_last_call_rejected(last_call: Any) -> None:
+    with pytest.raises(FloorArgumentError):
+        Floor("call:A:B", last_call=last_call)
+
+
+def test_idle_since_and_resume_point_continue_the_numbering() -> None:
+    floor = Floor("call:A:B")
+    assert floor.idle_since() is None  # never used: nothing ended yet
+    floor.request("A", N, 0.0)
+    assert floor.idle_since() is None  # taken
+    floor.request("B", N, 0.5)
+    floor.release("A", 2.0)
+    assert floor.holder == "B" and floor.idle_since() is None
+    floor.release("B", 3.0)
+    assert floor.idle_since() == 3.0
+    assert floor.resume_point == (3, 1)  # bursts 1 and 2 were one call
+    again = Floor("call:A:B", first_burst=3, last_call=1)
+    assert apply(again, req("A", N, 100.0)) == [
+        Granted("A", 3, MAX_MS, None),
+        Taken("A", 3, N, 2),
+    ]
+
+
 @pytest.mark.parametrize(
     "step",
     [
