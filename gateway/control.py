@@ -8,6 +8,7 @@ published to `outbox` and what must be stored or streamed to `events`; the runne
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -130,6 +131,12 @@ class ControlPlane:
         # Private calls idle for call_idle_s are dropped; their numbering is kept here, so a
         # later call between the same two devices continues burst ids and call numbers.
         self._retired_calls: dict[str, tuple[int, int]] = {}
+        # Floor timers: a heap of (when, floor key) and each key's pending wake-up, so that a
+        # tick visits only floors with something due, not every talkgroup 20 times a second.
+        # Frames move a floor's end-of-media deadline later without telling us: a wake-up that
+        # finds its deadline moved just sets the new one.
+        self._timers: list[tuple[float, str]] = []
+        self._wake: dict[str, float] = {}
         for tg in directory.talkgroups:
             self._add_talkgroup(tg)
 
@@ -339,6 +346,25 @@ class ControlPlane:
             self.events.append(
                 GatewayEvent("floor", _event_device(event), wall_ms, _event_data(key, event))
             )
+        self._schedule(key)
+
+    def _schedule(self, key: str) -> None:
+        """Set the floor's next wake-up: its next timer, or when an idle private call is due
+        to be forgotten. An earlier pending wake-up stays; it re-checks when it fires."""
+        floor = self.relay.floors.get(key) or self.relay.call_floors.get(key)
+        if floor is None:
+            return
+        when = floor.next_deadline()
+        if when is None and key in self.relay.call_floors:
+            since = floor.idle_since()
+            when = None if since is None else since + self.call_idle_s
+        if when is None:
+            return
+        pending = self._wake.get(key)
+        if pending is not None and pending <= when:
+            return
+        self._wake[key] = when
+        heapq.heappush(self._timers, (when, key))
 
     def _broadcast_taken(self, target: _Target, event: Taken, wall_ms: int) -> None:
         fields = {
@@ -409,31 +435,46 @@ class ControlPlane:
             self._reply(talker, "rr", **fields, **{"from": reporter})
 
     def tick(self, now: float, wall_ms: int) -> None:
-        """Fire due floor timers (max burst, end of media, grace, queue timeouts)."""
+        """Fire due floor timers (max burst, end of media, grace, queue timeouts) and forget
+        private calls idle for call_idle_s."""
         if self._rr_pending:
             self._flush_reports(now)
-        for floors in (self.relay.floors, self.relay.call_floors):
-            for key, floor in floors.items():
-                deadline = floor.next_deadline()
-                if deadline is not None and deadline <= now:
-                    self._emit(key, floor.tick(now), wall_ms)
-        self._retire_idle_calls(now)
-
-    def _retire_idle_calls(self, now: float) -> None:
-        """A private call's floor and routes live while the call does, not for ever."""
-        idle = [
-            key
-            for key, floor in self.relay.call_floors.items()
-            if (since := floor.idle_since()) is not None and now - since >= self.call_idle_s
-        ]
-        for key in idle:
-            floor = self.relay.remove_call(key)
-            self.targets.pop(key, None)
+        timers, wake = self._timers, self._wake
+        due = []
+        while timers and timers[0][0] <= now:
+            when, key = heapq.heappop(timers)
+            if wake.get(key) == when:  # else superseded by an earlier wake-up that already ran
+                del wake[key]
+                due.append(key)
+        # Wake-ups set while these run (<= now) wait for the next tick, as a tick's do.
+        for key in due:
+            floor = self.relay.floors.get(key) or self.relay.call_floors.get(key)
             if floor is None:
                 continue
-            if len(self._retired_calls) >= MAX_RETIRED_CALLS:
-                del self._retired_calls[next(iter(self._retired_calls))]  # the oldest
-            self._retired_calls[key] = floor.resume_point
+            deadline = floor.next_deadline()
+            if deadline is not None and deadline <= now:
+                self._emit(key, floor.tick(now), wall_ms)  # schedules the next wake-up
+                continue
+            since = floor.idle_since()
+            if (
+                deadline is None
+                and since is not None
+                and key in self.relay.call_floors
+                and now - since >= self.call_idle_s
+            ):
+                self._retire_call(key)
+                continue
+            self._schedule(key)
+
+    def _retire_call(self, key: str) -> None:
+        """A private call's floor and routes live while the call does, not for ever."""
+        floor = self.relay.remove_call(key)
+        self.targets.pop(key, None)
+        if floor is None:
+            return
+        if len(self._retired_calls) >= MAX_RETIRED_CALLS:
+            del self._retired_calls[next(iter(self._retired_calls))]  # the oldest
+        self._retired_calls[key] = floor.resume_point
 
     def revoke(self, key: str, now: float, wall_ms: int) -> None:
         """A dispatcher's administrative revoke."""
