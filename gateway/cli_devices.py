@@ -1,4 +1,4 @@
-"""``xixin devices``: provision terminals (add, list, disable, enable, rotate).
+"""``xixin devices``: provision terminals (add, import, list, disable, enable, rotate).
 
 Every change regenerates the broker's password file and ACL in the data directory, so a running
 managed broker only needs a reload (``xixin up`` watches those files). Handlers return an exit
@@ -8,6 +8,7 @@ code; errors are one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ from devices.org import ROLES, Organisation, default_org, load_org
 from gateway.broker_auth import sync_broker_auth
 from gateway.errors import GatewayError
 from gateway.store.db import create_db_engine, default_db_url, migrate
-from gateway.store.registry import Device, DeviceRegistry
+from gateway.store.registry import Device, DeviceRegistry, InvalidDeviceError, NewDevice
 
 DATA_DIR_ENV = "XIXIN_DATA_DIR"
 DEFAULT_DATA_DIR = Path("var")
@@ -60,6 +61,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add.add_argument("--name", default=None, help="display name (default: the id)")
     add.add_argument("--json", action="store_true", help="print the result as JSON")
     add.set_defaults(handler=cmd_add)
+
+    bulk = actions.add_parser(
+        "import",
+        parents=[common],
+        help="add the devices of a CSV file (id,grid,role[,name]): all of them or none",
+    )
+    bulk.add_argument("file", type=Path, help="CSV with a header row; UTF-8 (a BOM is fine)")
+    bulk.add_argument(
+        "--secrets-out",
+        type=Path,
+        default=None,
+        help="write id,secret CSV here (created 0600, never overwritten); default: stdout",
+    )
+    bulk.set_defaults(handler=cmd_import)
 
     listing = actions.add_parser("list", parents=[common], help="list devices")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -218,6 +233,113 @@ def cmd_rotate(args: argparse.Namespace) -> int:
             print(json.dumps({"id": args.device, "secret": secret}))
         else:
             _print_secret(f"New secret for device {args.device}.", args.device, secret)
+        return EXIT_OK
+
+    return _guarded(run)
+
+
+# ---- bulk import ------------------------------------------------------------------------------
+
+MAX_IMPORT_ROWS = 10_000
+
+
+class ImportFileError(GatewayError):
+    """The import file cannot be read as a device list at all."""
+
+
+Problem = tuple[int, str]  # (line, what is wrong)
+
+
+def _read_import(path: Path) -> tuple[list[tuple[int, NewDevice]], list[Problem]]:
+    """(line, device) rows and one problem per bad line; raises ImportFileError for the file."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = {(name or "").strip().lower() for name in reader.fieldnames or ()}
+            unit_column = "grid" if "grid" in header else "unit"
+            if not {"id", "role", unit_column} <= header:
+                raise ImportFileError(
+                    f"{path}: the header must name id, grid (or unit), role and optionally name"
+                )
+            rows: list[tuple[int, NewDevice]] = []
+            problems: list[Problem] = []
+            for record in reader:
+                if None in record:  # more cells than the header has columns
+                    problems.append((reader.line_num, "more cells than the header"))
+                    continue
+                fields = {(k or "").strip().lower(): (v or "").strip() for k, v in record.items()}
+                if not any(fields.values()):
+                    continue  # a blank line
+                if len(rows) + len(problems) >= MAX_IMPORT_ROWS:
+                    raise ImportFileError(f"{path}: more than {MAX_IMPORT_ROWS} devices")
+                device = NewDevice(
+                    fields["id"], fields[unit_column], fields["role"], fields.get("name") or None
+                )
+                rows.append((reader.line_num, device))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ImportFileError(f"{path}: not a UTF-8 CSV file: {exc}") from exc
+    return rows, problems
+
+
+def _check_import(registry: DeviceRegistry, rows: list[tuple[int, NewDevice]]) -> list[Problem]:
+    problems: list[Problem] = []
+    first_line: dict[str, int] = {}
+    existing = registry.existing_ids(device.id for _, device in rows)
+    for line, device in rows:
+        try:
+            registry.check_new(device.id, device.unit, device.role, device.name)
+        except InvalidDeviceError as exc:
+            problems.append((line, str(exc)))
+            continue
+        key = device.id.lower()
+        if key in first_line:
+            problems.append((line, f"device id {device.id!r} repeats line {first_line[key]}"))
+        elif key in existing:
+            problems.append((line, f"device {existing[key]!r} already exists"))
+        first_line.setdefault(key, line)
+    return problems
+
+
+def _open_secrets(path: Path | None) -> Any:
+    """The secrets destination, opened before any device exists: created 0600, never an
+    existing file (a secret that cannot be written must not be made)."""
+    if path is None:
+        return sys.stdout
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise ImportFileError(f"{path} exists; secrets are never written over a file") from exc
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    def run() -> int:
+        rows, problems = _read_import(args.file)
+        with _registry(args) as (registry, org, data_dir):
+            problems += _check_import(registry, rows)
+            if problems:
+                for line, problem in sorted(problems):
+                    print(f"xixin devices: {args.file}: line {line}: {problem}", file=sys.stderr)
+                raise ImportFileError(f"{len(problems)} bad row(s); no device was imported")
+            out = _open_secrets(args.secrets_out)
+            try:
+                created = registry.add_many([device for _, device in rows])
+                writer = csv.writer(out)
+                writer.writerow(["id", "secret"])
+                writer.writerows((device.id, secret) for device, secret in created)
+            except BaseException:
+                if out is not sys.stdout:
+                    out.close()
+                    args.secrets_out.unlink(missing_ok=True)
+                raise
+            if out is not sys.stdout:
+                out.close()
+            sync_broker_auth(registry, org, data_dir)
+        where = f"in {args.secrets_out} (mode 0600)" if args.secrets_out else "above"
+        print(
+            f"Imported {len(created)} devices; their secrets are {where}, shown only this once.",
+            file=sys.stderr if args.secrets_out is None else sys.stdout,
+        )
         return EXIT_OK
 
     return _guarded(run)

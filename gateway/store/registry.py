@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,6 +35,7 @@ __all__ = [
     "DeviceExistsError",
     "DeviceRegistry",
     "InvalidDeviceError",
+    "NewDevice",
     "StoreError",
     "UnknownDeviceError",
 ]
@@ -55,6 +56,18 @@ class Device:
     enabled: bool
     created_at: float  # Unix epoch seconds
 
+
+@dataclass(frozen=True, slots=True)
+class NewDevice:
+    """A device to provision (bulk import)."""
+
+    id: str
+    unit: str
+    role: str
+    name: str | None = None
+
+
+_CHUNK = 500  # ids per IN (...) query: well under SQLite's bound-parameter limit
 
 _COLUMNS = (
     devices.c.id,
@@ -88,7 +101,8 @@ class DeviceRegistry:
 
     # ---- validation ------------------------------------------------------------------------
 
-    def _check_new(self, device_id: str, unit: str, role: str, name: str | None) -> str:
+    def check_new(self, device_id: str, unit: str, role: str, name: str | None) -> str:
+        """Raise InvalidDeviceError unless the fields make a valid device; returns its name."""
         try:
             validate_device_id(device_id)
         except InvalidDeviceIdError as exc:
@@ -118,7 +132,7 @@ class DeviceRegistry:
         self, device_id: str, unit: str, role: str, name: str | None = None
     ) -> tuple[Device, str]:
         """Provision a device; returns it and its secret (not stored, never shown again)."""
-        display = self._check_new(device_id, unit, role, name)
+        display = self.check_new(device_id, unit, role, name)
         secret = generate_secret()
         now = self.clock()
         try:
@@ -149,6 +163,65 @@ class DeviceRegistry:
             raise StoreError(f"adding device {device_id!r} failed: {exc}") from exc
         self.log.info("device %s added: unit %s, role %s", device_id, unit, role)
         return Device(device_id, display, unit, role, True, now), secret
+
+    def add_many(self, new: Sequence[NewDevice]) -> builtins.list[tuple[Device, str]]:
+        """Provision all of `new` in one transaction, or none of them (the first invalid or
+        existing id raises); returns each device with its secret, in order."""
+        displays = [self.check_new(d.id, d.unit, d.role, d.name) for d in new]
+        lowered = [d.id.lower() for d in new]
+        if len(set(lowered)) != len(lowered):
+            raise InvalidDeviceError("device ids repeat (ids are compared ignoring case)")
+        secrets = [generate_secret() for _ in new]
+        now = self.clock()
+        rows = [
+            {
+                "id": d.id,
+                "name": display,
+                "unit": d.unit,
+                "role": d.role,
+                "secret_hash": hash_secret(secret),
+                "enabled": True,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for d, display, secret in zip(new, displays, secrets, strict=True)
+        ]
+        try:
+            with self.engine.begin() as conn:
+                clashes = self._existing(conn, lowered)
+                if clashes:
+                    raise DeviceExistsError(
+                        f"devices already exist: {', '.join(sorted(clashes.values()))}"
+                    )
+                if rows:
+                    conn.execute(insert(devices), rows)
+        except IntegrityError as exc:  # a concurrent add of one of the ids won the race
+            raise DeviceExistsError(f"a device being imported already exists: {exc}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"importing {len(new)} devices failed: {exc}") from exc
+        self.log.info("%d devices added in one import", len(new))
+        return [
+            (Device(d.id, display, d.unit, d.role, True, now), secret)
+            for d, display, secret in zip(new, displays, secrets, strict=True)
+        ]
+
+    def existing_ids(self, device_ids: Iterable[str]) -> dict[str, str]:
+        """Lower-cased id -> the stored id, for those of `device_ids` already provisioned
+        (compared ignoring case, as add does)."""
+        try:
+            with self.engine.connect() as conn:
+                return self._existing(conn, [i.lower() for i in device_ids])
+        except SQLAlchemyError as exc:
+            raise StoreError(f"reading devices failed: {exc}") from exc
+
+    @staticmethod
+    def _existing(conn: sqlalchemy.Connection, lowered: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(lowered), _CHUNK):
+            chunk = lowered[start : start + _CHUNK]
+            query = select(devices.c.id).where(func.lower(devices.c.id).in_(chunk))
+            found.update((stored.lower(), stored) for stored in conn.execute(query).scalars())
+        return found
 
     def disable(self, device_id: str) -> None:
         """Refuse the device at the broker from the next password-file sync on (idempotent)."""

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import re
+import stat
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,3 +216,113 @@ def test_bad_role_is_an_argparse_error(data_dir: Path) -> None:
     with pytest.raises(SystemExit) as exited:
         run(["devices", "add", "T1", "--grid", "grid-01", "--role", "captain"])
     assert exited.value.code == 2
+
+
+# ---- bulk import ------------------------------------------------------------------------------
+
+IMPORT_CSV = (
+    "\ufeffid,grid,role,name\n"  # the BOM a spreadsheet's "CSV UTF-8" export starts with
+    "T101,grid-01,officer,张伟\n"
+    "\n"
+    "G101, grid-02 ,guard,\n"
+    "D101,centre,dispatcher,Centre desk\n"
+)
+
+
+def test_import_adds_all_and_writes_the_secrets_once(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "batch.csv"
+    source.write_text(IMPORT_CSV, encoding="utf-8")
+    secrets_path = tmp_path / "secrets.csv"
+    assert run(["devices", "import", str(source), "--secrets-out", str(secrets_path)]) == 0
+    assert "Imported 3 devices" in capsys.readouterr().out
+    assert stat.S_IMODE(secrets_path.stat().st_mode) == 0o600
+    with secrets_path.open(newline="") as handle:
+        secrets = {row["id"]: row["secret"] for row in csv.DictReader(handle)}
+    assert set(secrets) == {"T101", "G101", "D101"}
+    users = _passwd_users(data_dir)
+    for device_id, secret in secrets.items():
+        assert verify_secret(secret, users[device_id])
+    assert run(["devices", "list", "--json"]) == 0
+    listed = {d["id"]: d for d in json.loads(capsys.readouterr().out)}
+    assert listed["T101"]["name"] == "张伟" and listed["G101"]["unit"] == "grid-02"
+    assert listed["G101"]["name"] == "G101" and listed["D101"]["role"] == "dispatcher"
+    # The same file again: every row exists now, nothing changes, the secrets file stays.
+    assert run(["devices", "import", str(source), "--secrets-out", str(tmp_path / "s2.csv")]) == 2
+    assert capsys.readouterr().err.count("already exists") == 3
+    assert not (tmp_path / "s2.csv").exists()
+
+
+def test_import_to_stdout(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "batch.csv"
+    source.write_text("id,unit,role\nT201,grid-03,officer\n", encoding="utf-8")
+    assert run(["devices", "import", str(source)]) == 0
+    captured = capsys.readouterr()
+    [row] = list(csv.DictReader(io.StringIO(captured.out)))
+    assert row["id"] == "T201" and verify_secret(row["secret"], _passwd_users(data_dir)["T201"])
+    assert "Imported 1 devices" in captured.err
+
+
+def test_import_with_bad_rows_names_each_line_and_adds_nothing(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _add(capsys, "T001", "--grid", "grid-01", "--role", "officer")
+    source = tmp_path / "batch.csv"
+    source.write_text(
+        "id,grid,role\n"
+        "t001,grid-01,officer\n"  # line 2: exists (ids compare ignoring case)
+        "T300,grid-01,officer\n"
+        "T301,grid-01,captain\n"  # line 4: bad role
+        "T302,grid-99,officer\n"  # line 5: unknown grid
+        "T300,grid-02,guard\n"  # line 6: repeats line 3
+        "bad id,grid-01,officer\n"  # line 7: invalid id
+        "T303,grid-01,officer,extra\n",  # line 8: a cell too many
+        encoding="utf-8",
+    )
+    secrets_path = tmp_path / "secrets.csv"
+    assert run(["devices", "import", str(source), "--secrets-out", str(secrets_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(": ")[2] for line in err[:-1]] == [f"line {n}" for n in (2, 4, 5, 6, 7, 8)]
+    assert "already exists" in err[0] and "repeats line 3" in err[3]
+    assert err[-1] == "xixin devices: error: 6 bad row(s); no device was imported"
+    assert not secrets_path.exists()
+    assert set(_passwd_users(data_dir)) == {GATEWAY_USER, "T001"}
+    assert run(["devices", "list", "--json"]) == 0
+    assert [d["id"] for d in json.loads(capsys.readouterr().out)] == ["T001"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("name,role\nT1,officer\n", "the header must name id, grid (or unit), role"),
+        (b"id,grid,role\nT1,grid-01,\xff\xfe\n", "not a UTF-8 CSV file"),
+    ],
+)
+def test_import_refuses_unreadable_files(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: Any, message: str
+) -> None:
+    source = tmp_path / "batch.csv"
+    if isinstance(content, bytes):
+        source.write_bytes(content)
+    else:
+        source.write_text(content, encoding="utf-8")
+    assert run(["devices", "import", str(source)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err
+
+
+def test_import_never_overwrites_a_secrets_file(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "batch.csv"
+    source.write_text("id,grid,role\nT401,grid-01,officer\n", encoding="utf-8")
+    secrets_path = tmp_path / "secrets.csv"
+    secrets_path.write_text("earlier secrets\n")
+    assert run(["devices", "import", str(source), "--secrets-out", str(secrets_path)]) == 2
+    assert "never written over" in capsys.readouterr().err
+    assert secrets_path.read_text() == "earlier secrets\n"
+    assert run(["devices", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

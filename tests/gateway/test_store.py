@@ -28,7 +28,7 @@ from gateway.store.errors import (
     StoreError,
     UnknownDeviceError,
 )
-from gateway.store.registry import Device, DeviceRegistry
+from gateway.store.registry import Device, DeviceRegistry, NewDevice
 from gateway.store.schema import devices, floor_events, metadata, presence_events
 from gateway.store.tables import metadata as _all_tables  # noqa: F401  (every table joins metadata)
 
@@ -186,6 +186,29 @@ def test_add_returns_device_and_one_time_secret(registry: DeviceRegistry, clock:
         stored = conn.execute(select(devices.c.secret_hash)).scalar_one()
     assert secret not in stored and stored.startswith("$7$")
     assert verify_secret(secret, stored)
+
+
+def test_add_many_is_all_or_nothing(registry: DeviceRegistry) -> None:
+    registry.add("T002", "grid-01", "officer")
+    batch = [NewDevice("T010", "grid-01", "officer", "张伟"), NewDevice("t002", "grid-02", "guard")]
+    with pytest.raises(DeviceExistsError, match="T002"):
+        registry.add_many(batch)
+    with pytest.raises(InvalidDeviceError, match="repeat"):
+        registry.add_many(
+            [NewDevice("T011", "grid-01", "officer"), NewDevice("t011", "centre", "dispatcher")]
+        )
+    with pytest.raises(InvalidDeviceError, match="grid-99"):
+        registry.add_many(
+            [NewDevice("T012", "grid-01", "officer"), NewDevice("T013", "grid-99", "guard")]
+        )
+    assert [d.id for d in registry.list()] == ["T002"]
+    created = registry.add_many([batch[0], NewDevice("G010", "area-renxi", "guard")])
+    assert [(d.id, d.name, d.unit) for d, _ in created] == [
+        ("T010", "张伟", "grid-01"),
+        ("G010", "G010", "area-renxi"),
+    ]
+    assert all(registry.verify(d.id, secret) for d, secret in created)
+    assert registry.existing_ids(["t010", "G010", "T999"]) == {"t010": "T010", "g010": "G010"}
 
 
 def test_name_defaults_to_id_and_list_is_sorted(registry: DeviceRegistry) -> None:
