@@ -159,6 +159,12 @@ def _supervise(spec: WorkerSpec, workers: int, duration: float | None, every: fl
             f"group {spec.share_group} (Ctrl-C stops)",
             flush=True,
         )
+        print(
+            "xixin ingest: the broker deals the group's beacons out in turn, so each worker's "
+            "per-device filters, geofences and alarms see a share of every track (protocol "
+            "§10.2: one worker, or a broker that routes by topic, keeps them exact)",
+            flush=True,
+        )
         code = _watch(procs, counters, duration, every)
     except (KeyboardInterrupt, _Stop):
         pass
