@@ -127,7 +127,8 @@ class ManagedBroker:
 
     @property
     def socket_path(self) -> Path:
-        return self.workdir / "mosquitto.sock"
+        # Absolute: the broker and every client resolve it the same, whatever their cwd.
+        return self.workdir.absolute() / "mosquitto.sock"
 
     @property
     def pid(self) -> int | None:
