@@ -7,8 +7,9 @@ The table is generated once (1,000 devices x 3 days at 5 s = 51.84 M rows; --qui
 Each sample picks a random device and a random 24 h window and times the replay query exactly as
 the replay API runs it (`PositionReader.track_rows`: time, position, speed, course by a
 primary-key range scan; on PostgreSQL an index-only scan of the covering key, 0004), the same
-call wrapped into TrackPoints as `load_track` returns them to the API, and the whole replay
-(query + segments + Douglas-Peucker for zoom 16). The second and third reuse the pages the first
+call wrapped into TrackPoints as `load_track` returns them (summaries, exports), and the whole
+replay the API's `GET .../replay` runs (query, segments and Douglas-Peucker for zoom 16 on the
+rows, TrackPoints only for the points drawn). The second and third reuse the pages the first
 read; the first is the cold one.
 
 Samples run twice. First with the replay index evicted from the OS page cache (`cold_*`, as
@@ -36,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.store.db import create_db_engine, migrate  # noqa: E402
 from gateway.tracking.errors import TrackingStoreError  # noqa: E402
-from gateway.tracking.history import HistoryConfig, replay_segments  # noqa: E402
+from gateway.tracking.history import HistoryConfig  # noqa: E402
+from gateway.tracking.queries import replay  # noqa: E402
 from gateway.tracking.store import PositionReader  # noqa: E402
 
 STEP_S = 5
@@ -175,9 +177,10 @@ def measure(url: str, devices: int, days: int, samples: int, seed: int) -> dict[
         query_ms.append((time.perf_counter() - t) * 1000)
         returned.append(len(rows))
         t = time.perf_counter()
-        track = reader.track(device, start, start + 86_400, full=False)
+        reader.track(device, start, start + 86_400, full=False)
         track_ms.append((time.perf_counter() - t) * 1000)
-        replay_segments(track, 16, config)
+        t = time.perf_counter()
+        replay(reader, config, device, start, start + 86_400, 16)  # what GET .../replay runs
         replay_ms.append((time.perf_counter() - t) * 1000)
     engine.dispose()
     return {
@@ -186,7 +189,7 @@ def measure(url: str, devices: int, days: int, samples: int, seed: int) -> dict[
         "replay_p50_ms": round(percentile(query_ms, 50), 2),
         "replay_p95_ms": round(percentile(query_ms, 95), 2),
         "replay_max_ms": round(max(query_ms), 2),
-        # The same query wrapped into the TrackPoints the replay API works on (load_track).
+        # The same query wrapped into TrackPoints (load_track: summaries, exports).
         "track_p50_ms": round(percentile(track_ms, 50), 2),
         "track_p95_ms": round(percentile(track_ms, 95), 2),
         "full_replay_p50_ms": round(percentile(replay_ms, 50), 2),

@@ -110,7 +110,9 @@ def douglas_peucker(xs: FloatArray, ys: FloatArray, tolerance: float) -> npt.NDA
 
 
 def simplify_lonlat(
-    lons: Sequence[float], lats: Sequence[float], tolerance_m: float
+    lons: Sequence[float] | npt.NDArray[np.float64],
+    lats: Sequence[float] | npt.NDArray[np.float64],
+    tolerance_m: float,
 ) -> npt.NDArray[np.intp]:
     """Douglas–Peucker over (lon, lat) points with a tolerance in metres."""
     if len(lats) == 0:

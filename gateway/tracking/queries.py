@@ -18,7 +18,7 @@ from gateway.tracking.history import (
     Segment,
     Summary,
     check_range,
-    replay_segments,
+    replay_rows,
     summarise,
 )
 from gateway.tracking.live import LiveTracker
@@ -52,8 +52,10 @@ def replay(
     full: bool = False,
 ) -> list[Segment]:
     """Segments for the map (time, position, speed, course); `full` adds altitude, accuracy
-    and battery (exports)."""
-    return replay_segments(load_track(reader, device, start, end, full=full), zoom, config)
+    and battery (exports). Straight from the rows: only the points drawn become TrackPoints."""
+    check_range(start, end)
+    rows = reader.track_rows(device, start, end, MAX_REPLAY_POINTS, full=full)
+    return replay_rows(rows, zoom, config, reader.point)
 
 
 def summary(

@@ -318,6 +318,11 @@ class PositionReader:
         except _READ_ERRORS as exc:
             raise TrackingStoreError(f"reading the track of {device!r} failed: {exc}") from exc
 
+    @staticmethod
+    def point(row: tuple[Any, ...]) -> TrackPoint:
+        """A TrackPoint from a `track_rows` row of either width."""
+        return _as_point(row if len(row) == 8 else row + _NO_EXTRAS)
+
     def track(
         self, device: str, start: float, end: float, limit: int = 1_000_000, *, full: bool = True
     ) -> list[TrackPoint]:

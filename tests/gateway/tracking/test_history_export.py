@@ -9,19 +9,25 @@ import math
 
 import gpxpy
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.tracking.errors import HistoryError
 from gateway.tracking.export import geojson_text, to_csv, to_geojson, to_gpx
-from gateway.tracking.geo import haversine_m
+from gateway.tracking.geo import haversine_m, simplify_lonlat
 from gateway.tracking.history import (
     HistoryConfig,
+    Segment,
     check_range,
     path_length_m,
+    replay_rows,
     replay_segments,
     split_segments,
     summarise,
+    tolerance_m,
 )
 from gateway.tracking.model import TrackPoint
+from gateway.tracking.store import PositionReader
 
 T0 = 1_764_300_000.0
 LAT, LON = 30.8712, 120.1305
@@ -170,3 +176,55 @@ def test_fast_distance_agrees_with_haversine(
     assert distance_m(lat1, lon1, lat2, lon2) == pytest.approx(
         haversine_m(lat1, lon1, lat2, lon2), rel=1e-4
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from([1.0, 5.0, 5.0, 5.0, 400.0]),  # 400 s: a gap (gap_s is 300)
+            st.floats(-30.0, 30.0),  # metres north
+            st.floats(-30.0, 30.0),  # metres east
+            st.one_of(st.none(), st.floats(0.0, 40.0)),  # speed, NULL allowed
+        ),
+        max_size=300,
+    ),
+    zoom=st.sampled_from([None, 8, 14, 16, 20]),
+)
+def test_replay_from_rows_equals_replay_from_points(
+    steps: list[tuple[float, float, float, float | None]], zoom: int | None
+) -> None:
+    """The API's row path (TrackPoints only for kept points) draws exactly what the
+    point path draws: same segments, same points, same source counts."""
+    rows: list[tuple[float, float, float, float | None, float | None]] = []
+    t, lat, lon = T0, LAT, LON
+    for dt, north, east, speed in steps:
+        t, lat, lon = t + dt, lat + north * M_LAT, lon + east * M_LAT * 1.16
+        rows.append((t, lat, lon, speed, None))
+    points = [PositionReader.point(row) for row in rows]
+    config = HistoryConfig()
+    expected = _replay_by_definition(points, zoom, config)
+    assert replay_rows(rows, zoom, config, PositionReader.point) == expected
+    assert replay_segments(points, zoom, config) == expected
+
+
+def _replay_by_definition(
+    points: list[TrackPoint], zoom: int | None, config: HistoryConfig
+) -> list[Segment]:
+    """Split at gaps, then Douglas-Peucker each run on plain lists: the reference."""
+    segments = []
+    for run in split_segments(points, config.gap_s):
+        if zoom is None or len(run) <= 2:
+            segments.append(Segment(run, len(run)))
+            continue
+        tolerance = tolerance_m(zoom, run[0].lat, config.pixel_tolerance)
+        keep = simplify_lonlat([p.lon for p in run], [p.lat for p in run], tolerance)
+        segments.append(Segment([run[i] for i in keep.tolist()], len(run)))
+    return segments
+
+
+def test_replay_from_rows_keeps_the_zoom_check() -> None:
+    rows = [(T0 + i * 5, LAT + i * M_LAT, LON, None, None) for i in range(5)]
+    with pytest.raises(HistoryError, match="zoom"):
+        replay_rows(rows, 30, HistoryConfig(), PositionReader.point)
+    assert replay_rows([], 30, HistoryConfig(), PositionReader.point) == []
