@@ -100,12 +100,16 @@ def check_range(start: float, end: float, max_span_s: float = 31 * 86_400.0) -> 
 
 def split_segments(points: Sequence[TrackPoint], gap_s: float) -> list[list[TrackPoint]]:
     """Consecutive runs of points whose neighbours are at most `gap_s` apart."""
-    if not points:
+    return [list(points[a:b]) for a, b in _runs(points, gap_s)]
+
+
+def _runs(rows: Sequence[Sequence[Any]], gap_s: float) -> list[tuple[int, int]]:
+    """[start, end) index ranges of the runs of time-ordered (t, ...) rows, split at gaps."""
+    if not rows:
         return []
-    times = np.fromiter((p.t for p in points), dtype=np.float64, count=len(points))
+    times = np.fromiter(map(itemgetter(0), rows), np.float64, len(rows))
     cuts = np.flatnonzero(np.diff(times) > gap_s) + 1
-    bounds = [0, *cuts.tolist(), len(points)]
-    return [list(points[a:b]) for a, b in itertools.pairwise(bounds)]
+    return list(itertools.pairwise([0, *cuts.tolist(), len(rows)]))
 
 
 def tolerance_m(zoom: float, lat: float, pixels: float) -> float:
@@ -130,17 +134,11 @@ def replay_rows(
     """`replay_segments` on raw (t, lat, lon, ...) rows in time order: gaps and simplification
     are found on column arrays and only the points kept become TrackPoints (a day's 17,280
     rows keep ~100 at zoom 16), which is about 3x cheaper than building every point first."""
-    count = len(rows)
-    if count == 0:
-        return []
-    times = np.fromiter(map(itemgetter(0), rows), np.float64, count)
-    cuts = np.flatnonzero(np.diff(times) > config.gap_s) + 1
-    lats = lons = times[:0]  # read only when simplifying
-    if zoom is not None:
-        lats = np.fromiter(map(itemgetter(1), rows), np.float64, count)
-        lons = np.fromiter(map(itemgetter(2), rows), np.float64, count)
+    if zoom is not None:  # the columns simplification reads
+        lats = np.fromiter(map(itemgetter(1), rows), np.float64, len(rows))
+        lons = np.fromiter(map(itemgetter(2), rows), np.float64, len(rows))
     segments: list[Segment] = []
-    for a, b in itertools.pairwise([0, *cuts.tolist(), count]):
+    for a, b in _runs(rows, config.gap_s):
         if zoom is None or b - a <= 2:
             segments.append(Segment([to_point(row) for row in rows[a:b]], b - a))
             continue

@@ -50,15 +50,7 @@ class LiveTracker:
 
     def on_fix(self, fix: Fix, now: float) -> list[StatusChange]:
         """An accepted position: remember it if newest; the device is online."""
-        live = self.devices.get(fix.device)
-        if live is None:
-            live = self.devices[fix.device] = DeviceLive()
-        live.last_seen = max(live.last_seen, now)
-        if live.fix is None or fix.fix_time >= live.fix.fix_time:
-            live.fix = fix
-            if fix.battery is not None:
-                live.battery = fix.battery
-        return self._set(live, fix.device, "online", now, None)
+        return self.on_fixes([fix], now)
 
     def on_fixes(self, fixes: list[Fix], now: float) -> list[StatusChange]:
         """`on_fix` for a batch (the ingest hot path: one call, locals, no list per fix)."""
@@ -95,9 +87,7 @@ class LiveTracker:
 
     def on_seen(self, device: str, now: float) -> list[StatusChange]:
         """Any message from the device (even a filtered point) proves it is connected."""
-        live = self.devices.setdefault(device, DeviceLive())
-        live.last_seen = max(live.last_seen, now)
-        return self._set(live, device, "online", now, None)
+        return self.on_seen_many({device: now})
 
     def on_status(self, report: StatusReport, now: float) -> list[StatusChange]:
         live = self.devices.setdefault(report.device, DeviceLive())
