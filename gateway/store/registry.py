@@ -79,6 +79,20 @@ _COLUMNS = (
 )
 
 
+def _device_row(new: NewDevice, display: str, secret: str, now: float) -> dict[str, Any]:
+    """The devices-table row of a device being provisioned (only the secret's hash is kept)."""
+    return {
+        "id": new.id,
+        "name": display,
+        "unit": new.unit,
+        "role": new.role,
+        "secret_hash": hash_secret(secret),
+        "enabled": True,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def _device(row: sqlalchemy.Row[*tuple[Any, ...]]) -> Device:
     return Device(row.id, row.name, row.unit, row.role, bool(row.enabled), float(row.created_at))
 
@@ -135,28 +149,16 @@ class DeviceRegistry:
         display = self.check_new(device_id, unit, role, name)
         secret = generate_secret()
         now = self.clock()
+        row = _device_row(NewDevice(device_id, unit, role), display, secret, now)
         try:
             with self.engine.begin() as conn:
-                clash = conn.execute(
-                    select(devices.c.id).where(func.lower(devices.c.id) == device_id.lower())
-                ).scalar_one_or_none()
+                clash = self._existing(conn, [device_id.lower()]).get(device_id.lower())
                 if clash is not None:
                     detail = (
                         "" if clash == device_id else f" (as {clash!r}; ids differ only in case)"
                     )
                     raise DeviceExistsError(f"device {device_id!r} already exists{detail}")
-                conn.execute(
-                    insert(devices).values(
-                        id=device_id,
-                        name=display,
-                        unit=unit,
-                        role=role,
-                        secret_hash=hash_secret(secret),
-                        enabled=True,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                conn.execute(insert(devices).values(**row))
         except IntegrityError as exc:  # a concurrent add of the same id won the race
             raise DeviceExistsError(f"device {device_id!r} already exists") from exc
         except SQLAlchemyError as exc:
@@ -174,16 +176,7 @@ class DeviceRegistry:
         secrets = [generate_secret() for _ in new]
         now = self.clock()
         rows = [
-            {
-                "id": d.id,
-                "name": display,
-                "unit": d.unit,
-                "role": d.role,
-                "secret_hash": hash_secret(secret),
-                "enabled": True,
-                "created_at": now,
-                "updated_at": now,
-            }
+            _device_row(d, display, secret, now)
             for d, display, secret in zip(new, displays, secrets, strict=True)
         ]
         try:
