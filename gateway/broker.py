@@ -7,13 +7,16 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
+from devices.mqtt import ClientOptions, Will
 from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,33 @@ class BrokerAddress:
     def where(self) -> str:
         """What a client of this address connects to, for logs."""
         return f"unix:{self.unix_path}" if self.unix_path else self.url
+
+    def client_options(
+        self,
+        client_id: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        will: Will | None = None,
+        subscriptions: Sequence[tuple[str, int]] = (),
+        tls: ssl.SSLContext | None = None,
+    ) -> ClientOptions:
+        """How a gateway-side client reaches this address: the Unix socket when there is one,
+        else host:port; mqtts:// verifies against `tls`, by default the system's CA store
+        (SSL_CERT_FILE applies). Pass one `tls` context to share it between connections."""
+        if self.tls and tls is None:
+            tls = ssl.create_default_context()
+        return ClientOptions(
+            host=self.host,
+            port=self.port,
+            unix_path=self.unix_path,
+            client_id=client_id,
+            username=username,
+            password=password,
+            will=will,
+            tls=tls if self.tls else None,
+            subscriptions=list(subscriptions),
+        )
 
     @classmethod
     def parse(cls, url: str) -> BrokerAddress:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from devices.mqtt import ClientOptions, MqttClient, Will
+from devices.mqtt import MqttClient, Will
 from gateway import topics
 from gateway.broker import BrokerAddress
 from gateway.control import ControlPlane, GatewayEvent
@@ -61,14 +61,12 @@ class GatewayRunner:
         self.counters = Counters()
         self.event_sinks = list(event_sinks or [])
         status_topic = topics.gateway_status(settings.instance)
-        # mqtts:// verifies the broker against the system's CA store (SSL_CERT_FILE applies).
-        tls = ssl.create_default_context() if settings.broker.tls else None
+        broker = settings.broker
+        # One TLS context (system CA store) for every connection of the instance.
+        tls = ssl.create_default_context() if broker.tls else None
         self.client = MqttClient(
-            ClientOptions(
-                host=settings.broker.host,
-                port=settings.broker.port,
-                unix_path=settings.broker.unix_path,
-                client_id=f"xixin-gateway-{settings.instance}",
+            broker.client_options(
+                f"xixin-gateway-{settings.instance}",
                 username=settings.username,
                 password=settings.password,
                 tls=tls,
@@ -81,11 +79,8 @@ class GatewayRunner:
         )
         self.publishers = [
             MqttClient(
-                ClientOptions(
-                    host=settings.broker.host,
-                    port=settings.broker.port,
-                    unix_path=settings.broker.unix_path,
-                    client_id=f"xixin-gateway-{settings.instance}-pub{k}",
+                broker.client_options(
+                    f"xixin-gateway-{settings.instance}-pub{k}",
                     username=settings.username,
                     password=settings.password,
                     tls=tls,

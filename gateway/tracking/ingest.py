@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from typing import Final
 
-from devices.mqtt import ClientOptions, MqttClient
+from devices.mqtt import MqttClient
 from gateway.broker import BrokerAddress
 from gateway.tracking.pipeline import FlushResult, TrackingPipeline, ingest_subscriptions
 from gateway.tracking.store import PositionWriter
@@ -54,14 +53,10 @@ class IngestWorker:
         self.clock = clock
         self.log = logger or log
         self.client = MqttClient(
-            ClientOptions(
-                host=broker.host,
-                port=broker.port,
-                unix_path=broker.unix_path,
-                client_id=client_id,
+            broker.client_options(
+                client_id,
                 username=username,
                 password=password,
-                tls=ssl.create_default_context() if broker.tls else None,
                 subscriptions=ingest_subscriptions(share_group),
             ),
             self._on_message,
