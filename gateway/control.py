@@ -273,7 +273,10 @@ class ControlPlane:
     # ---- floor ------------------------------------------------------------------------------
 
     def _floor(self, key: str) -> Floor:
-        return self.relay.floors.get(key) or self.relay.call_floors[key]
+        floor = self.relay.floor(key)
+        if floor is None:
+            raise KeyError(key)
+        return floor
 
     def _floor_key(
         self, info: DeviceInfo, tg: str | None, call: str | None, re_id: str, *, create: bool
@@ -351,7 +354,7 @@ class ControlPlane:
     def _schedule(self, key: str) -> None:
         """Set the floor's next wake-up: its next timer, or when an idle private call is due
         to be forgotten. An earlier pending wake-up stays; it re-checks when it fires."""
-        floor = self.relay.floors.get(key) or self.relay.call_floors.get(key)
+        floor = self.relay.floor(key)
         if floor is None:
             return
         when = floor.next_deadline()
@@ -448,7 +451,7 @@ class ControlPlane:
                 due.append(key)
         # Wake-ups set while these run (<= now) wait for the next tick, as a tick's do.
         for key in due:
-            floor = self.relay.floors.get(key) or self.relay.call_floors.get(key)
+            floor = self.relay.floor(key)
             if floor is None:
                 continue
             deadline = floor.next_deadline()

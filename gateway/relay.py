@@ -106,6 +106,10 @@ class Relay:
                 del self._calls[device]
         return floor
 
+    def floor(self, key: str) -> Floor | None:
+        """The floor of a talkgroup or of a private call (`call:a:b`), if there is one."""
+        return self.floors.get(key) or self.call_floors.get(key)
+
     def _drop(self, reason: str, where: str) -> None:
         """Count every dropped frame; log the first of each (reason, topic) only."""
         dropped = self.counters.dropped

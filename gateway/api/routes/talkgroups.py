@@ -48,7 +48,7 @@ async def list_floors(runner: RunnerDep) -> list[FloorOut]:
 
 @router.post("/api/floors/{key}/revoke")
 async def revoke_floor(key: str, runner: RunnerDep) -> FloorOut:
-    floor = runner.relay.floors.get(key) or runner.relay.call_floors.get(key)
+    floor = runner.relay.floor(key)
     if floor is None:
         raise HTTPException(404, f"no floor {key!r}")
     runner.revoke(key)
