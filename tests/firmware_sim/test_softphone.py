@@ -75,8 +75,13 @@ def test_talk_from_a_wav_file_and_hear_it_in_another(
     heard = read_wav(wav_out.read_bytes())
     assert heard.rate == RATE
     samples = heard.samples
-    loud = [level_dbfs(samples[i : i + 320]) > -40 for i in range(0, len(samples) - 320, 320)]
-    assert 1.5 <= sum(loud) * 0.02 <= 2.3, "about two seconds of speech came out"
+    # The speech has pauses, and how much of it went out depends on how long the key was
+    # really held on this machine: compare with the loud part of what the talker sent.
+    sent = np.resize(speech, talker.sent_frames * 320)
+    loud_in = _loud_seconds(sent)
+    loud_out = _loud_seconds(samples)
+    assert loud_in >= 1.0
+    assert abs(loud_out - loud_in) <= 0.2, (loud_in, loud_out)
     assert listener.heard_ms >= 1800
     # What came out is the speech that went in: envelopes (20 ms) correlate at some lag.
     env_in = _envelope(speech[: 2 * RATE])
@@ -86,6 +91,11 @@ def test_talk_from_a_wav_file_and_hear_it_in_another(
         for lag in range(0, len(env_out) - len(env_in) + 10)
     )
     assert best > 0.7, best
+
+
+def _loud_seconds(pcm: np.ndarray) -> float:
+    frames = range(0, len(pcm) - 320 + 1, 320)
+    return sum(level_dbfs(pcm[i : i + 320]) > -40 for i in frames) * 0.02
 
 
 def _envelope(pcm: np.ndarray) -> np.ndarray:
