@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile, q in (0, 1]: the smallest value with at least q of them at or
+    below it (NaN for no values). Every benchmark reports its percentiles with this one."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
 
 
 def cpu_seconds(pid: int) -> float:

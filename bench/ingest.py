@@ -199,7 +199,7 @@ def publisher_main(host: str, port: int, count: int, reports: MpQueue[Any], comm
             raise RuntimeError("broker closed the connection before CONNACK")
         received += chunk
         try:
-            connack, size = mqtt5.read(received)
+            connack, size = mqtt5.read(memoryview(received))
         except IndexError:
             continue
         break

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import mqtt5  # noqa: E402
 
-from bench.common import cpu_seconds  # noqa: E402
+from bench.common import cpu_seconds, percentile  # noqa: E402
 from codec.frame import FLAG_START, VoiceFrame, encode_frame  # noqa: E402
 from devices.mqtt import ClientOptions, MqttClient, run_event_loop  # noqa: E402
 from gateway.broker import BrokerAddress, ManagedBroker  # noqa: E402
@@ -131,13 +131,6 @@ class Row:
     broker_cpu_pct: float
     loadgen_cpu_pct: float
     recorder_cpu_pct: float
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class Load:

@@ -35,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import percentile  # noqa: E402
 from gateway.store.db import create_db_engine, migrate  # noqa: E402
 from gateway.tracking.errors import TrackingStoreError  # noqa: E402
 from gateway.tracking.history import HistoryConfig  # noqa: E402
@@ -45,11 +46,6 @@ STEP_S = 5
 DAY_POINTS = 86_400 // STEP_S  # 17,280
 T0 = 1_764_000_000.0  # 2025-11-24T16:00:00Z, a fixed start so the cache stays valid
 LAT0, LON0 = 30.86, 120.12
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def generate_sqlite(url: str, devices: int, days: int) -> None:
@@ -186,14 +182,14 @@ def measure(url: str, devices: int, days: int, samples: int, seed: int) -> dict[
     return {
         "samples": samples,
         "points_per_replay": round(statistics.mean(returned)),
-        "replay_p50_ms": round(percentile(query_ms, 50), 2),
-        "replay_p95_ms": round(percentile(query_ms, 95), 2),
+        "replay_p50_ms": round(percentile(query_ms, 0.50), 2),
+        "replay_p95_ms": round(percentile(query_ms, 0.95), 2),
         "replay_max_ms": round(max(query_ms), 2),
         # The same query wrapped into TrackPoints (load_track: summaries, exports).
-        "track_p50_ms": round(percentile(track_ms, 50), 2),
-        "track_p95_ms": round(percentile(track_ms, 95), 2),
-        "full_replay_p50_ms": round(percentile(replay_ms, 50), 2),
-        "full_replay_p95_ms": round(percentile(replay_ms, 95), 2),
+        "track_p50_ms": round(percentile(track_ms, 0.50), 2),
+        "track_p95_ms": round(percentile(track_ms, 0.95), 2),
+        "full_replay_p50_ms": round(percentile(replay_ms, 0.50), 2),
+        "full_replay_p95_ms": round(percentile(replay_ms, 0.95), 2),
     }
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: run them with `python bench/run.py` (see README)."""
