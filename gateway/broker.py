@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -104,6 +105,15 @@ def find_mosquitto() -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise BrokerNotInstalledError(f"mosquitto is not installed; install it with: {INSTALL_HINT}")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 class ManagedBroker:
@@ -215,6 +225,7 @@ class ManagedBroker:
                 self.socket_path,
                 UNIX_PATH_MAX,
             )
+        self._stop_stale()
         # A socket file left by a broker that did not exit cleanly would fail the bind.
         self.socket_path.unlink(missing_ok=True)
         self.write_config()
@@ -223,6 +234,9 @@ class ManagedBroker:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # Its own process group: a Ctrl-C in the terminal reaches the gateway, which stops
+            # the broker last, not the broker at the same instant (its clients would all drop).
+            process_group=0,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -243,6 +257,27 @@ class ManagedBroker:
                 time.sleep(0.02)
         self.stop()
         raise BrokerError(f"mosquitto did not listen on {self.address.url} within {timeout} s")
+
+    def _stop_stale(self, timeout: float = 5.0) -> None:
+        """Stop a broker this workdir's pid file names that is still running on this config: a
+        gateway killed without its cleanup (SIGKILL, power loss of a container) leaves it."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if os.fsencode(self.config_path) not in cmdline:
+            return  # the pid was reused by something else: not ours
+        self.log.warning("stopping mosquitto pid %d left running by an earlier gateway", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _running(pid):
+            time.sleep(0.02)
+        if _running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.pid_path.unlink(missing_ok=True)
 
     def reload(self) -> None:
         """Re-read the password file and ACL (mosquitto reloads them on SIGHUP)."""

@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devices.mqtt import run_event_loop
 from firmware_sim import cli as sim_cli
@@ -20,6 +22,9 @@ from gateway.broker import BrokerError, BrokerNotInstalledError
 from gateway.errors import GatewayError
 from gateway.floor import FloorConfig
 from gateway.service import GatewayService, ServiceConfig
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("xixin")
 
@@ -83,11 +88,15 @@ async def _serve(service: GatewayService, args: argparse.Namespace, secrets: dic
     from gateway.api import create_app
 
     app = create_app(service)
-    server = uvicorn.Server(
+    server = _http_server(
         uvicorn.Config(
             app, host=args.http_host, port=args.http_port, log_level="warning", lifespan="on"
         )
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _on_stop_signal, stop, server)
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():
@@ -109,7 +118,7 @@ async def _serve(service: GatewayService, args: argparse.Namespace, secrets: dic
         fleet.start()
     started = last_report = time.monotonic()
     try:
-        while not serving.done() and not server.should_exit:
+        while not serving.done() and not server.should_exit and not stop.is_set():
             await asyncio.sleep(0.2)
             now = time.monotonic()
             if now - last_report >= 2.0:
@@ -129,6 +138,31 @@ async def _serve(service: GatewayService, args: argparse.Namespace, secrets: dic
         print("xixin: the demo saw no grant or relayed frame", file=sys.stderr)
         return 1
     return 0
+
+
+def _http_server(config: uvicorn.Config) -> uvicorn.Server:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn without its own SIGINT/SIGTERM handling: `xixin up` stops the simulated
+        fleet first, then the HTTP server and the gateway, and the broker last."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29
+            yield
+
+        def install_signal_handlers(self) -> None:  # older uvicorn
+            pass
+
+    return Server(config)
+
+
+def _on_stop_signal(stop: asyncio.Event, server: uvicorn.Server) -> None:
+    """The first Ctrl-C (or SIGTERM) stops cleanly; a second one also stops the HTTP server
+    without waiting for its open connections."""
+    if stop.is_set():
+        server.force_exit = True
+    stop.set()
 
 
 def _report(service: GatewayService) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import mqtt5
@@ -23,6 +24,55 @@ def test_start_listen_stop(tmp_path: Path) -> None:
     broker.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_broker_has_its_own_process_group(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C goes to the gateway's group; the gateway stops the broker last."""
+    broker = ManagedBroker(tmp_path)
+    broker.start()
+    try:
+        assert broker.pid is not None
+        assert os.getpgid(broker.pid) == broker.pid != os.getpgid(0)
+    finally:
+        broker.stop()
+
+
+def test_a_broker_left_by_a_killed_gateway_is_stopped_at_the_next_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = ManagedBroker(tmp_path)
+    first.start()
+    left = first._process  # the gateway "dies" here: nothing stops this broker
+    assert left is not None
+    first._process = None
+    second = ManagedBroker(tmp_path)
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.broker"):
+            second.start()
+        assert left.wait(5) is not None  # stopped (this test reaps it: it is our child)
+        assert f"stopping mosquitto pid {left.pid} left running" in caplog.text
+        assert int(second.pid_path.read_text()) == second.pid != left.pid
+        with socket.create_connection((second.host, second.port), timeout=1):
+            pass
+    finally:
+        second.stop()
+        if left.poll() is None:
+            left.kill()
+            left.wait()
+
+
+def test_a_pid_file_naming_another_program_is_left_alone(tmp_path: Path) -> None:
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        broker = ManagedBroker(tmp_path)
+        broker.pid_path.parent.mkdir(parents=True, exist_ok=True)
+        broker.pid_path.write_text(f"{other.pid}\n")  # a pid reused since the last run
+        broker.start()
+        broker.stop()
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_local_socket_serves_mqtt_and_is_removed_on_stop(tmp_path: Path) -> None:

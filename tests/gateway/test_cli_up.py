@@ -45,7 +45,11 @@ def test_up_demo_shows_grants_and_relayed_frames(tmp_path: Path) -> None:
     assert grants >= 1 and relayed >= 50, last
 
 
-def test_up_serves_console_and_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_up_serves_console_and_api_and_stops_cleanly(tmp_path: Path, how: str) -> None:
+    """Ctrl-C in a terminal signals the whole foreground group (here: a session of its own);
+    SIGTERM (systemd, docker stop) only the main process. Both stop everything, the broker
+    last, so no client sees its broker vanish."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -61,6 +65,7 @@ def test_up_serves_console_and_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -76,10 +81,16 @@ def test_up_serves_console_and_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert "Xixin dispatch console" in r.read().decode()
         broker_pid = int((tmp_path / "broker" / "mosquitto.pid").read_text())
         os.kill(broker_pid, 0)  # the managed broker is running
-        process.send_signal(signal.SIGINT)
-        assert process.wait(20) == 0
+        if how == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+        assert process.returncode == 0, err[-2000:]
         with pytest.raises(ProcessLookupError):
             os.kill(broker_pid, 0)
+        assert "reconnecting" not in err, err[-2000:]
+        assert out.splitlines()[-1].startswith("xixin: online 0 ")  # the final report
     finally:
         if process.poll() is None:
             process.kill()
