@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from devices.mqtt import ClientOptions, Will
 from gateway.errors import GatewayError
+from gateway.locks import release_lock, take_lock
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def find_mosquitto() -> str:
     raise BrokerNotInstalledError(f"mosquitto is not installed; install it with: {INSTALL_HINT}")
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     """Alive and not a zombie waiting for its parent to reap it."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -148,6 +149,7 @@ class ManagedBroker:
         self.local_socket = local_socket
         self.log = logger or log
         self._process: subprocess.Popen[bytes] | None = None
+        self._lock_fd: int | None = None
 
     @property
     def address(self) -> BrokerAddress:
@@ -225,24 +227,35 @@ class ManagedBroker:
                 self.socket_path,
                 UNIX_PATH_MAX,
             )
-        self._stop_stale()
-        # A socket file left by a broker that did not exit cleanly would fail the bind.
-        self.socket_path.unlink(missing_ok=True)
-        self.write_config()
-        self._process = subprocess.Popen(
-            [executable, "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            # Its own process group: a Ctrl-C in the terminal reaches the gateway, which stops
-            # the broker last, not the broker at the same instant (its clients would all drop).
-            process_group=0,
-        )
+        if self._lock_fd is None:
+            self._lock_fd = take_lock(
+                self.workdir / "broker.lock",
+                f"another running gateway owns the broker in {self.workdir}; "
+                "stop it first or use another data directory",
+            )
+        try:
+            self._stop_stale()
+            # A socket file left by a broker that did not exit cleanly would fail the bind.
+            self.socket_path.unlink(missing_ok=True)
+            self.write_config()
+            self._process = subprocess.Popen(
+                [executable, "-c", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                # Its own process group: a Ctrl-C in the terminal reaches the gateway, which
+                # stops the broker last, not the broker at the same instant (its clients drop).
+                process_group=0,
+            )
+        except BaseException:
+            self._release()
+            raise
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 pipe = self._process.stderr
                 stderr = pipe.read().decode(errors="replace") if pipe else ""
+                self.stop()
                 raise BrokerError(f"mosquitto exited at start: {stderr.strip()} {self._tail_log()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
@@ -259,8 +272,8 @@ class ManagedBroker:
         raise BrokerError(f"mosquitto did not listen on {self.address.url} within {timeout} s")
 
     def _stop_stale(self, timeout: float = 5.0) -> None:
-        """Stop a broker this workdir's pid file names that is still running on this config: a
-        gateway killed without its cleanup (SIGKILL, power loss of a container) leaves it."""
+        """Stop a broker this workdir's pid file names that still runs this config. We hold the
+        workdir's lock, so its gateway is gone (SIGKILL, a crash): nothing else will stop it."""
         try:
             pid = int(self.pid_path.read_text().strip())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -272,9 +285,9 @@ class ManagedBroker:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _running(pid):
+        while time.monotonic() < deadline and process_running(pid):
             time.sleep(0.02)
-        if _running(pid):
+        if process_running(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.pid_path.unlink(missing_ok=True)
@@ -285,6 +298,16 @@ class ManagedBroker:
             os.kill(self._process.pid, signal.SIGHUP)
 
     def stop(self, timeout: float = 5.0) -> None:
+        try:
+            self._stop_process(timeout)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        release_lock(fd)
+
+    def _stop_process(self, timeout: float) -> None:
         process, self._process = self._process, None
         self.pid_path.unlink(missing_ok=True)
         self.socket_path.unlink(missing_ok=True)

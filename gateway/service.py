@@ -17,6 +17,7 @@ from gateway.directory import Directory, build_directory
 from gateway.errors import ConfigError
 from gateway.event_log import EventHub, EventWriter
 from gateway.floor import FloorConfig
+from gateway.locks import release_lock, take_lock
 from gateway.recorder_process import RecorderLink
 from gateway.runner import GatewayRunner, GatewaySettings
 from gateway.store.db import create_db_engine, default_db_url, migrate
@@ -51,6 +52,13 @@ class GatewayService:
         self.log = logger or log
         self.org: Organisation = load_org(config.org_path) if config.org_path else default_org()
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        # Before anything is written: a second service would rewrite the first one's broker
+        # accounts and share its database and recordings.
+        self._lock_fd: int | None = take_lock(
+            config.data_dir / "xixin.lock",
+            f"another gateway is running on {config.data_dir}; "
+            "stop it first or use another --data-dir",
+        )
         self.db_url = config.db_url or default_db_url(config.data_dir)
         self.engine = create_db_engine(self.db_url)
         self.registry = DeviceRegistry(self.engine, self.org)
@@ -194,6 +202,10 @@ class GatewayService:
                 await asyncio.to_thread(self.recorder.stop)
 
     def close(self) -> None:
-        if self.broker is not None:
-            self.broker.stop()
-        self.engine.dispose()
+        try:
+            if self.broker is not None:
+                self.broker.stop()
+            self.engine.dispose()
+        finally:
+            fd, self._lock_fd = self._lock_fd, None
+            release_lock(fd)

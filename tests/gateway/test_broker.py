@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import mqtt5
 import pytest
 
-from gateway.broker import BrokerAddress, BrokerError, BrokerNotInstalledError, ManagedBroker
+from gateway.broker import (
+    BrokerAddress,
+    BrokerError,
+    BrokerNotInstalledError,
+    ManagedBroker,
+    process_running,
+)
+from gateway.locks import LockedError
 
 
 def test_start_listen_stop(tmp_path: Path) -> None:
@@ -37,28 +46,58 @@ def test_broker_has_its_own_process_group(tmp_path: Path) -> None:
         broker.stop()
 
 
+_OWNER = """
+import sys
+from pathlib import Path
+from gateway.broker import ManagedBroker
+broker = ManagedBroker(Path(sys.argv[1]))
+broker.start()
+print(broker.pid, flush=True)
+sys.stdin.read()
+"""
+
+
 def test_a_broker_left_by_a_killed_gateway_is_stopped_at_the_next_start(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = ManagedBroker(tmp_path)
-    first.start()
-    left = first._process  # the gateway "dies" here: nothing stops this broker
-    assert left is not None
-    first._process = None
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert owner.stdout is not None
+    left = int(owner.stdout.readline())
+    owner.kill()  # the gateway dies without its cleanup; its broker keeps running
+    owner.wait()
+    assert process_running(left)
     second = ManagedBroker(tmp_path)
     try:
         with caplog.at_level(logging.WARNING, logger="gateway.broker"):
             second.start()
-        assert left.wait(5) is not None  # stopped (this test reaps it: it is our child)
-        assert f"stopping mosquitto pid {left.pid} left running" in caplog.text
-        assert int(second.pid_path.read_text()) == second.pid != left.pid
+        assert not process_running(left)
+        assert f"stopping mosquitto pid {left} left running" in caplog.text
+        assert int(second.pid_path.read_text()) == second.pid
         with socket.create_connection((second.host, second.port), timeout=1):
             pass
     finally:
         second.stop()
-        if left.poll() is None:
-            left.kill()
-            left.wait()
+        if process_running(left):
+            os.kill(left, signal.SIGKILL)
+
+
+def test_a_second_gateway_on_the_same_workdir_is_refused(tmp_path: Path) -> None:
+    first = ManagedBroker(tmp_path)
+    first.start()
+    try:
+        with pytest.raises(LockedError, match="another running gateway owns the broker"):
+            ManagedBroker(tmp_path).start()
+        assert first.pid is not None and process_running(first.pid)
+    finally:
+        first.stop()
+    again = ManagedBroker(tmp_path)  # the lock went with the first one's stop
+    again.start()
+    again.stop()
 
 
 def test_a_pid_file_naming_another_program_is_left_alone(tmp_path: Path) -> None:
