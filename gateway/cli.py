@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -61,6 +62,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         floor=FloorConfig(max_burst_s=args.max_burst, queue_enabled=not args.no_queue),
     )
     try:
+        # First, so a port in use stops us before anything is started or written.
+        http = _listen(args.http_host, args.http_port)
+    except OSError as exc:
+        print(
+            f"xixin up: cannot serve the console and API on {args.http_host}:{args.http_port}: "
+            f"{os.strerror(exc.errno) if exc.errno else exc}; choose another --http-port",
+            file=sys.stderr,
+        )
+        return 2
+    try:
         service = GatewayService(config)
         secrets: dict[str, str] = {}
         if args.demo:
@@ -69,20 +80,34 @@ def cmd_up(args: argparse.Namespace) -> int:
             secrets = provision_demo_devices(service.migrate(), config.data_dir)
         service.prepare()
     except BrokerNotInstalledError as exc:
+        http.close()
         print(f"xixin up: {exc}", file=sys.stderr)
         return 2
     except (GatewayError, OSError) as exc:
+        http.close()
         print(f"xixin up: {exc}", file=sys.stderr)
         return 2
     try:
-        return run_event_loop(_serve(service, args, secrets))
+        return run_event_loop(_serve(service, args, secrets, http))
     except KeyboardInterrupt:
         return 0
     finally:
+        http.close()
         service.close()
 
 
-async def _serve(service: GatewayService, args: argparse.Namespace, secrets: dict[str, str]) -> int:
+def _listen(host: str, port: int) -> socket.socket:
+    """The console's listening socket (port 0: any free one; the banner shows which)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+async def _serve(
+    service: GatewayService,
+    args: argparse.Namespace,
+    secrets: dict[str, str],
+    http: socket.socket,
+) -> int:
     import uvicorn
 
     from gateway.api import create_app
@@ -97,7 +122,7 @@ async def _serve(service: GatewayService, args: argparse.Namespace, secrets: dic
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _on_stop_signal, stop, server)
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[http]))
     while not server.started:
         if serving.done():
             serving.result()
@@ -109,7 +134,9 @@ async def _serve(service: GatewayService, args: argparse.Namespace, secrets: dic
     # Terminals use the TCP listener; the gateway may sit on the managed broker's Unix socket.
     terminals_broker = service.broker.address if service.broker else runner.settings.broker
     print(f"xixin: broker {terminals_broker.url}  database {service.db_url}")
-    print(f"xixin: console and API on http://{args.http_host}:{args.http_port}/  (Ctrl-C stops)")
+    host, port = http.getsockname()[:2]
+    where = f"[{host}]" if ":" in host else host
+    print(f"xixin: console and API on http://{where}:{port}/  (Ctrl-C stops)")
     fleet = None
     if args.demo:
         from firmware_sim.demo_fleet import DemoFleet

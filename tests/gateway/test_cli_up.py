@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -95,6 +96,32 @@ def test_up_serves_console_and_api_and_stops_cleanly(tmp_path: Path, how: str) -
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_up_with_its_http_port_taken_says_so_and_starts_nothing(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "up",
+                "--data-dir",
+                str(tmp_path / "var"),
+                "--http-port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"xixin up: cannot serve the console and API on 127.0.0.1:{port}: "
+        "Address already in use; choose another --http-port"
+    )
+    assert not (tmp_path / "var").exists()  # no database, no broker, nothing written
 
 
 def test_quality_subcommand_is_wired(tmp_path: Path) -> None:
