@@ -19,6 +19,7 @@ import logging
 import random
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -197,10 +198,19 @@ class MqttClient:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Stay connected until close(): reconnect with capped, jittered exponential backoff."""
         delay = self.options.backoff_initial
+        failures, outage_began = 0, 0.0  # of the current outage: one warning, not one per try
         while not self._closing:
             try:
                 await self.connect()
                 delay = self.options.backoff_initial
+                if failures:
+                    self.log.info(
+                        "mqtt %s: connected after %d failed attempts over %.1f s",
+                        self.options.client_id,
+                        failures,
+                        time.monotonic() - outage_began,
+                    )
+                    failures = 0
                 if self.on_connect is not None:
                     await self.on_connect()
                 if ready is not None:
@@ -217,12 +227,24 @@ class MqttClient:
             except (TimeoutError, OSError, MqttError) as exc:
                 if self._closing:
                     break
-                self.log.warning(
-                    "mqtt %s: %s; reconnecting in %.1f s",
-                    self.options.client_id,
-                    exc or type(exc).__name__,
-                    delay,
-                )
+                if not failures:
+                    outage_began = time.monotonic()
+                    self.log.warning(
+                        "mqtt %s: %s; reconnecting in %.1f s, backing off to %g s "
+                        "(further attempts are logged at debug level until one succeeds)",
+                        self.options.client_id,
+                        exc or type(exc).__name__,
+                        delay,
+                        self.options.backoff_max,
+                    )
+                else:
+                    self.log.debug(
+                        "mqtt %s: %s; reconnecting in %.1f s",
+                        self.options.client_id,
+                        exc or type(exc).__name__,
+                        delay,
+                    )
+                failures += 1
             finally:
                 self._drop_connection()
             if self._closing:
