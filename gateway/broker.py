@@ -32,6 +32,10 @@ class BrokerError(GatewayError):
     """The broker could not be started, reached or stopped."""
 
 
+class BrokerUnavailableError(BrokerError):
+    """The broker is down, unreachable, or refuses the gateway's account."""
+
+
 class BrokerNotInstalledError(BrokerError):
     """mosquitto is not on this machine."""
 

@@ -112,6 +112,13 @@ async def _serve(
 
     from gateway.api import create_app
 
+    runner = service.runner
+    assert runner is not None
+    try:
+        await runner.check_broker()
+    except GatewayError as exc:
+        print(f"xixin up: {exc}", file=sys.stderr)
+        return 2
     app = create_app(service)
     server = _http_server(
         uvicorn.Config(
@@ -129,8 +136,6 @@ async def _serve(
             print("xixin up: the HTTP server did not start", file=sys.stderr)
             return 2
         await asyncio.sleep(0.05)
-    runner = service.runner
-    assert runner is not None
     # Terminals use the TCP listener; the gateway may sit on the managed broker's Unix socket.
     terminals_broker = service.broker.address if service.broker else runner.settings.broker
     print(f"xixin: broker {terminals_broker.url}  database {service.db_url}")

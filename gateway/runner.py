@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from devices.mqtt import MqttClient, Will
+from devices.mqtt import ConnectRefusedError, MqttClient, MqttError, Will
 from gateway import topics
-from gateway.broker import BrokerAddress
+from gateway.broker import BrokerAddress, BrokerUnavailableError
 from gateway.control import ControlPlane, GatewayEvent
 from gateway.directory import Directory
 from gateway.floor import FloorConfig
@@ -136,6 +137,40 @@ class GatewayRunner:
                     self.log.exception("event sink failed")
 
     # ---- lifecycle --------------------------------------------------------------------------
+
+    async def check_broker(self, timeout: float = 30.0) -> None:
+        """Connect once with the gateway's account and disconnect, retrying until `timeout`:
+        a broker that is down or refuses the account is one clear error before anything
+        serves (the run itself would only retry, or fail deep inside the HTTP app's start)."""
+        options = self.client.options
+        probe = MqttClient(
+            replace(options, client_id=f"{options.client_id}-check", will=None, subscriptions=[]),
+            _ignore_message,
+            logger=self.log,
+        )
+        where = self.settings.broker.where
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await probe.connect(timeout=min(5.0, timeout))
+                break
+            except ConnectRefusedError as exc:
+                raise BrokerUnavailableError(
+                    f"the broker at {where} refused the gateway's account ({exc.reason.name}); "
+                    "check --gateway-user and --gateway-password"
+                ) from exc
+            except ssl.SSLCertVerificationError as exc:
+                raise BrokerUnavailableError(
+                    f"TLS verification of the broker at {where} failed: {exc.verify_message}"
+                ) from exc
+            except (TimeoutError, OSError, MqttError) as exc:
+                if time.monotonic() >= deadline:
+                    why = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else exc
+                    raise BrokerUnavailableError(
+                        f"cannot reach the broker at {where} within {timeout:g} s: {why}"
+                    ) from exc
+                await asyncio.sleep(0.5)
+        await probe.close()
 
     async def run(self) -> None:
         """Run until stop(): the MQTT connections and the floor timer loop."""
