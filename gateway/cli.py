@@ -15,11 +15,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devices.errors import DevicesError
 from devices.mqtt import run_event_loop
 from firmware_sim import cli as sim_cli
 from firmware_sim import quality_cmd
 from gateway import cli_devices, cli_ingest
-from gateway.broker import BrokerError, BrokerNotInstalledError
+from gateway.broker import BrokerNotInstalledError
 from gateway.errors import GatewayError
 from gateway.floor import FloorConfig
 from gateway.service import GatewayService, ServiceConfig
@@ -83,7 +84,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         http.close()
         print(f"xixin up: {exc}", file=sys.stderr)
         return 2
-    except (GatewayError, OSError) as exc:
+    except (GatewayError, DevicesError, OSError) as exc:
         http.close()
         print(f"xixin up: {exc}", file=sys.stderr)
         return 2
@@ -231,8 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = getattr(args, "handler", None) or args.func
         code: int = handler(args)
-    except BrokerError as exc:
-        print(f"xixin: {exc}", file=sys.stderr)
+    except (GatewayError, DevicesError) as exc:
+        # Errors raised on purpose carry their explanation: one line, not a traceback.
+        print(f"xixin {args.command}: {exc}", file=sys.stderr)
         return 2
     return code
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.broker import free_port
+from gateway.cli import main
 
 
 def test_up_demo_shows_grants_and_relayed_frames(tmp_path: Path) -> None:
@@ -122,6 +123,20 @@ def test_up_with_its_http_port_taken_says_so_and_starts_nothing(tmp_path: Path) 
         "Address already in use; choose another --http-port"
     )
     assert not (tmp_path / "var").exists()  # no database, no broker, nothing written
+
+
+def test_up_with_a_broken_org_file_names_the_problem_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = tmp_path / "org.yaml"
+    org.write_text("centre: [unclosed\n", encoding="utf-8")
+    args = ["up", "--data-dir", str(tmp_path / "var"), "--http-port", "0", "--org", str(org)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"xixin up: {org}: not valid YAML")
+    assert "Traceback" not in err
+    assert main([*args[:-1], str(tmp_path / "missing.yaml")]) == 2
+    assert "xixin up: cannot read org file" in capsys.readouterr().err
 
 
 def test_quality_subcommand_is_wired(tmp_path: Path) -> None:
