@@ -71,6 +71,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    service: GatewayService | None = None
     try:
         service = GatewayService(config)
         secrets: dict[str, str] = {}
@@ -81,6 +82,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         service.prepare()
     except (GatewayError, DevicesError, OSError) as exc:  # BrokerNotInstalledError included
         http.close()
+        if service is not None:
+            service.close()  # a broker prepare() started, the data directory's lock
         print(f"xixin up: {exc}", file=sys.stderr)
         return 2
     try:
