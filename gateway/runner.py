@@ -150,6 +150,7 @@ class GatewayRunner:
         )
         where = self.settings.broker.where
         deadline = time.monotonic() + timeout
+        waiting = False
         while True:
             try:
                 await probe.connect(timeout=min(5.0, timeout))
@@ -164,11 +165,16 @@ class GatewayRunner:
                     f"TLS verification of the broker at {where} failed: {exc.verify_message}"
                 ) from exc
             except (TimeoutError, OSError, MqttError) as exc:
+                why = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else exc
                 if time.monotonic() >= deadline:
-                    why = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else exc
                     raise BrokerUnavailableError(
                         f"cannot reach the broker at {where} within {timeout:g} s: {why}"
                     ) from exc
+                if not waiting:
+                    waiting = True
+                    self.log.warning(
+                        "broker at %s: %s; waiting up to %g s for it", where, why, timeout
+                    )
                 await asyncio.sleep(0.5)
         await probe.close()
 
