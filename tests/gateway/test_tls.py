@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from gateway.broker import BrokerAddress, find_mosquitto, free_port
+from gateway.broker import BrokerAddress, BrokerUnavailableError, find_mosquitto, free_port
 from gateway.runner import GatewayRunner, GatewaySettings
 from tests.gateway.conftest import make_directory
 from tests.gateway.harness import GatewayThread
@@ -84,12 +85,18 @@ def test_gateway_connects_over_tls_and_refuses_an_unknown_ca(
     try:
         settings = GatewaySettings(broker=BrokerAddress.parse(f"mqtts://127.0.0.1:{port}"))
         monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+        asyncio.run(GatewayRunner(settings, make_directory()).check_broker(timeout=5))
         thread = GatewayThread(GatewayRunner(settings, make_directory())).start()
         try:
             assert thread.call(lambda: thread.runner.client.is_connected)
         finally:
             thread.stop()
         monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "nothing.pem"))
+        with pytest.raises(
+            BrokerUnavailableError,
+            match=rf"^TLS verification of the broker at mqtts://127\.0\.0\.1:{port} failed: ",
+        ):
+            asyncio.run(GatewayRunner(settings, make_directory()).check_broker(timeout=5))
         refused = GatewayThread(GatewayRunner(settings, make_directory()))
         with pytest.raises(RuntimeError, match=r"TLS verification of 127\.0\.0\.1"):
             refused.start(timeout=10)
