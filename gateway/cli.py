@@ -10,9 +10,11 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from devices.errors import DevicesError
@@ -227,6 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # SIGTERM (systemd, docker stop, kill) takes the same way out as Ctrl-C, so every
+    # subcommand stops what it started; `up` and `ingest` install their own handlers on top.
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
     try:
         handler = getattr(args, "handler", None) or args.func
         code: int = handler(args)
@@ -234,7 +240,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Errors raised on purpose carry their explanation: one line, not a traceback.
         print(f"xixin {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return code
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from firmware_sim.environment import Deployment, DeviceSpec, ManagedEnvironment,
 from firmware_sim.fleet import FleetOptions, Worker, WorkerSpec, choose_talkers, plan_fleet
 from firmware_sim.fleet_run import merge_reports, run_fleet, split_workers, summary_table
 from firmware_sim.voice import synthesize, wav_reel
+from gateway.broker import process_running
 from gateway.cli import main
 
 
@@ -157,3 +162,35 @@ def test_a_reused_data_dir_keeps_devices_and_secrets(tmp_path: Path) -> None:
         finally:
             env.stop()
     assert secrets[0] == secrets[1] and (tmp_path / "sim-secrets.json").exists()
+
+
+def test_sim_stops_what_it_started_on_sigterm(tmp_path: Path) -> None:
+    """systemd or `docker stop` send SIGTERM: the fleet, gateway and broker all stop."""
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway.cli", "sim"),
+            *("--fleet", "2", "--duration", "120", "--data-dir", str(tmp_path)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    broker_pid = None
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("xixin sim: 2 terminals on"):
+                break
+        broker_pid = int((tmp_path / "broker" / "mosquitto.pid").read_text())
+        assert process_running(broker_pid)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 130
+        assert not process_running(broker_pid)
+        assert not (tmp_path / "broker" / "mosquitto.pid").exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if broker_pid is not None and process_running(broker_pid):
+            os.kill(broker_pid, signal.SIGTERM)  # left by a failing run: ours, by its PID

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import free_port
+from gateway.broker import free_port, process_running
 from gateway.cli import main
 
 
@@ -69,6 +69,7 @@ def test_up_serves_console_and_api_and_stops_cleanly(tmp_path: Path, how: str) -
         text=True,
         start_new_session=True,
     )
+    broker_pid = None
     try:
         deadline = time.monotonic() + 30
         health = None
@@ -97,6 +98,8 @@ def test_up_serves_console_and_api_and_stops_cleanly(tmp_path: Path, how: str) -
         if process.poll() is None:
             process.kill()
             process.wait()
+        if broker_pid is not None and process_running(broker_pid):
+            os.kill(broker_pid, signal.SIGTERM)  # left by a failing run: ours, by its PID
 
 
 def test_up_with_its_http_port_taken_says_so_and_starts_nothing(tmp_path: Path) -> None:
