@@ -23,6 +23,7 @@ FLAG_FEC = 0x04
 FLAG_RED = 0x08
 FLAG_RED2 = 0x10  # a second redundant block: message seq - 2; only together with FLAG_RED
 _KNOWN_FLAGS = FLAG_START | FLAG_END | FLAG_FEC | FLAG_RED | FLAG_RED2
+RESERVED_FLAGS = 0xFF & ~_KNOWN_FLAGS  # must be zero: a header-only check tests these
 
 # Frame duration travels in 2.5 ms units; only these Opus durations are allowed per packet.
 _DURATION_UNITS_MS = {4: 10, 8: 20, 16: 40, 24: 60}

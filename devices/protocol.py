@@ -93,8 +93,8 @@ class Beacon:
     def __post_init__(self) -> None:
         if not -90.0 <= self.lat <= 90.0 or not -180.0 <= self.lon <= 180.0:
             raise SessionError(f"beacon position {self.lat}, {self.lon} out of range")
-        if self.ts < 0:
-            raise SessionError(f"beacon ts {self.ts} is negative")
+        if self.ts <= 0:
+            raise SessionError(f"beacon ts {self.ts} is not a time (ms since the epoch, > 0)")
 
     def to_json(self) -> bytes:
         body: dict[str, Any] = {"v": 1, "ts": self.ts, "lat": self.lat, "lon": self.lon}

@@ -22,6 +22,7 @@ from typing import Any, Final
 from codec.frame import (
     HEADER,
     HEADER_SIZE,
+    RESERVED_FLAGS,
     FrameError,
     VoiceFrame,
     encode_frame,
@@ -382,7 +383,7 @@ class TerminalSession:
                 if len(payload) < HEADER_SIZE:
                     raise FrameError("frame shorter than its header")
                 version, flags, burst, seq, timestamp, _units, count = HEADER.unpack_from(payload)
-                if version != 1 or flags & 0xF0:
+                if version != 1 or flags & RESERVED_FLAGS:
                     raise FrameError("unknown frame version or reserved flags")
                 end, audio = bool(flags & 0x02), count > 0
         except FrameError:

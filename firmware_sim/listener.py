@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from codec.frame import HEADER, HEADER_SIZE
+from codec.frame import HEADER, HEADER_SIZE, RESERVED_FLAGS
 from devices.session import FrameIn, Outgoing, ScanList, TerminalSession, key_fields
 from firmware_sim.model import FirmwareConfig, FirmwareStats
 from firmware_sim.reception import VoiceProbe
@@ -104,7 +104,7 @@ class Listener:
         if (len(payload) if stop is None else stop) - start < HEADER_SIZE:
             return False
         version, flags, burst, seq, timestamp, _units, count = HEADER.unpack_from(payload, start)
-        if version != 1 or flags & 0xF0:
+        if version != 1 or flags & RESERVED_FLAGS:
             return False
         view = self.session.floors.get(tg)
         if view is not None and view.own_burst == burst:

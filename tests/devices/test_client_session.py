@@ -118,6 +118,20 @@ def test_own_echo_is_dropped_others_frames_delivered() -> None:
     assert s.counters.own_echo == 1 and s.counters.bad_frames == 1
 
 
+@pytest.mark.parametrize("decode", [True, False])
+def test_red2_frames_are_voice_on_both_parse_paths(decode: bool) -> None:
+    """Header-only parsing (the fleet's listeners) checks reserved flags, not RED/RED2."""
+    s = TerminalSession("T001", decode_frames=decode)
+    red2 = encode_frame(
+        VoiceFrame(9, 12, 960 * 12, 20, (b"\x48now",), redundant=b"\x48one", redundant2=b"\x48two")
+    )
+    got = s.on_message("xixin/v1/tg/grid-01/down", red2)
+    assert isinstance(got, FrameIn) and (got.burst, got.seq) == (9, 12)
+    reserved = red2[:1] + bytes([red2[1] | 0x20]) + red2[2:]
+    assert s.on_message("xixin/v1/tg/grid-01/down", reserved) == Dropped("bad_frame")
+    assert s.counters.bad_frames == 1
+
+
 def test_queue_then_late_grant_then_revoke() -> None:
     s = TerminalSession("T002")
     pending, _ = s.floor_request(0.0, tg="grid-01")
@@ -210,7 +224,9 @@ def test_beacon_round_trip_and_validation() -> None:
     }
     assert Beacon.from_json(out.payload).ts == beacon.ts
     with pytest.raises(SessionError):
-        Beacon(ts=0, lat=91.0, lon=0.0)
+        Beacon(ts=1, lat=91.0, lon=0.0)
+    with pytest.raises(SessionError, match="not a time"):
+        Beacon(ts=0, lat=30.87, lon=120.13)  # the gateway refuses ts 0 (bad_field)
     with pytest.raises(SessionError):
         Beacon.from_json(b'{"lat": 1}')
 
