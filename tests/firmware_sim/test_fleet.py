@@ -134,7 +134,7 @@ def test_worker_uses_the_given_routes_and_speech(tmp_path: Path) -> None:
     worker.build()
     firmware = worker.terminals[0].firmware
     assert firmware.gps is not None and firmware.sender is not None
-    fix = firmware.gps.fix(0.0, 0)
+    fix = firmware.gps.fix(0.0, 1_700_000_000_000)
     assert 120.9999 < fix.true_lon < 121.0011 and abs(fix.true_lat - 31.0) < 1e-6
     assert firmware.sender.reel is wav_reel((speech,))
     assert 0.5 < firmware.sender.reel.seconds < 3.0

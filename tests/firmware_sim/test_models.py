@@ -108,7 +108,7 @@ def test_geojson_routes(tmp_path: Path) -> None:
     assert not line.loop and len(line.legs()) == 2, "out and back"
     assert ring.loop and len(ring.points) == 3
     gps = GpsModel(line, GpsConfig(bad_fix_rate=0.0, stop_chance=0.0), random.Random(1))
-    fix = gps.fix(100.0, 0)
+    fix = gps.fix(100.0, 1_700_000_000_000)
     assert 120.109 < fix.true_lon < 120.113
     path.write_text('{"type": "Point", "coordinates": [1, 2]}')
     with pytest.raises(RouteError):
