@@ -233,8 +233,12 @@ class ControlPlane:
         if isinstance(request, FloorRequest):
             self._floor_request(info, request, now, wall_ms)
         elif isinstance(request, FloorRelease):
-            key = self._floor_key(info, request.tg, request.call, request.id, create=False)
-            if key is None:
+            key = (
+                None
+                if request.tg is not None and self._tg_refusal(info, request.tg)
+                else self._floor_key(info, request.tg, request.call, create=False)
+            )
+            if key is None:  # nothing held or queued there: releasing it is already true
                 self._reply(
                     info.id, "floor_released", re=request.id, tg=request.tg, call=request.call
                 )
@@ -278,14 +282,20 @@ class ControlPlane:
             raise KeyError(key)
         return floor
 
+    def _tg_refusal(self, info: DeviceInfo, tg: str) -> str | None:
+        """Why this device may not take this talkgroup's floor (a §5.2 deny reason), if so."""
+        if tg not in self.relay.floors:
+            return "unknown_talkgroup"
+        if tg not in info.talkgroups:
+            return "not_member"
+        return None
+
     def _floor_key(
-        self, info: DeviceInfo, tg: str | None, call: str | None, re_id: str, *, create: bool
+        self, info: DeviceInfo, tg: str | None, call: str | None, *, create: bool
     ) -> str | None:
+        """The floor of a talkgroup the caller has checked, or of a private call with `call`
+        (made when `create`; None when there is none)."""
         if tg is not None:
-            if tg not in self.relay.floors:
-                raise ControlError("unknown_talkgroup", f"no talkgroup {tg!r}", re_id)
-            if tg not in info.talkgroups:
-                raise ControlError("not_member", f"{info.id} is not a member of {tg}", re_id)
             return tg
         assert call is not None
         a, b = sorted((info.id, call))
@@ -319,7 +329,12 @@ class ControlPlane:
             if self.presence.get(peer.id, Presence()).state != "online":
                 self._deny(info, request, "peer_offline")
                 return
-        key = self._floor_key(info, request.tg, request.call, request.id, create=True)
+        if request.tg is not None:
+            refusal = self._tg_refusal(info, request.tg)
+            if refusal is not None:
+                self._deny(info, request, refusal)
+                return
+        key = self._floor_key(info, request.tg, request.call, create=True)
         assert key is not None
         if request.tg is not None:
             self.affiliations.setdefault(info.id, set()).add(request.tg)

@@ -209,6 +209,24 @@ def test_last_will_marks_offline(start_gateway: GatewayFactory, terminal: Termin
 
 
 @pytest.mark.parametrize(
+    ("tg", "reason"), [("grid-05", "not_member"), ("grid-99", "unknown_talkgroup")]
+)
+def test_a_floor_the_device_may_not_take_is_denied_and_releasing_it_is_idempotent(
+    start_gateway: GatewayFactory, terminal: TerminalFactory, tg: str, reason: str
+) -> None:
+    """§5.2: a deny with its reason (the terminal's floor view leaves "requesting"), not an
+    error; §5.1: floor_release always answers floor_released."""
+    gw = start_gateway()
+    a = terminal("T001")
+    deny = a.request_floor(tg=tg)
+    assert (deny["type"], deny["tg"], deny["reason"]) == ("floor_deny", tg, reason)
+    assert a.release_floor(tg=tg)["type"] == "floor_released"
+    assert gw.call(lambda: gw.runner.counters.floor["deny"]) == 1
+    assert gw.call(lambda: sum(gw.runner.counters.rejected.values())) == 0
+    assert a.request_floor(tg=TG)["type"] == "floor_granted"
+
+
+@pytest.mark.parametrize(
     ("payload", "code"),
     [
         (b"{not json", "bad_json"),
@@ -216,14 +234,6 @@ def test_last_will_marks_offline(start_gateway: GatewayFactory, terminal: Termin
         (json.dumps({"v": 2, "type": "sos", "id": "x"}).encode(), "bad_version"),
         (json.dumps({"v": 1, "type": "teleport", "id": "x"}).encode(), "unknown_type"),
         (json.dumps({"v": 1, "type": "floor_request", "id": "x"}).encode(), "bad_field"),
-        (
-            json.dumps({"v": 1, "type": "floor_request", "id": "x", "tg": "grid-05"}).encode(),
-            "not_member",
-        ),
-        (
-            json.dumps({"v": 1, "type": "floor_request", "id": "x", "tg": "grid-99"}).encode(),
-            "unknown_talkgroup",
-        ),
         (b"{" + b" " * 5000 + b"}", "too_large"),
     ],
 )
