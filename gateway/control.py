@@ -208,9 +208,17 @@ class ControlPlane:
             self._remove_everywhere(device, now, wall_ms)
 
     def _remove_everywhere(self, device: str, now: float, wall_ms: int) -> None:
-        for key, floor in list(self.relay.floors.items()) + list(self.relay.call_floors.items()):
-            if floor.holder == device or any(d == device for d, _ in floor.queue()):
-                self._emit(key, floor.remove(device, now), wall_ms)
+        for key, floor in self._floors_with(device):
+            self._emit(key, floor.remove(device, now), wall_ms)
+
+    def _floors_with(self, device: str) -> list[tuple[str, Floor]]:
+        """Every floor (talkgroup or private call) that `device` holds or is queued on."""
+        floors = list(self.relay.floors.items()) + list(self.relay.call_floors.items())
+        return [
+            (key, floor)
+            for key, floor in floors
+            if floor.holder == device or any(d == device for d, _ in floor.queue())
+        ]
 
     def _on_control(self, device: str, payload: bytes, now: float, wall_ms: int) -> None:
         self.counters.control_in += 1
@@ -529,18 +537,26 @@ class ControlPlane:
         )
         self._reply(info.id, "sos_ack", re=request.id)
 
-    def send_command(self, device: str, cmd: str, wall_ms: int, **fields: Any) -> str:
+    def send_command(self, device: str, cmd: str, now: float, wall_ms: int, **fields: Any) -> str:
         """Queue a `command` to a terminal; returns its id for matching the `ack`."""
         self._next_command += 1
         command_id = f"c{self._next_command}"
         self.commands[command_id] = (device, cmd)
         if cmd == "stun":
             self.stunned.add(device)
+            self._silence(device, now, wall_ms)
         elif cmd == "revive":
             self.stunned.discard(device)
         self._reply(device, "command", id=command_id, cmd=cmd, **fields)
         self.events.append(GatewayEvent("command", device, wall_ms, {"id": command_id, "cmd": cmd}))
         return command_id
+
+    def _silence(self, device: str, now: float, wall_ms: int) -> None:
+        """A stunned device stops talking at once (§5.4, §6): an administrative revoke (grace
+        0) of every floor it holds, and its queued requests leave their queues."""
+        for key, floor in self._floors_with(device):
+            held = floor.holder == device
+            self._emit(key, floor.revoke(now) if held else floor.remove(device, now), wall_ms)
 
 
 def _event_device(event: FloorEvent) -> str | None:

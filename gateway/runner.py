@@ -230,7 +230,7 @@ class GatewayRunner:
         self._drain()
 
     def send_command(self, device: str, cmd: str, **fields: object) -> str:
-        command_id = self.control.send_command(device, cmd, _wall_ms(), **fields)
+        command_id = self.control.send_command(device, cmd, time.monotonic(), _wall_ms(), **fields)
         self._drain()
         return command_id
 

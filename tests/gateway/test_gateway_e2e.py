@@ -171,6 +171,31 @@ def test_late_entry_gets_taken_and_following_frames(
         talker.join()
 
 
+def test_stun_revokes_the_floor_at_once_and_empties_the_queue(
+    start_gateway: GatewayFactory, terminal: TerminalFactory
+) -> None:
+    """§5.4/§6: a stunned talker gets floor_revoke(administrative, 0) and its frames stop being
+    relayed; a stunned device waiting in a queue leaves it."""
+    gw = start_gateway()
+    a, b, c = terminal("T001", [TG]), terminal("T002", [TG]), terminal("T003", [TG])
+    burst = a.request_floor(tg=TG)["burst"]
+    assert b.request_floor(tg=TG)["type"] == "floor_queued"
+    assert c.request_floor(tg=TG)["position"] == 2
+    gw.call(lambda: gw.runner.send_command("T001", "stun"))
+    revoke = a.wait_control("floor_revoke", tg=TG)
+    assert (revoke["reason"], revoke["grace_ms"], revoke["burst"]) == ("administrative", 0, burst)
+    assert b.wait_control("floor_granted", tg=TG)
+    a.send_frame(frames(burst, 1, 0)[0], tg=TG)  # too late: dropped, never relayed
+    deadline = time.monotonic() + 3
+    while gw.call(lambda: gw.runner.counters.dropped.get("not_holder", 0)) < 1:
+        assert time.monotonic() < deadline, "the stunned talker's frame was not dropped"
+        time.sleep(0.02)
+    gw.call(lambda: gw.runner.send_command("T003", "stun"))  # queued: leaves the queue
+    assert b.release_floor(tg=TG)["type"] == "floor_released"
+    assert gw.call(lambda: gw.runner.relay.floors[TG].holder) is None
+    assert gw.call(lambda: gw.runner.relay.floors[TG].queue()) == []
+
+
 def test_private_call(start_gateway: GatewayFactory, terminal: TerminalFactory) -> None:
     start_gateway()
     a, b, c = terminal("T001"), terminal("T004"), terminal("T002", [TG])
