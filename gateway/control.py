@@ -48,6 +48,7 @@ from gateway.relay import Relay
 
 log = logging.getLogger(__name__)
 _TO_DEVICE = (Granted, Queued, Denied, Revoked, Released)
+_UNANSWERED = (CommandAck, ReceiverReport)  # requests the protocol never replies to
 _COUNTED: dict[type[FloorEvent], str] = {
     Granted: "grant",
     Queued: "queued",
@@ -230,7 +231,12 @@ class ControlPlane:
         try:
             request = parse_request(payload)
             if not info.enabled:
-                raise ControlError("disabled", "device is disabled", getattr(request, "id", None))
+                raise ControlError(
+                    "disabled",
+                    "device is disabled",
+                    getattr(request, "id", None),
+                    reply=not isinstance(request, _UNANSWERED),  # §5.1: ack and rr never are
+                )
             self._dispatch(info, request, now, wall_ms)
         except ControlError as exc:
             self._reject(exc.code, device, "refused control from %s: %s", device, exc)

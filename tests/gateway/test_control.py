@@ -102,3 +102,15 @@ def test_private_call_report_goes_to_the_peer() -> None:
     send(plane, "T004", 0.5, type="rr", call="T001", burst=burst, loss_pct=3, jitter_ms=4)
     [report] = sent_to(plane, "T001", "rr")
     assert report["from"] == "T004" and report["call"] == "T004"
+
+
+def test_a_disabled_device_is_refused_but_never_answered_where_the_protocol_never_answers() -> None:
+    """§5.1: `ack` and `rr` get no reply, not even an error; everything else gets `disabled`."""
+    plane = make_plane()
+    send(plane, "X001", 0.0, type="sos", id="s1", active=True)
+    [error] = sent_to(plane, "X001", "error")
+    assert (error["code"], error["re"]) == ("disabled", "s1")
+    send(plane, "X001", 0.1, type="ack", re="c1", ok=True)
+    send(plane, "X001", 0.2, **rr(2.0, 1))
+    assert not [o for o in plane.outbox if o.topic.startswith("xixin/v1/dev/X001/")]
+    assert plane.counters.rejected["disabled"] == 3
