@@ -179,6 +179,7 @@ class TerminalClient:
     ) -> None:
         self._connect_result = str(reason)
         if not reason.is_failure:
+            # §4: subscribe -> status online -> affiliate -> beacons stored while offline.
             with self._lock:
                 tgs = self._wanted_tgs or list(self.session.talkgroups)
                 subs = self.session.base_subscriptions()
@@ -186,10 +187,38 @@ class TerminalClient:
                 status = self.session.status("online", _now_ms(), battery=self.battery)
             client.subscribe(subs)
             client.publish(status.topic, status.payload, qos=status.qos, retain=status.retain)
+            self._reaffiliate()
             with self._lock:
                 self.beacons.set_online(True)
                 self._flush_beacons()
         self._connected.set()
+
+    def _reaffiliate(self) -> None:
+        """Send `affiliate` for the talkgroups we listen to, retried per the policy (§5.5) by a
+        short-lived thread, unless one is already on its way."""
+        with self._lock:
+            tgs = list(self._wanted_tgs)
+            busy = any(p.type == "affiliate" for p in self.session.pending.values())
+            if not tgs or busy:
+                return
+            pending, message = self.session.affiliate(time.monotonic(), tgs)
+        self._publish(message)
+        threading.Thread(target=self._retry_until_answered, args=(pending.id,), daemon=True).start()
+
+    def _retry_until_answered(self, request_id: str) -> None:
+        """Resend due retries (of any request; each is sent once) until this one is answered
+        or its window is over. The reply itself lands in `control`."""
+        while True:
+            with self._lock:
+                resend, _expired = self.session.poll(time.monotonic())
+                pending = self.session.pending.get(request_id)
+            for out in resend:
+                self._publish(out)
+            if pending is None:
+                return
+            more = pending.tries < self.session.retry.tries
+            wake = pending.next_try if more else pending.deadline
+            time.sleep(min(1.0, max(0.01, wake - time.monotonic())))
 
     def _on_disconnect(
         self,
@@ -478,15 +507,8 @@ class TerminalClient:
 
     def _gateway_status(self, status: GatewayStatus) -> None:
         """A gateway came (back) online and has forgotten affiliations: send ours again."""
-        with self._lock:
-            tgs = list(self._wanted_tgs)
-            busy = any(p.type == "affiliate" for p in self.session.pending.values())
-            if not status.online or not tgs or busy:
-                return
-            pending, message = self.session.affiliate(time.monotonic(), tgs)
-            # Nobody waits for this reply (it lands in `control`); no retries either.
-            self.session.pending.pop(pending.id, None)
-        self._publish(message)
+        if status.online:
+            self._reaffiliate()
 
     def wait_control(self, msg_type: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
         """Wait for an unsolicited control message of `msg_type` (other ones are discarded)."""

@@ -218,3 +218,32 @@ def test_real_time_burst_into_the_jitter_buffer(
     finally:
         spy.close()
         gw.stop()
+
+
+def test_reconnect_sends_status_then_a_retried_affiliate_then_stored_beacons(
+    mosquitto: ManagedBroker, clients: list[TerminalClient]
+) -> None:
+    """§4 order on (re)connect, and §5.5: that `affiliate` is retried like any request (no
+    gateway runs here, so nobody answers)."""
+    spy = Spy(mosquitto, "xixin/v1/dev/T001/#")
+    try:
+        a = TerminalClient("T001", None, mosquitto.host, mosquitto.port, retry=RetryPolicy(3, 0.6))
+        a.connect()
+        clients.append(a)
+        with pytest.raises(ReplyTimeoutError):
+            a.affiliate(["grid-01"])  # sets what it listens to; unanswered
+        a.drop()
+        a.send_beacon(Beacon(ts=1_700_000_000_000, lat=30.87, lon=120.13))  # stored offline
+        before = spy.take(10, timeout=1.0)  # up to the Last Will
+        assert json.loads(before[-1][1])["state"] == "offline"
+        a.connect()
+        seen = [(t.rsplit("/", 2)[-2:], json.loads(p)) for t, p, _ in spy.take(5, timeout=3.0)]
+        kinds = [
+            body.get("type") or body.get("state") or ("beacon" if "lat" in body else "?")
+            for _, body in seen
+        ]
+        assert kinds == ["online", "affiliate", "beacon", "affiliate", "affiliate"], kinds
+        affiliates = [body for _, body in seen if body.get("type") == "affiliate"]
+        assert len({b["id"] for b in affiliates}) == 1 and affiliates[0]["tgs"] == ["grid-01"]
+    finally:
+        spy.close()
