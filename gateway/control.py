@@ -29,6 +29,7 @@ from gateway.floor import (
     Revoked,
     Taken,
 )
+from gateway.log_once import LogOnce
 from gateway.messages import (
     Affiliate,
     CommandAck,
@@ -126,7 +127,7 @@ class ControlPlane:
         self.stunned: set[str] = set()
         self.commands: dict[str, tuple[str, str]] = {}  # id -> (device, cmd)
         self._next_command = 0
-        self._logged_once: set[tuple[str, str]] = set()
+        self._log_once = LogOnce(self.log)
         self._rr_pending: dict[str, tuple[str, ReceiverReport]] = {}  # talker -> worst report
         self._rr_sent: dict[str, float] = {}  # talker -> when a report last went out
         # Private calls idle for call_idle_s are dropped; their numbering is kept here, so a
@@ -176,10 +177,7 @@ class ControlPlane:
     def _reject(self, reason: str, key: str, fmt: str, *args: object) -> None:
         """Count every rejection; log each (reason, key) only once."""
         self.counters.rejected[reason] = self.counters.rejected.get(reason, 0) + 1
-        if (reason, key) not in self._logged_once:
-            if len(self._logged_once) < 10_000:
-                self._logged_once.add((reason, key))
-            self.log.warning(fmt, *args)
+        self._log_once.warning((reason, key), fmt, *args)
 
     def _reply(self, device: str, msg_type: str, **fields: Any) -> None:
         self.outbox.append(Outbound(topics.ctrl_down(device), encode(msg_type, **fields)))

@@ -11,8 +11,8 @@ from gateway.errors import GatewayError
 from gateway.topics import MAX_JSON_BYTES
 
 SCHEMA_VERSION = 1
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_TG_RE = re.compile(r"^[a-z0-9-]{1,32}$")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # fullmatch: `$` would let "T002\n" through
+_TG_RE = re.compile(r"[a-z0-9-]{1,32}")
 
 
 class ControlError(GatewayError):
@@ -162,28 +162,43 @@ def _target(body: dict[str, Any], re_id: str) -> tuple[str | None, str | None]:
     call = _field(body, "call", str, re_id, required=False, max_len=32)
     if (tg is None) == (call is None):
         raise ControlError("bad_field", "exactly one of 'tg' or 'call' is required", re_id)
-    if tg is not None and not _TG_RE.match(tg):
+    if tg is not None and not _TG_RE.fullmatch(tg):
         raise ControlError("bad_field", f"'tg' {tg!r} is not a talkgroup id", re_id)
-    if call is not None and not _ID_RE.match(call):
+    if call is not None and not _ID_RE.fullmatch(call):
         raise ControlError("bad_field", f"'call' {call!r} is not a device id", re_id)
     return tg, call
 
 
-def parse_request(payload: bytes) -> Request:
-    """Parse one uplink control message; raise ControlError with the protocol's error code."""
+def load_object(payload: bytes) -> dict[str, Any]:
+    """A JSON object from a terminal: UTF-8 (not UTF-16/32, which json.loads would guess), at
+    most MAX_JSON_BYTES, no nesting deep enough to exhaust the stack, and no lone surrogate
+    escape (it could not be encoded again, in a reply or a stored event)."""
     if len(payload) > MAX_JSON_BYTES:
         raise ControlError("too_large", f"{len(payload)} bytes, limit {MAX_JSON_BYTES}")
     try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = json.loads(payload.decode("utf-8"))
+        if isinstance(body, dict):
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, json.JSONDecodeError) as exc:
         raise ControlError("bad_json", f"not UTF-8 JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ControlError("bad_json", "JSON nested too deeply") from exc
     if not isinstance(body, dict):
         raise ControlError("bad_json", "the message must be a JSON object")
+    return body
+
+
+def parse_request(payload: bytes) -> Request:
+    """Parse one uplink control message; raise ControlError with the protocol's error code."""
+    body = load_object(payload)
     raw_id = body.get("id")
     re_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
-    if body.get("v") != SCHEMA_VERSION:
+    version = body.get("v")
+    if type(version) is not int or version != SCHEMA_VERSION:  # not true, not 1.0
         raise ControlError("bad_version", f"schema version must be {SCHEMA_VERSION}", re_id)
     msg_type = body.get("type")
+    if not isinstance(msg_type, str):
+        raise ControlError("unknown_type", "'type' must be a message type name", re_id)
     if msg_type == "ack":
         return CommandAck(
             re=_field(body, "re", str, None, max_len=64),
@@ -211,7 +226,7 @@ def parse_request(payload: bytes) -> Request:
         if (
             not isinstance(tgs, list)
             or len(tgs) > 64
-            or not all(isinstance(t, str) and _TG_RE.match(t) for t in tgs)
+            or not all(isinstance(t, str) and _TG_RE.fullmatch(t) for t in tgs)
         ):
             raise ControlError("bad_field", "'tgs' must be a list of talkgroup ids", re_id)
         return Affiliate(re_id, tuple(dict.fromkeys(tgs)))
@@ -238,17 +253,12 @@ def parse_status(payload: bytes) -> DeviceStatus:
     """Parse a retained status message (§4); raise ControlError when it is not one."""
     if not payload:
         raise ControlError("bad_json", "empty status (retained message cleared)")
-    if len(payload) > MAX_JSON_BYTES:
-        raise ControlError("too_large", f"{len(payload)} bytes, limit {MAX_JSON_BYTES}")
-    try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ControlError("bad_json", f"not UTF-8 JSON: {exc}") from exc
-    if not isinstance(body, dict) or body.get("state") not in ("online", "offline"):
+    body = load_object(payload)
+    if body.get("state") not in ("online", "offline"):
         raise ControlError("bad_field", "'state' must be online or offline")
-    battery = body.get("battery")
+    battery, reason = body.get("battery"), body.get("reason")
     return DeviceStatus(
         state=body["state"],
-        reason=body.get("reason") if isinstance(body.get("reason"), str) else None,
-        battery=battery if isinstance(battery, int) and 0 <= battery <= 100 else None,
+        reason=reason[:256] if isinstance(reason, str) else None,
+        battery=battery if type(battery) is int and 0 <= battery <= 100 else None,
     )

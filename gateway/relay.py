@@ -21,6 +21,7 @@ import mqtt5
 from codec.frame import FrameError, frame_burst
 from gateway import topics
 from gateway.floor import Floor
+from gateway.log_once import LogOnce
 from gateway.metrics import Counters
 
 Sender = Callable[[bytes], None]
@@ -77,7 +78,7 @@ class Relay:
         self._call_parties: dict[str, tuple[str, str]] = {}
         # uplink topic -> (floor, talkgroup, device, downlink): the split is done once per topic
         self._routes: dict[str, tuple[Floor, str, str, _Downlink]] = {}
-        self._logged: set[tuple[str, str]] = set()
+        self._log_once = LogOnce(self.log)
         self.tap: Tap | None = None
 
     def _sender(self, key: str) -> Sender:
@@ -114,12 +115,12 @@ class Relay:
         """Count every dropped frame; log the first of each (reason, topic) only."""
         dropped = self.counters.dropped
         dropped[reason] = dropped.get(reason, 0) + 1
-        key = (reason, where)
-        if key not in self._logged and len(self._logged) < 10_000:
-            self._logged.add(key)
-            self.log.warning(
-                "dropped voice frame (%s) on %s; further ones are only counted", reason, where
-            )
+        self._log_once.warning(
+            (reason, where),
+            "dropped voice frame (%s) on %s; further ones are only counted",
+            reason,
+            where,
+        )
 
     def talkgroup_frame(self, topic: str, payload: bytes) -> None:
         """Uplink `xixin/v1/tg/{tg}/up/{device}`."""
