@@ -543,15 +543,19 @@ class ControlPlane:
 
     def send_command(self, device: str, cmd: str, now: float, wall_ms: int, **fields: Any) -> str:
         """Queue a `command` to a terminal; returns its id for matching the `ack`."""
+        command_id = f"c{self._next_command + 1}"
+        try:  # encoded before anything happens: a command that cannot be sent changes nothing
+            payload = encode("command", id=command_id, cmd=cmd, **fields)
+        except (TypeError, ValueError) as exc:
+            raise ControlError("bad_field", f"command {cmd!r} cannot be encoded: {exc}") from exc
         self._next_command += 1
-        command_id = f"c{self._next_command}"
         self.commands[command_id] = (device, cmd)
         if cmd == "stun":
             self.stunned.add(device)
             self._silence(device, now, wall_ms)
         elif cmd == "revive":
             self.stunned.discard(device)
-        self._reply(device, "command", id=command_id, cmd=cmd, **fields)
+        self.outbox.append(Outbound(topics.ctrl_down(device), payload))
         self.events.append(GatewayEvent("command", device, wall_ms, {"id": command_id, "cmd": cmd}))
         return command_id
 

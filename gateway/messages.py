@@ -133,7 +133,8 @@ def encode(msg_type: str, **fields: Any) -> bytes:
     """A control message as compact UTF-8 JSON; None-valued fields are left out."""
     body: dict[str, Any] = {"v": SCHEMA_VERSION, "type": msg_type}
     body.update((k, v) for k, v in fields.items() if v is not None)
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    # allow_nan=False: NaN is not JSON, a terminal's parser would refuse the whole message.
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _field(

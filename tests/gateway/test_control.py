@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from devices.org import default_org
 from gateway.control import ControlPlane
 from gateway.directory import build_directory
+from gateway.messages import ControlError
 from gateway.metrics import Counters
 from gateway.relay import Relay
 from tests.gateway.conftest import TEST_DEVICES
@@ -114,3 +117,15 @@ def test_a_disabled_device_is_refused_but_never_answered_where_the_protocol_neve
     send(plane, "X001", 0.2, **rr(2.0, 1))
     assert not [o for o in plane.outbox if o.topic.startswith("xixin/v1/dev/X001/")]
     assert plane.counters.rejected["disabled"] == 3
+
+
+def test_a_command_that_cannot_be_encoded_changes_nothing() -> None:
+    plane = make_plane()
+    send(plane, "T001", 0.0, type="floor_request", id="r1", tg=TG)
+    plane.outbox.clear()
+    for fields in ({"text": float("nan")}, {"text": "\udc00"}):
+        with pytest.raises(ControlError, match="cannot be encoded"):
+            plane.send_command("T001", "stun", 1.0, 1000, **fields)
+    assert "T001" not in plane.stunned and plane.relay.floors[TG].holder == "T001"
+    assert not plane.outbox and not plane.commands
+    assert plane.send_command("T001", "text", 1.0, 1000, text="ok") == "c1"
