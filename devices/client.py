@@ -125,6 +125,10 @@ class TerminalClient:
             self._mqtt.username_pw_set(device_id, secret)
         will = self.session.will()
         self._mqtt.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        # An exception in a callback (ours or an integrator's on_frame/on_control) is logged by
+        # paho and the network thread goes on; otherwise it would die and the terminal go deaf.
+        self._mqtt.suppress_exceptions = True
+        self._mqtt.enable_logger(self.log)
         self._mqtt.on_connect = self._on_connect
         self._mqtt.on_message = self._on_message
         self._mqtt.on_disconnect = self._on_disconnect

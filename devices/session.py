@@ -364,7 +364,7 @@ class TerminalSession:
     def _json(self, payload: bytes) -> dict[str, Any] | None:
         try:
             body = json.loads(payload) if len(payload) <= MAX_JSON_BYTES else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             body = None
         if not isinstance(body, dict):
             self.counters.bad_json += 1
@@ -422,7 +422,9 @@ class TerminalSession:
             pending = self.pending.pop(re_id, None)
             if pending is not None:
                 if msg_type == "affiliated":
-                    self.talkgroups = tuple(t for t in body.get("tgs", []) if isinstance(t, str))
+                    tgs = body.get("tgs")
+                    listed = tgs if isinstance(tgs, list) else []
+                    self.talkgroups = tuple(t for t in listed if isinstance(t, str))
                 return Reply(pending, body)
         if msg_type == "floor_taken":
             self._floor_news(body)  # late entry: the broadcast repeated on our ctrl/down
@@ -434,17 +436,16 @@ class TerminalSession:
         if key is None or not isinstance(msg_type, str) or not msg_type.startswith("floor_"):
             return
         view = self.floor(key)
-        burst = body.get("burst")
-        if msg_type == "floor_granted" and isinstance(burst, int):
+        burst = _int(body.get("burst"))
+        if msg_type == "floor_granted" and burst is not None:
             view.state, view.burst, view.own_burst = "granted", burst, burst
             view.holder, view.position = self.device_id, None
-            view.max_ms = body.get("max_ms") if isinstance(body.get("max_ms"), int) else None
+            view.max_ms = _int(body.get("max_ms"))
             view.request_id = body.get("re") if isinstance(body.get("re"), str) else view.request_id
         elif msg_type == "floor_queued":
             if view.state in ("requesting", "queued"):
                 view.state = "queued"
-            position = body.get("position")
-            view.position = position if isinstance(position, int) else None
+            view.position = _int(body.get("position"))
         elif msg_type == "floor_deny":
             view.reason = str(body.get("reason"))
             if view.state in ("requesting", "queued"):
@@ -455,8 +456,7 @@ class TerminalSession:
             if burst == view.own_burst:
                 view.state = "revoked"
                 view.reason = str(body.get("reason"))
-                grace = body.get("grace_ms")
-                view.grace_ms = grace if isinstance(grace, int) else 0
+                view.grace_ms = _int(body.get("grace_ms")) or 0
         elif msg_type == "floor_released" and view.holder == self.device_id:
             view.state, view.holder = "idle", None
 
@@ -468,7 +468,7 @@ class TerminalSession:
         if body.get("type") == "floor_taken":
             by, burst = body.get("by"), body.get("burst")
             view.holder = by if isinstance(by, str) else None
-            view.burst = burst if isinstance(burst, int) else None
+            view.burst = _int(burst)
             priority = body.get("priority")
             view.priority = priority if isinstance(priority, str) else None
             if by != self.device_id and view.state in ("idle", "granted", "revoked", "taken"):
@@ -481,3 +481,8 @@ class TerminalSession:
 
 def _json(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _int(value: object) -> int | None:
+    """An integer field of a gateway message; a bool (JSON true) is not one."""
+    return value if type(value) is int else None

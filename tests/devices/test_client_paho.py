@@ -12,7 +12,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.client import ReplyTimeoutError, TerminalClient
+from codec.frame import VoiceFrame, encode_frame
+from devices.client import ReceivedFrame, ReplyTimeoutError, TerminalClient
 from devices.org import default_org
 from devices.session import Beacon, RetryPolicy
 from gateway.broker import ManagedBroker
@@ -247,3 +248,34 @@ def test_reconnect_sends_status_then_a_retried_affiliate_then_stored_beacons(
         assert len({b["id"] for b in affiliates}) == 1 and affiliates[0]["tgs"] == ["grid-01"]
     finally:
         spy.close()
+
+
+def test_an_exception_in_a_frame_callback_does_not_stop_the_client(
+    mosquitto: ManagedBroker, clients: list[TerminalClient]
+) -> None:
+    seen: list[int] = []
+
+    def on_frame(received: ReceivedFrame) -> None:
+        seen.append(received.frame.seq)
+        if len(seen) == 1:
+            raise RuntimeError("an integrator's bug")
+
+    a = TerminalClient("T001", None, mosquitto.host, mosquitto.port, on_frame=on_frame)
+    a.connect()
+    clients.append(a)
+    with pytest.raises(ReplyTimeoutError):
+        a.affiliate(["grid-01"], timeout=0.3)  # no gateway: subscribed, unanswered
+    talker = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="talker")
+    talker.connect(mosquitto.host, mosquitto.port)
+    talker.loop_start()
+    try:
+        for seq in (0, 1):
+            frame = VoiceFrame(7, seq, seq * 960, 20, (b"\xf8",))
+            talker.publish("xixin/v1/tg/grid-01/down", encode_frame(frame)).wait_for_publish(2)
+        deadline = time.monotonic() + 3
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert seen == [0, 1]
+    finally:
+        talker.disconnect()
+        talker.loop_stop()

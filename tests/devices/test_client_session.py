@@ -251,3 +251,18 @@ def test_scan_list_plays_selected_then_priority() -> None:
     assert scan.offer("grid-01")
     scan.ended("grid-01")
     assert scan.offer("all")
+
+
+def test_malformed_gateway_replies_never_raise_or_corrupt_state() -> None:
+    s = TerminalSession("T001")
+    pending, _ = s.affiliate(0.0, ["grid-01"])
+    got = down(s, type="affiliated", re=pending.id, tgs=5)  # not a list
+    assert isinstance(got, Reply) and s.talkgroups == ()
+    pending, _ = s.affiliate(0.0, ["grid-01"])
+    down(s, type="affiliated", re=pending.id, tgs="grid-01")  # a string is not its letters
+    assert s.talkgroups == ()
+    request, _ = s.floor_request(0.0, tg="grid-01")
+    down(s, type="floor_granted", re=request.id, tg="grid-01", burst=True, max_ms=1000)
+    assert s.floor("grid-01").state == "requesting"  # a bool is not a burst id
+    nested = b"[" * 2000 + b"]" * 2000
+    assert s.on_message(DOWN, nested) == Dropped("bad_json")
