@@ -19,6 +19,16 @@ class LogOnce:
         self._full = False
 
     def warning(self, key: Hashable, msg: str, *args: object) -> None:
+        self.log_once(logging.WARNING, key, msg, *args)
+
+    def log_once(
+        self,
+        level: int,
+        key: Hashable,
+        msg: str,
+        *args: object,
+        exc_info: BaseException | None = None,
+    ) -> None:
         if key in self._seen:
             return
         if len(self._seen) >= self.max_keys:
@@ -30,4 +40,4 @@ class LogOnce:
                 )
             return
         self._seen.add(key)
-        self.log.warning(msg, *args)
+        self.log.log(level, msg, *args, exc_info=exc_info)

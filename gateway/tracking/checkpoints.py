@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from gateway.tracking.errors import CheckpointError
 from gateway.tracking.geo import haversine_m
-from gateway.tracking.model import TrackPoint
+from gateway.tracking.model import MAX_EPOCH_S, TrackPoint
 
 MAX_RADIUS_M: Final = 5000.0
 
@@ -71,8 +71,13 @@ class Shift:
     end: float
 
     def __post_init__(self) -> None:
-        if not self.end > self.start:
+        if not self.end > self.start:  # also true for NaN
             raise CheckpointError(f"shift {self.name!r} ends before it starts")
+        if not (self.start >= 0 and self.end <= MAX_EPOCH_S):  # reports print ISO dates
+            raise CheckpointError(
+                f"shift {self.name!r} must lie within epoch 0..{MAX_EPOCH_S} s, "
+                f"not {self.start}..{self.end}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -23,7 +24,7 @@ from gateway.tracking.errors import (
     NmeaError,
     UnknownSourceError,
 )
-from gateway.tracking.model import Fix, StatusReport
+from gateway.tracking.model import MAX_EPOCH_S, Fix, StatusReport
 
 MAX_PAYLOAD_BYTES: Final = 4096
 KNOTS_TO_MPS: Final = 1852.0 / 3600.0
@@ -32,6 +33,17 @@ KMH_TO_MPS: Final = 1000.0 / 3600.0
 # GNSS receiver (metres). NMEA carries no accuracy of its own.
 UERE_M: Final = 5.0
 _HALF_DAY: Final = 43_200.0
+# The native beacon's ranges (§7); OwnTracks and NMEA values are held to the same ones.
+SPEED_MPS: Final = (0.0, 1000.0)
+COURSE_DEG: Final = (0.0, 360.0)
+ALTITUDE_M: Final = (-1000.0, 100_000.0)
+ACCURACY_M: Final = (0.0, 1e7)
+
+
+def _brief(value: object) -> str:
+    """repr() for an error message, cut short (a JSON number may have thousands of digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _load_object(payload: bytes) -> dict[str, Any]:
@@ -41,6 +53,8 @@ def _load_object(payload: bytes) -> dict[str, Any]:
         data = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BeaconEncodingError(f"payload is not UTF-8 JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BeaconEncodingError("payload is JSON nested too deeply") from exc
     if type(data) is not dict:
         raise BeaconEncodingError("payload is not a JSON object")
     return data
@@ -53,11 +67,13 @@ def _number(data: dict[str, Any], key: str, low: float, high: float) -> float | 
         return None
     kind = type(value)
     if kind is not float and kind is not int:
-        raise BeaconFieldError(f"{key!r} must be a number, got {value!r}")
-    number = float(value)
-    if not low <= number <= high:  # also false for NaN
-        raise BeaconFieldError(f"{key!r} = {value!r} is outside [{low}, {high}]")
-    return number
+        raise BeaconFieldError(f"{key!r} must be a number, got {_brief(value)}")
+    # Compare before converting: Python compares an int with a float exactly, so an integer
+    # too large for a float (JSON allows any number of digits) is out of range, not an
+    # OverflowError.
+    if not low <= value <= high:  # also false for NaN
+        raise BeaconFieldError(f"{key!r} = {_brief(value)} is outside [{low}, {high}]")
+    return float(value)
 
 
 def _required(data: dict[str, Any], key: str, low: float, high: float) -> float:
@@ -82,13 +98,13 @@ class _NativeBeacon(msgspec.Struct, frozen=True):
     """The §7 beacon; msgspec decodes and range-checks it in one C pass (the hot path)."""
 
     v: int
-    ts: Annotated[int, msgspec.Meta(gt=0)]
+    ts: Annotated[int, msgspec.Meta(gt=0, le=MAX_EPOCH_S * 1000)]
     lat: _Lat
     lon: _Lon
-    acc: Annotated[float, msgspec.Meta(ge=0.0, le=1e7)] | None = None
-    spd: Annotated[float, msgspec.Meta(ge=0.0, le=1000.0)] | None = None
-    crs: Annotated[float, msgspec.Meta(ge=0.0, le=360.0)] | None = None
-    alt: Annotated[float, msgspec.Meta(ge=-1000.0, le=100_000.0)] | None = None
+    acc: Annotated[float, msgspec.Meta(ge=ACCURACY_M[0], le=ACCURACY_M[1])] | None = None
+    spd: Annotated[float, msgspec.Meta(ge=SPEED_MPS[0], le=SPEED_MPS[1])] | None = None
+    crs: Annotated[float, msgspec.Meta(ge=COURSE_DEG[0], le=COURSE_DEG[1])] | None = None
+    alt: Annotated[float, msgspec.Meta(ge=ALTITUDE_M[0], le=ALTITUDE_M[1])] | None = None
     bat: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] | None = None
     sat: Annotated[int, msgspec.Meta(ge=0, le=255)] | None = None
     valid: bool = True
@@ -112,6 +128,8 @@ def parse_native(device: str, payload: bytes, server_time: float) -> Fix:
         raise BeaconFieldError(f"bad beacon field: {text}") from exc
     except msgspec.DecodeError as exc:
         raise BeaconEncodingError(f"payload is not a UTF-8 JSON object: {exc}") from exc
+    except RecursionError as exc:  # msgspec walks even ignored fields' nesting recursively
+        raise BeaconEncodingError("payload is JSON nested too deeply") from exc
     if beacon.v != 1:
         raise BeaconVersionError(f"'v' must be 1, got {beacon.v!r}")
     return Fix(
@@ -165,6 +183,27 @@ def owntracks_topic(topic: str) -> tuple[str, str] | None:
 
 
 _OWNTRACKS_EXTRA: Final = ("tid", "t", "conn", "bs", "vac", "m", "SSID", "BSSID", "p")
+_SCALARS: Final = (str, int, float, bool, type(None))
+
+
+def _owntracks_attributes(data: dict[str, Any]) -> dict[str, Any]:
+    """The extra fields kept as stored attributes: JSON scalars, text encodable as UTF-8."""
+    attributes: dict[str, Any] = {}
+    for key in _OWNTRACKS_EXTRA:
+        if key not in data:
+            continue
+        value = data[key]
+        if type(value) not in _SCALARS:
+            raise BeaconFieldError(
+                f"{key!r} must be a string, number, boolean or null, got {type(value).__name__}"
+            )
+        if type(value) is str:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate escape such as "\ud800"
+                raise BeaconFieldError(f"{key!r} is not valid Unicode text: {exc.reason}") from exc
+        attributes[key] = value
+    return attributes
 
 
 def parse_owntracks(
@@ -180,26 +219,28 @@ def parse_owntracks(
     data = _load_object(payload)
     kind = data.get("_type")
     if kind == "lwt":
-        tst = _number(data, "tst", 0, 1e11)
+        tst = _number(data, "tst", 0, MAX_EPOCH_S)
         return StatusReport(device, "offline", server_time if tst is None else tst, reason="lost")
     if kind != "location":
         if not isinstance(kind, str):
             raise BeaconFieldError(f"'_type' must be a string, got {kind!r}")
         return None
     tst = data.get("tst")
-    if type(tst) is not int or tst <= 0:
-        raise BeaconFieldError(f"'tst' must be a positive integer (epoch s), got {tst!r}")
+    if type(tst) is not int or not 0 < tst <= MAX_EPOCH_S:
+        raise BeaconFieldError(
+            f"'tst' must be an integer in 1..{MAX_EPOCH_S} (epoch s), got {_brief(tst)}"
+        )
     velocity = _number(data, "vel", 0.0, 3600.0)
-    attributes: dict[str, Any] = {key: data[key] for key in _OWNTRACKS_EXTRA if key in data}
+    attributes = _owntracks_attributes(data)
     return Fix(
         device=device,
         fix_time=float(tst),
         lat=_required(data, "lat", -90.0, 90.0),
         lon=_required(data, "lon", -180.0, 180.0),
         speed=None if velocity is None else velocity * KMH_TO_MPS,
-        course=_number(data, "cog", 0.0, 360.0),
-        altitude=_number(data, "alt", -1000.0, 100_000.0),
-        accuracy=_number(data, "acc", 0.0, 1e7),
+        course=_number(data, "cog", *COURSE_DEG),
+        altitude=_number(data, "alt", *ALTITUDE_M),
+        accuracy=_number(data, "acc", *ACCURACY_M),
         battery=_percent(data, "batt"),
         source="owntracks",
         attributes=attributes,
@@ -236,12 +277,49 @@ class _Epoch:
     quality: int | None = None
 
 
-def _nmea_float(value: object) -> float | None:
+def _nmea_float(value: object, name: str, low: float, high: float) -> float | None:
+    """A field pynmeagps converted: None when empty, else a finite number in [low, high]."""
     if value == "" or value is None:
         return None
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    raise NmeaError(f"not a number in NMEA field: {value!r}")
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise NmeaError(f"NMEA {name} is not a number: {value!r}")
+    if not low <= value <= high:
+        raise NmeaError(f"NMEA {name} {value!r} is outside [{low:g}, {high:g}]")
+    return float(value)
+
+
+# (d)ddmm.mmmm: two or three digits of degrees, then minutes below 60; no sign (the hemisphere
+# letter gives it).
+_COORDINATE: Final = re.compile(r"(\d{2,3})([0-5]\d(?:\.\d*)?)")
+
+
+def _nmea_coordinate(text: str, hemisphere: str, axis: str) -> float | None:
+    """A raw latitude/longitude field and its hemisphere letter -> signed degrees (None when
+    the receiver left the field empty). pynmeagps's own conversion drops a minus sign and reads
+    any letter but S/W as N/E, so the raw fields are checked here."""
+    if not text:
+        return None
+    positive, negative, limit = ("N", "S", 90.0) if axis == "latitude" else ("E", "W", 180.0)
+    if text[0] in "+-":
+        raise NmeaError(f"NMEA {axis} {text!r} has a sign: the hemisphere letter gives it")
+    match = _COORDINATE.fullmatch(text)
+    if match is None:
+        raise NmeaError(f"NMEA {axis} {text!r} is not an unsigned (d)ddmm.mmmm, minutes < 60")
+    if hemisphere not in (positive, negative):
+        raise NmeaError(f"NMEA {axis} hemisphere must be {positive} or {negative}: {hemisphere!r}")
+    degrees = round(int(match[1]) + float(match[2]) / 60.0, 10)
+    if degrees > limit:
+        raise NmeaError(f"NMEA {axis} {text},{hemisphere} is beyond {limit:g} degrees")
+    return -degrees if hemisphere == negative else degrees
+
+
+def _raw_fields(line: str) -> list[str]:
+    """The data fields of a sentence that passed its checksum (`$ID,f0,f1,...*hh`)."""
+    return line[1:].rpartition("*")[0].split(",")[1:]
+
+
+def _raw(fields: list[str], index: int) -> str:
+    return fields[index] if index < len(fields) else ""
 
 
 def _fix_time(epoch: _Epoch, server_time: float) -> float:
@@ -267,31 +345,42 @@ def _parse_sentence(line: str) -> Any:
     return message
 
 
-def _merge_sentence(message: Any, epochs: dict[time, _Epoch]) -> None:
+def _merge_sentence(message: Any, fields: list[str], epochs: dict[time, _Epoch]) -> None:
     msg_id = message.msgID
+    name = f"{message.talker}{msg_id}"
     clock = getattr(message, "time", "")
     if not isinstance(clock, time):
+        if _raw(fields, 0):
+            raise NmeaError(f"{name} time of fix {_raw(fields, 0)!r} is not a valid hhmmss")
         # A receiver without a fix may leave even the time empty: nothing to place in time.
-        raise NmeaError(f"{message.talker}{msg_id} sentence without a time of fix")
+        raise NmeaError(f"{name} sentence without a time of fix")
+    # RMC: time, status, lat, N/S, lon, E/W, ...; GGA: time, lat, N/S, lon, E/W, ...
+    first = 2 if msg_id == "RMC" else 1
+    lat = _nmea_coordinate(_raw(fields, first), _raw(fields, first + 1), "latitude")
+    lon = _nmea_coordinate(_raw(fields, first + 2), _raw(fields, first + 3), "longitude")
     epoch = epochs.setdefault(clock, _Epoch(clock))
-    lat, lon = _nmea_float(getattr(message, "lat", "")), _nmea_float(getattr(message, "lon", ""))
     if lat is not None and lon is not None:
         epoch.lat, epoch.lon = lat, lon
     if msg_id == "RMC":
         day = getattr(message, "date", "")
         if isinstance(day, date):
             epoch.day = day
+        elif _raw(fields, 8):
+            raise NmeaError(f"{name} date {_raw(fields, 8)!r} is not a valid ddmmyy")
         epoch.valid = epoch.valid and getattr(message, "status", "V") == "A"
-        knots = _nmea_float(getattr(message, "spd", ""))
+        max_knots = SPEED_MPS[1] / KNOTS_TO_MPS
+        knots = _nmea_float(getattr(message, "spd", ""), "speed (knots)", 0.0, max_knots)
         epoch.speed = None if knots is None else knots * KNOTS_TO_MPS
-        epoch.course = _nmea_float(getattr(message, "cog", ""))
+        epoch.course = _nmea_float(getattr(message, "cog", ""), "course", *COURSE_DEG)
     else:  # GGA
         quality = getattr(message, "quality", 0)
         epoch.quality = quality if isinstance(quality, int) else 0
         epoch.valid = epoch.valid and epoch.quality > 0
-        epoch.altitude = _nmea_float(getattr(message, "alt", ""))
-        epoch.hdop = _nmea_float(getattr(message, "HDOP", ""))
+        epoch.altitude = _nmea_float(getattr(message, "alt", ""), "altitude", *ALTITUDE_M)
+        epoch.hdop = _nmea_float(getattr(message, "HDOP", ""), "HDOP", 0.0, ACCURACY_M[1] / UERE_M)
         satellites = getattr(message, "numSV", None)
+        if isinstance(satellites, int) and not 0 <= satellites <= 255:
+            raise NmeaError(f"{name} satellites {satellites} is outside [0, 255]")
         epoch.satellites = satellites if isinstance(satellites, int) else None
 
 
@@ -318,7 +407,7 @@ def parse_nmea(device: str, payload: bytes, server_time: float) -> list[Fix]:
             raise NmeaError(f"NMEA sentence must start with '$': {line[:40]!r}")
         message = _parse_sentence(line)
         if message.msgID in ("RMC", "GGA"):
-            _merge_sentence(message, epochs)
+            _merge_sentence(message, _raw_fields(line), epochs)
     if not epochs:
         raise NmeaError("no RMC or GGA sentence in the payload")
     fixes: list[Fix] = []

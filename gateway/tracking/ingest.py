@@ -84,7 +84,11 @@ class IngestWorker:
         self.messages += len(inbox)
         handle = self.pipeline.handle
         for topic, payload, received in inbox:
-            handle(topic, payload, received)
+            try:
+                handle(topic, payload, received)
+            except Exception as exc:  # handle() counts bad input itself; this is a last resort
+                # so that one failing message never loses the rest of the read (already taken)
+                self.pipeline.internal_error(topic, exc)
         rows = self.pipeline.take_rows()
         if rows:
             self.writer.submit(rows)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
+
+MAX_EPOCH_S: Final = 100_000_000_000
+"""The latest time any tracking input may carry (epoch s, year 5138): a beacon's fix time, a
+shift's end. Anything later is a malformed value, not a position."""
 
 Source = Literal["native", "owntracks", "nmea"]
 DeviceState = Literal["online", "unknown", "offline"]

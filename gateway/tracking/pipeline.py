@@ -19,6 +19,7 @@ from shapely.geometry.base import BaseGeometry
 
 from devices.org import Organisation
 from gateway import topics
+from gateway.log_once import LogOnce
 from gateway.messages import ControlError, parse_status
 from gateway.tracking.alarms import AlarmEngine
 from gateway.tracking.config import TrackingConfig
@@ -48,6 +49,7 @@ OWNTRACKS_ROOT: Final = "owntracks"
 _GPS_SUFFIX: Final = "/gps"
 _NMEA_SUFFIX: Final = "/nmea"
 _STATUS_SUFFIX: Final = "/status"
+MAX_LOGGED_FAILURES: Final = 1000  # distinct internal failures logged with a traceback
 
 
 def ingest_subscriptions(share_group: str | None) -> list[tuple[str, int]]:
@@ -67,6 +69,7 @@ def ingest_subscriptions(share_group: str | None) -> list[tuple[str, int]]:
 class IngestCounters:
     received: Counter[str] = field(default_factory=Counter)  # by format
     rejected: Counter[str] = field(default_factory=Counter)  # parse errors by reason
+    # ...and "internal": a message the pipeline failed on (a bug), counted and skipped
     ignored: int = 0  # OwnTracks types other than location/lwt, foreign topics
 
 
@@ -112,6 +115,7 @@ class TrackingPipeline:
         self._seen: dict[str, float] = {}
         self._dirty: dict[str, Fix] = {}
         self._last_push = 0.0
+        self._failures = LogOnce(self.log, MAX_LOGGED_FAILURES)
 
     def set_fences(self, custom: Iterable[GeofenceSpec]) -> None:
         """Grids of the organisation plus these custom fences."""
@@ -152,6 +156,25 @@ class TrackingPipeline:
         except BeaconError as exc:
             self.counters.rejected[exc.reason] += 1
             self.log.debug("beacon on %s refused: %s", topic, exc)
+        except Exception as exc:  # a bug, not bad input: it must not cost the next messages
+            self.internal_error(topic, exc)
+
+    def internal_error(self, topic: str, exc: Exception) -> None:
+        """Count a message the pipeline failed on as rejected (`internal`) and log it with its
+        traceback once per failure site (exception type and the line that raised it)."""
+        self.counters.rejected["internal"] += 1
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = ("", 0) if tb is None else (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        self._failures.log_once(
+            logging.ERROR,
+            (type(exc).__name__, where),
+            "tracking message on %s failed (counted as rejected: internal; later failures "
+            "at the same place are only counted)",
+            topic,
+            exc_info=exc,
+        )
 
     def _check_device(self, device: str) -> None:
         if self.config.require_provisioned and not self.is_device(device):
@@ -159,8 +182,9 @@ class TrackingPipeline:
 
     def _offer(self, fix: Fix, now: float) -> None:
         self._seen[fix.device] = now
+        row = fix_row(fix)  # first: a fix that cannot become a row is never counted accepted
         if self.filters.apply(fix, now) is None:
-            self.rows.append(fix_row(fix))
+            self.rows.append(row)
             self._accepted.append(fix)
 
     def _native_status(self, device: str, payload: bytes, now: float) -> None:

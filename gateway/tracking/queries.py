@@ -94,16 +94,25 @@ def shifts_for(
     start: float | None,
     end: float | None,
 ) -> list[Shift]:
-    """An explicit window, or the day's configured shifts (optionally one of them by name)."""
+    """An explicit window, or the day's configured shifts (optionally one of them by name).
+
+    Checked before any query: each window within the epoch range reports can print and no
+    longer than a replay's (CheckpointError otherwise)."""
     if start is not None or end is not None:
         if start is None or end is None:
             raise CheckpointError("give both start and end, or a date")
-        return [Shift(name or "custom", start, end)]
-    if day is None:
+        shifts = [Shift(name or "custom", start, end)]
+    elif day is None:
         raise CheckpointError("give a date (and optionally a shift name) or start and end")
-    shifts = [p.window(day, utc_offset_h) for p in patterns if name is None or p.name == name]
+    else:
+        shifts = [p.window(day, utc_offset_h) for p in patterns if name is None or p.name == name]
     if not shifts:
         raise CheckpointError(f"no shift named {name!r}")
+    for shift in shifts:
+        try:
+            check_range(shift.start, shift.end)
+        except HistoryError as exc:
+            raise CheckpointError(f"shift {shift.name!r}: {exc}") from exc
     return shifts
 
 

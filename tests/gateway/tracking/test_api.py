@@ -185,3 +185,16 @@ def test_a_failing_tracking_database_answers_503(api: tuple[TestClient, GatewayS
     assert http.post("/api/tracking/checkpoints", json=checkpoint).status_code == 503
     assert http.delete("/api/tracking/checkpoints/cp-1").status_code == 503
     assert http.get("/api/tracking/coverage", params={"start": 0, "end": 60}).status_code == 503
+
+
+def test_coverage_windows_out_of_range_answer_422_before_any_query(
+    api: tuple[TestClient, GatewayService],
+) -> None:
+    http, _ = api
+    for route in ("/api/tracking/coverage", "/api/tracking/coverage.csv"):
+        for query in ({"start": 0, "end": 1e12}, {"start": 0, "end": "inf"},
+                      {"start": 0, "end": 40 * 86_400}, {"date": "9999-12-31"},
+                      {"date": "0001-01-01"}):  # fmt: skip
+            answer = http.get(route, params=query)
+            assert answer.status_code == 422, (route, query, answer.text)
+            assert "shift" in answer.json()["detail"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from datetime import UTC, date, datetime
 
 import pytest
 
 from devices.org import default_org
 from gateway.tracking.checkpoints import (
+    DEFAULT_SHIFTS,
     Checkpoint,
     Shift,
     ShiftPattern,
@@ -20,6 +22,7 @@ from gateway.tracking.checkpoints import (
 )
 from gateway.tracking.errors import CheckpointError
 from gateway.tracking.model import TrackPoint
+from gateway.tracking.queries import shifts_for
 
 ORG = default_org()
 M_LAT = 1 / 111_195.0
@@ -139,3 +142,28 @@ def test_shift_must_not_end_before_it_starts() -> None:
         Shift("x", 10.0, 5.0)
     with pytest.raises(CheckpointError, match="bad start"):
         ShiftPattern("x", "25:99", 8).window(date(2026, 1, 1), 8)
+
+
+@pytest.mark.parametrize(
+    ("day", "start", "end", "needle"),
+    [
+        (None, 0.0, 1e12, "within epoch"),  # year 33658: no ISO date for the report
+        (None, 0.0, math.inf, "within epoch"),
+        (None, -86_400.0, 0.0, "within epoch"),
+        (None, math.nan, 60.0, "ends before it starts"),
+        (None, 0.0, 32 * 86_400.0, "exceeds"),  # the replay's limit: 31 days
+        (date(9999, 12, 31), None, None, "within epoch"),
+        (date(1, 1, 1), None, None, "within epoch"),
+    ],
+)
+def test_coverage_windows_are_checked_before_any_query(
+    day: date | None, start: float | None, end: float | None, needle: str
+) -> None:
+    with pytest.raises(CheckpointError, match=needle):
+        shifts_for(DEFAULT_SHIFTS, 8.0, day, None, start, end)
+
+
+def test_coverage_windows_within_range_pass() -> None:
+    assert shifts_for(DEFAULT_SHIFTS, 8.0, None, None, 0.0, 60.0) == [Shift("custom", 0.0, 60.0)]
+    day, night = shifts_for(DEFAULT_SHIFTS, 8.0, date(2026, 11, 28), None, None, None)
+    assert (day.end, night.end - night.start) == (night.start, 12 * 3600.0)

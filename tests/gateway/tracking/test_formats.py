@@ -131,6 +131,25 @@ def test_native_rejects_bad_beacons(payload: bytes, error: type[Exception], need
         parse_native("T001", payload, NOW)
 
 
+BIG = b"1" + b"0" * 400  # a JSON integer no float can hold
+DEEP = b"[" * 1500 + b"]" * 1500  # nested deeper than the interpreter's recursion limit
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "needle"),
+    [
+        (b'{"v":1,"ts":' + BIG + b',"lat":1,"lon":1}', BeaconFieldError, "ts"),
+        (b'{"v":1,"ts":100000000000001,"lat":1,"lon":1}', BeaconFieldError, "ts"),
+        (b'{"v":1,"ts":1,"lat":1,"lon":1,"x":' + DEEP + b"}", BeaconEncodingError, "nested"),
+    ],
+)
+def test_native_huge_numbers_and_deep_nesting_are_refused(
+    payload: bytes, error: type[Exception], needle: str
+) -> None:
+    with pytest.raises(error, match=needle):
+        parse_native("T001", payload, NOW)
+
+
 def test_native_invalid_flag_is_kept() -> None:
     fix = parse_native("T001", b'{"v":1,"ts":1,"lat":1,"lon":2,"valid":false}', NOW)
     assert fix.valid is False
@@ -195,6 +214,43 @@ def test_owntracks_topic_shape(topic: str) -> None:
 def test_owntracks_bad_fields(payload: bytes) -> None:
     with pytest.raises(BeaconFieldError):
         parse_owntracks("owntracks/T001/p", payload, NOW, mapping({"T001"}))
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        (b'{"_type":"location","tst":1700000000,"lat":' + BIG + b',"lon":1}', "'lat'"),
+        (b'{"_type":"location","tst":1700000000,"lat":1,"lon":1,"batt":' + BIG + b"}", "'batt'"),
+        (b'{"_type":"location","tst":' + BIG + b',"lat":1,"lon":1}', "'tst'"),
+        (b'{"_type":"location","tst":100000000001,"lat":1,"lon":1}', "'tst'"),
+        (b'{"_type":"lwt","tst":' + BIG + b"}", "'tst'"),
+    ],
+)
+def test_owntracks_numbers_no_float_holds_are_bad_fields(payload: bytes, needle: str) -> None:
+    with pytest.raises(BeaconFieldError, match=needle):
+        parse_owntracks("owntracks/T001/p", payload, NOW, mapping({"T001"}))
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (b'"tid":"\\ud800"', "'tid' is not valid Unicode"),  # a lone surrogate escape
+        (b'"SSID":"ok\\udfff"', "'SSID' is not valid Unicode"),
+        (b'"p":{"kPa":101}', "'p' must be a string, number"),
+        (b'"tid":["Y","Y"]', "'tid' must be a string, number"),
+    ],
+)
+def test_owntracks_attributes_that_cannot_be_stored_are_refused(extra: bytes, needle: str) -> None:
+    payload = b'{"_type":"location","tst":1700000000,"lat":1,"lon":2,' + extra + b"}"
+    with pytest.raises(BeaconFieldError, match=needle):
+        parse_owntracks("owntracks/T001/p", payload, NOW, mapping({"T001"}))
+
+
+def test_owntracks_deeply_nested_json_is_bad_json() -> None:
+    with pytest.raises(BeaconEncodingError, match="nested"):
+        parse_owntracks("owntracks/T001/p", DEEP, NOW, mapping({"T001"}))
+    with pytest.raises(BeaconEncodingError, match="nested"):
+        parse_owntracks("owntracks/T001/p", b'{"_type":' + DEEP + b"}", NOW, mapping({"T001"}))
 
 
 # ---- NMEA ----------------------------------------------------------------------------------------
@@ -269,3 +325,52 @@ def test_nmea_several_epochs_in_one_payload_come_out_in_time_order() -> None:
 def test_nmea_rejects_bad_input(payload: str, needle: str) -> None:
     with pytest.raises(NmeaError, match=needle):
         parse_nmea("T001", payload.encode(), NOW)
+
+
+def rmc(lat: str = "4807.038,N", lon: str = "01131.000,E", speed: str = "022.4",
+        course: str = "084.4", day: str = "230394", clock: str = "123519") -> bytes:  # fmt: skip
+    return nmea_checksum(f"GPRMC,{clock},A,{lat},{lon},{speed},{course},{day},003.1,W").encode()
+
+
+def gga(lat: str = "4807.038,N", lon: str = "01131.000,E", alt: str = "545.4",
+        hdop: str = "0.9") -> bytes:  # fmt: skip
+    return nmea_checksum(f"GPGGA,123519,{lat},{lon},1,08,{hdop},{alt},M,46.9,M,,").encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        (rmc(lat="9959.000,N"), "latitude 9959.000,N is beyond 90"),
+        (rmc(lat="9000.001,S"), "latitude 9000.001,S is beyond 90"),
+        (rmc(lon="18000.600,W"), "longitude 18000.600,W is beyond 180"),
+        (rmc(lon="99999.000,E"), "longitude '99999.000' is not"),
+        (rmc(lat="4860.000,N"), "minutes < 60"),
+        (rmc(lat="48,N"), "latitude '48' is not"),
+        (rmc(lat="-4807.038,N"), "latitude '-4807.038' has a sign"),
+        (gga(lon="+01131.000,E"), "longitude '\\+01131.000' has a sign"),
+        (rmc(lat="4807.038,X"), "latitude hemisphere must be N or S: 'X'"),
+        (gga(lon="01131.000,N"), "longitude hemisphere must be E or W: 'N'"),
+        (rmc(lat="4807.038,"), "latitude hemisphere must be N or S: ''"),
+        (rmc(speed="-5"), "speed .* -5.0 is outside"),
+        (rmc(speed="1e308"), "speed .* is outside"),
+        (rmc(course="999"), "course 999.0 is outside"),
+        (rmc(course="-1"), "course -1.0 is outside"),
+        (gga(alt="-1000.5"), "altitude -1000.5 is outside"),
+        (gga(hdop="-1"), "HDOP -1.0 is outside"),
+        (rmc(day="310294"), "date '310294' is not a valid ddmmyy"),
+        (rmc(day="000000"), "date '000000' is not a valid ddmmyy"),
+        (rmc(clock="256199"), "time of fix '256199' is not a valid hhmmss"),
+    ],
+)
+def test_nmea_refuses_values_outside_the_native_ranges(payload: bytes, needle: str) -> None:
+    with pytest.raises(NmeaError, match=needle):
+        parse_nmea("T001", payload, NOW)
+
+
+def test_nmea_southern_and_western_hemispheres_and_range_edges() -> None:
+    (fix,) = parse_nmea("T001", rmc(lat="4807.038,S", lon="01131.000,W"), NOW)
+    assert (fix.lat, fix.lon) == (pytest.approx(-48.1173), pytest.approx(-(11 + 31 / 60)))
+    (fix,) = parse_nmea("T001", rmc(lat="9000.000,N", lon="18000.000,W", course="360"), NOW)
+    assert (fix.lat, fix.lon, fix.course) == (90.0, -180.0, 360.0)
+    (fix,) = parse_nmea("T001", rmc(lat=",", lon=",", day=""), NOW)  # a void RMC: no position
+    assert (fix.lat, fix.lon, fix.valid) == (0.0, 0.0, False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,61 @@ def test_settings_load_from_yaml(tmp_path: Path) -> None:
         tracking_config_from_mapping({"filters": {"max_sped": 1}})
     with pytest.raises(TrackingError, match="expected a mapping"):
         tracking_config_from_mapping({"live": 3})
+
+
+BIG = b"1" + b"0" * 400  # a JSON integer no float can hold
+
+
+def test_numbers_no_float_holds_are_refused_and_the_next_messages_kept() -> None:
+    p = pipeline()
+    p.handle("xixin/v1/dev/T001/gps", gps(T0, G1), T0)
+    p.handle("owntracks/T001/phone", b'{"_type":"location","tst":1,"lat":%s,"lon":1}' % BIG, T0)
+    p.handle("owntracks/T001/phone", b'{"_type":"lwt","tst":%s}' % BIG, T0)
+    p.handle("xixin/v1/dev/T001/gps", b'{"v":1,"ts":%s,"lat":1,"lon":1}' % BIG, T0)
+    p.handle("xixin/v1/dev/T001/gps", gps(T0 + 1, G1), T0 + 1)
+    assert dict(p.counters.rejected) == {"bad_field": 3}
+    assert [row[1] for row in p.take_rows()] == [T0, T0 + 1]
+
+
+def test_text_that_cannot_be_stored_is_refused_before_the_filters_count_it() -> None:
+    p = pipeline()
+    lone_surrogate = b'{"_type":"location","tst":%d,"lat":%f,"lon":%f,"tid":"\\ud800"}' % (
+        int(T0), G1[1], G1[0],
+    )  # fmt: skip
+    p.handle("owntracks/T001/phone", lone_surrogate, T0)
+    assert dict(p.counters.rejected) == {"bad_field": 1}
+    assert p.filters.accepted == 0 and p.take_rows() == []
+
+
+def test_deeply_nested_json_is_counted_never_raised() -> None:
+    p = pipeline()
+    deep = b"[" * 1500 + b"]" * 1500
+    p.handle("owntracks/T001/phone", deep, T0)
+    p.handle("xixin/v1/dev/T001/gps", b'{"v":1,"ts":1,"lat":1,"lon":1,"x":%s}' % deep, T0)
+    p.handle("xixin/v1/dev/T001/status", deep, T0)  # status noise: ignored, as other bad status
+    assert dict(p.counters.rejected) == {"bad_json": 2}
+    assert p.counters.ignored == 1
+
+
+def test_a_message_the_pipeline_fails_on_is_counted_logged_once_and_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def is_device(device: str) -> bool:
+        if device == "T666":
+            raise RuntimeError("registry bug")
+        return device == "T001"
+
+    p = TrackingPipeline(
+        TrackingConfig(), ORG, is_device=is_device, assigned_grid={}.get,
+        logger=logging.getLogger("test.pipeline"),
+    )  # fmt: skip
+    with caplog.at_level(logging.DEBUG, logger="test.pipeline"):
+        p.handle("xixin/v1/dev/T001/gps", gps(T0, G1), T0)
+        p.handle("xixin/v1/dev/T666/gps", gps(T0, G1), T0)
+        p.handle("xixin/v1/dev/T666/gps", gps(T0 + 1, G1), T0 + 1)
+        p.handle("xixin/v1/dev/T001/gps", gps(T0 + 1, G1), T0 + 1)
+    assert dict(p.counters.rejected) == {"internal": 2}
+    assert [row[1] for row in p.take_rows()] == [T0, T0 + 1]
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "T666" in record.getMessage() and record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
