@@ -50,7 +50,7 @@ def _load_object(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise BeaconEncodingError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
-        data = json.loads(payload)
+        data = json.loads(payload.decode("utf-8"))  # bytes would let json guess UTF-16/32
     except (UnicodeDecodeError, ValueError) as exc:
         raise BeaconEncodingError(f"payload is not UTF-8 JSON: {exc}") from exc
     except RecursionError as exc:

@@ -374,3 +374,9 @@ def test_nmea_southern_and_western_hemispheres_and_range_edges() -> None:
     assert (fix.lat, fix.lon, fix.course) == (90.0, -180.0, 360.0)
     (fix,) = parse_nmea("T001", rmc(lat=",", lon=",", day=""), NOW)  # a void RMC: no position
     assert (fix.lat, fix.lon, fix.valid) == (0.0, 0.0, False)
+
+
+def test_owntracks_payload_must_be_utf8() -> None:
+    utf16 = OWNTRACKS_SAMPLE.decode().encode("utf-16")
+    with pytest.raises(BeaconEncodingError, match="not UTF-8"):
+        parse_owntracks("owntracks/T001/phone", utf16, NOW, mapping({"T001"}))
