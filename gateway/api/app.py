@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any, Final
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
 
 from gateway.api.routes import devices, events, health, metrics, recordings, talkgroups, tracking
@@ -15,6 +19,31 @@ from gateway.metrics import GatewayCollector, LiveGauges, RecorderCollector
 from gateway.service import GatewayService
 from gateway.tracking.errors import TrackingStoreError
 from gateway.tracking.metrics import TrackingCollector
+
+#: How deep a refused input is echoed in a 422; deeper parts are elided.
+_ECHO_DEPTH: Final = 8
+
+
+def _printable(value: Any, depth: int = 0) -> Any:
+    """`value` as JSON can carry it: NaN/Infinity as text, lone surrogates escaped, depth cut."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict | list | tuple):
+        if depth >= _ECHO_DEPTH:
+            return "..."
+        if isinstance(value, dict):
+            return {_printable(k, depth + 1): _printable(v, depth + 1) for k, v in value.items()}
+        return [_printable(v, depth + 1) for v in value]
+    return value
+
+
+async def _validation_failed(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, except that the echoed input cannot break it: a NaN or a lone surrogate in
+    the input made rendering the refusal itself fail with a 500."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": jsonable_encoder(_printable(errors))}, status_code=422)
 
 
 def create_app(service: GatewayService) -> FastAPI:
@@ -39,6 +68,7 @@ def create_app(service: GatewayService) -> FastAPI:
     for module in (health, devices, talkgroups, recordings, metrics, events, tracking):
         app.include_router(module.router)
     app.add_exception_handler(TrackingStoreError, tracking.tracking_unavailable)
+    app.add_exception_handler(RequestValidationError, _validation_failed)
     console = resources.files("gateway.console").joinpath("index.html").read_text("utf-8")
 
     @app.get("/", include_in_schema=False)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field
+
+#: A checkpoint's required visits per shift: visits closer than `revisit_s` (10 min by default)
+#: count once, so even a 24-hour shift allows about 150; the bound keeps the count storable.
+MAX_REQUIRED_VISITS: Final = 1000
 
 
 class PositionOut(BaseModel):
@@ -122,11 +126,13 @@ class CheckpointIn(BaseModel):
     lat: float
     lon: float
     radius_m: float = 30.0
-    required_visits: int = Field(default=1, description="visits required per shift")
+    required_visits: int = Field(
+        default=1, ge=1, le=MAX_REQUIRED_VISITS, description="visits required per shift"
+    )
 
 
 class CheckpointOut(CheckpointIn):
-    pass
+    required_visits: int = Field(description="visits required per shift")  # as stored
 
 
 class CoverageShift(BaseModel):

@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException
 from gateway.api.deps import RunnerDep, ServiceDep
 from gateway.api.schemas import CommandIn, CommandOut, DeviceCreate, DeviceOut, DeviceSecret
 from gateway.control import Presence
+from gateway.messages import ControlError
 from gateway.runner import GatewayRunner
 from gateway.store.errors import DeviceExistsError, InvalidDeviceError, UnknownDeviceError
 from gateway.store.registry import Device
@@ -100,5 +101,8 @@ async def rotate_secret(device_id: str, service: ServiceDep, runner: RunnerDep) 
 async def send_command(device_id: str, body: CommandIn, runner: RunnerDep) -> CommandOut:
     if runner.control.directory.get(device_id) is None:
         raise HTTPException(404, f"unknown device {device_id!r}")
-    command_id = runner.send_command(device_id, body.cmd, **body.fields)
+    try:
+        command_id = runner.send_command(device_id, body.cmd, **body.fields)
+    except ControlError as exc:  # the schema refuses what it can see; this is the last word
+        raise HTTPException(422, exc.message) from exc
     return CommandOut(id=command_id, device=device_id, cmd=body.cmd)

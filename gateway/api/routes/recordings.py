@@ -3,12 +3,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from gateway.api.deps import ServiceDep
-from gateway.api.schemas import RecordingOut
+from gateway.api.schemas import DB_INT_MAX, RecordingOut
 from gateway.store.recordings import recordings
 
 router = APIRouter(prefix="/api/recordings", tags=["recordings"])
@@ -41,7 +41,9 @@ async def list_recordings(
 
 
 @router.get("/{recording_id}/audio", response_class=FileResponse)
-async def recording_audio(recording_id: int, service: ServiceDep) -> FileResponse:
+async def recording_audio(
+    recording_id: Annotated[int, Path(ge=1, le=DB_INT_MAX)], service: ServiceDep
+) -> FileResponse:
     def fetch() -> str | None:
         with service.engine.connect() as conn:
             return conn.execute(
