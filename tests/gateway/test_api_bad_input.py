@@ -146,3 +146,20 @@ def test_checkpoint_required_visits_out_of_range(api: API, visits: int) -> None:
     assert http.get("/api/tracking/checkpoints").json() == []
     added = http.post("/api/tracking/checkpoints", json=checkpoint | {"required_visits": 1000})
     assert added.status_code == 201 and added.json()["required_visits"] == 1000
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/recordings?since=nan",
+        "/api/recordings?until=inf",
+        "/api/tracking/events?start=nan",
+        "/api/tracking/coverage?start=nan&end=1",
+        "/api/tracking/coverage.csv?start=0&end=inf",
+    ],
+)
+def test_a_time_that_is_not_a_number_is_refused(api: API, url: str) -> None:
+    http, _service = api
+    answer = http.get(url)
+    assert answer.status_code == 422, answer.text
+    assert "finite" in answer.text, answer.text

@@ -19,8 +19,8 @@ async def list_recordings(
     service: ServiceDep,
     floor: str | None = None,
     talker: str | None = None,
-    since: Annotated[float | None, Query(description="epoch seconds")] = None,
-    until: Annotated[float | None, Query(description="epoch seconds")] = None,
+    since: Annotated[float | None, Query(description="epoch seconds", allow_inf_nan=False)] = None,
+    until: Annotated[float | None, Query(description="epoch seconds", allow_inf_nan=False)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RecordingOut]:
     query = select(recordings).order_by(recordings.c.started_at.desc()).limit(limit)

@@ -59,8 +59,15 @@ def get_tracking(request: Request) -> TrackingService:
 
 
 TrackingDep = Annotated[TrackingService, Depends(get_tracking)]
-Start = Annotated[float, Query(description="epoch seconds, inclusive")]
-End = Annotated[float, Query(description="epoch seconds, exclusive")]
+# allow_inf_nan=False: "nan" and "inf" parse as floats; they are not times (422, not 200/500).
+Start = Annotated[float, Query(description="epoch seconds, inclusive", allow_inf_nan=False)]
+End = Annotated[float, Query(description="epoch seconds, exclusive", allow_inf_nan=False)]
+OptionalStart = Annotated[
+    float | None, Query(description="epoch seconds, inclusive", allow_inf_nan=False)
+]
+OptionalEnd = Annotated[
+    float | None, Query(description="epoch seconds, exclusive", allow_inf_nan=False)
+]
 Zoom = Annotated[float | None, Query(ge=0, le=22, description="web-map zoom; none = all")]
 
 
@@ -205,8 +212,8 @@ def events(
     tracking: TrackingDep,
     device: str | None = None,
     kind: str | None = Query(default=None, pattern="^(alarm|geofence)$"),
-    start: float | None = None,
-    end: float | None = None,
+    start: OptionalStart = None,
+    end: OptionalEnd = None,
     limit: int = Query(default=1000, ge=1, le=10_000),
 ) -> list[TrackingEventOut]:
     found = tracking.repository.events(device=device, kind=kind, start=start, end=end, limit=limit)
@@ -320,8 +327,8 @@ async def coverage(
     tracking: TrackingDep,
     day: CoverageQuery = None,
     shift: str | None = None,
-    start: float | None = None,
-    end: float | None = None,
+    start: OptionalStart = None,
+    end: OptionalEnd = None,
 ) -> list[CoverageOut]:
     """Visited/missed per checkpoint, per grid and per officer, for each shift asked for."""
     reports = await _coverage(tracking, day, shift, start, end)
@@ -333,8 +340,8 @@ async def coverage_as_csv(
     tracking: TrackingDep,
     day: CoverageQuery = None,
     shift: str | None = None,
-    start: float | None = None,
-    end: float | None = None,
+    start: OptionalStart = None,
+    end: OptionalEnd = None,
 ) -> Response:
     reports = await _coverage(tracking, day, shift, start, end)
     return Response(coverage_csv(reports), media_type="text/csv; charset=utf-8")
