@@ -192,9 +192,9 @@ def test_coverage_windows_out_of_range_answer_422_before_any_query(
 ) -> None:
     http, _ = api
     for route in ("/api/tracking/coverage", "/api/tracking/coverage.csv"):
-        for query in ({"start": 0, "end": 1e12}, {"start": 0, "end": "inf"},
-                      {"start": 0, "end": 40 * 86_400}, {"date": "9999-12-31"},
-                      {"date": "0001-01-01"}):  # fmt: skip
+        # (nan and inf are refused by the query parameters: test_api_bad_input.py)
+        for query in ({"start": 0, "end": 1e12}, {"start": 0, "end": 40 * 86_400},
+                      {"date": "9999-12-31"}, {"date": "0001-01-01"}):  # fmt: skip
             answer = http.get(route, params=query)
             assert answer.status_code == 422, (route, query, answer.text)
             assert "shift" in answer.json()["detail"]
