@@ -17,6 +17,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from devices.credentials import DEVICE_ID_RE
 from devices.org import Organisation
 from gateway import topics
 from gateway.log_once import LogOnce
@@ -181,6 +182,10 @@ class TrackingPipeline:
             raise UnknownSourceError(f"no provisioned device {device!r}")
 
     def _offer(self, fix: Fix, now: float) -> None:
+        if fix.device not in self._seen and not DEVICE_ID_RE.fullmatch(fix.device):
+            # Unprovisioned sources may be accepted, but an id the store cannot hold (over 32
+            # characters: PostgreSQL would refuse the whole batch, again and again) may not.
+            raise UnknownSourceError(f"{fix.device!r} is not a device id")
         self._seen[fix.device] = now
         row = fix_row(fix)  # first: a fix that cannot become a row is never counted accepted
         if self.filters.apply(fix, now) is None:

@@ -81,6 +81,15 @@ def test_unprovisioned_devices_allowed_when_configured() -> None:
     assert len(p.take_rows()) == 1
 
 
+def test_an_unprovisioned_source_needs_an_id_the_store_can_hold() -> None:
+    """Over 32 characters, PostgreSQL would refuse the writer's whole batch, again and again."""
+    p = pipeline(require_provisioned=False)
+    p.handle(f"xixin/v1/dev/{'X' * 33}/gps", gps(T0, G1), T0)
+    p.handle("xixin/v1/dev/T009/gps", gps(T0, G1), T0)
+    assert [row[0] for row in p.take_rows()] == ["T009"]  # a row starts with its device
+    assert p.counters.rejected["unknown_device"] == 1
+
+
 def test_native_status_offline_and_back() -> None:
     p = pipeline()
     p.handle("xixin/v1/dev/T001/gps", gps(T0, G1), T0)
