@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -102,6 +103,13 @@ def test_command_must_fit_the_terminals_json_limit(api: API) -> None:
     terminal = TerminalClient("T001", secret, service.broker.host, service.broker.port)
     terminal.connect()
     try:
+        # Subscribed once the gateway has its status: the terminal subscribes, then publishes
+        # it, on one connection (a command sent before the SUBACK could be lost, under load).
+        control = service.runner.control
+        deadline = time.monotonic() + 10
+        while getattr(control.presence.get("T001"), "state", None) != "online":
+            assert time.monotonic() < deadline, "the terminal never came online"
+            time.sleep(0.02)
         text = "集" * 1300 + "x" * 100  # 4000 bytes of text
         body = {"cmd": "text", "fields": {"text": text}}
         sent = http.post("/api/devices/T001/commands", json=body)
