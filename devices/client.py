@@ -45,6 +45,7 @@ from devices.session import (
     GatewayStatus,
     Outgoing,
     PeerStatus,
+    PendingRequest,
     Reply,
     RetryPolicy,
     ScanList,
@@ -213,16 +214,24 @@ class TerminalClient:
         """Resend due retries (of any request; each is sent once) until this one is answered
         or its window is over. The reply itself lands in `control`."""
         while True:
+            self._resend_due(time.monotonic())
             with self._lock:
-                resend, _expired = self.session.poll(time.monotonic())
                 pending = self.session.pending.get(request_id)
-            for out in resend:
-                self._publish(out)
             if pending is None:
                 return
-            more = pending.tries < self.session.retry.tries
-            wake = pending.next_try if more else pending.deadline
-            time.sleep(min(1.0, max(0.01, wake - time.monotonic())))
+            time.sleep(min(1.0, max(0.01, self._next_attention(pending) - time.monotonic())))
+
+    def _resend_due(self, now: float) -> None:
+        """Publish the retries due now (the session hands each one out once)."""
+        with self._lock:
+            resend, _expired = self.session.poll(now)
+        for out in resend:
+            self._publish(out)
+
+    def _next_attention(self, pending: PendingRequest) -> float:
+        """When `pending` next needs looking at: its next try, else the end of its window."""
+        more = pending.tries < self.session.retry.tries
+        return min(pending.next_try if more else math.inf, pending.deadline)
 
     def _on_disconnect(
         self,
@@ -275,11 +284,9 @@ class TerminalClient:
             self._publish(message)
             while True:
                 now = time.monotonic()
+                self._resend_due(now)
                 with self._lock:
-                    resend, _expired = self.session.poll(now)
                     alive = pending.id in self.session.pending
-                for out in resend:
-                    self._publish(out)
                 if now >= deadline or (not alive and box.empty()):
                     try:
                         return box.get_nowait()
@@ -288,10 +295,7 @@ class TerminalClient:
                             f"no reply to {msg_type} {pending.id} after {pending.tries} tries "
                             f"in {now - start:.1f} s"
                         ) from None
-                retry_at = (
-                    pending.next_try if pending.tries < self.session.retry.tries else math.inf
-                )
-                wake = min(deadline, retry_at, pending.deadline)
+                wake = min(deadline, self._next_attention(pending))
                 try:
                     return box.get(timeout=max(0.001, wake - now))
                 except queue.Empty:
