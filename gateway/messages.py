@@ -170,6 +170,16 @@ def _target(body: dict[str, Any], re_id: str) -> tuple[str | None, str | None]:
     return tg, call
 
 
+def is_utf8(text: str) -> bool:
+    """False for a string holding a lone surrogate (from a JSON "\\ud800" escape): it cannot
+    be encoded again, in a reply, a stored row or an event."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def load_object(payload: bytes) -> dict[str, Any]:
     """A JSON object from a terminal: UTF-8 (not UTF-16/32, which json.loads would guess), at
     most MAX_JSON_BYTES, no nesting deep enough to exhaust the stack, and no lone surrogate

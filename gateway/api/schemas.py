@@ -7,7 +7,7 @@ from typing import Any, Final, Literal, Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from gateway.messages import encode
+from gateway.messages import encode, is_utf8
 from gateway.topics import MAX_JSON_BYTES
 
 #: Largest value of an `Integer` column on every supported database (PostgreSQL's is 32-bit;
@@ -83,14 +83,6 @@ MAX_FIELDS_DEPTH: Final = 16
 _ID_FOR_SIZE: Final = "c" + "9" * 24
 
 
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate, from a "\ud800" escape
-        return False
-    return True
-
-
 def _json_problem(fields: dict[str, Any]) -> str | None:
     """Why `fields` cannot be sent as JSON to a terminal: NaN/Infinity (not JSON), strings with
     lone surrogates (not UTF-8), other types, nesting too deep; None when they can."""
@@ -98,7 +90,7 @@ def _json_problem(fields: dict[str, Any]) -> str | None:
     while stack:
         where, value, depth = stack.pop()
         if isinstance(value, str):
-            if not _is_utf8(value):
+            if not is_utf8(value):
                 return f"{where} has a lone surrogate, which is not valid UTF-8"
         elif isinstance(value, float):
             if not math.isfinite(value):
@@ -111,7 +103,7 @@ def _json_problem(fields: dict[str, Any]) -> str | None:
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, item in items:
                 if isinstance(key, str):
-                    if not _is_utf8(key):
+                    if not is_utf8(key):
                         return f"a key in {where} has a lone surrogate, which is not valid UTF-8"
                 elif isinstance(value, dict):
                     return f"{where} has a key that is not a string"

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Final
 import msgspec
 import pynmeagps
 
+from gateway.messages import is_utf8
 from gateway.tracking.errors import (
     BeaconEncodingError,
     BeaconFieldError,
@@ -197,11 +198,8 @@ def _owntracks_attributes(data: dict[str, Any]) -> dict[str, Any]:
             raise BeaconFieldError(
                 f"{key!r} must be a string, number, boolean or null, got {type(value).__name__}"
             )
-        if type(value) is str:
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:  # a lone surrogate escape such as "\ud800"
-                raise BeaconFieldError(f"{key!r} is not valid Unicode text: {exc.reason}") from exc
+        if type(value) is str and not is_utf8(value):
+            raise BeaconFieldError(f"{key!r} is not valid Unicode text (a lone surrogate)")
         attributes[key] = value
     return attributes
 
