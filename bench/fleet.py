@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from firmware_sim.environment import Deployment, ManagedEnvironment  # noqa: E402
+from firmware_sim.deployment import Deployment  # noqa: E402
 from firmware_sim.fleet import FleetOptions, plan_fleet  # noqa: E402
 from firmware_sim.fleet_run import (  # noqa: E402
     ProgressLine,
@@ -42,6 +42,7 @@ from firmware_sim.fleet_run import (  # noqa: E402
     run_workers,
     split_workers,
 )
+from xixin.environment import ManagedEnvironment  # noqa: E402
 
 GRID_SIZE = 20  # terminals per grid: one talker + 19 listeners at 5 %
 TARGET_LAG_MS = 20.0

@@ -42,8 +42,9 @@ sys.path.insert(0, str(ROOT))
 import mqtt5  # noqa: E402
 
 from bench.common import CpuCap, cpu_seconds  # noqa: E402
-from devices.mqtt import run_event_loop  # noqa: E402
-from gateway.broker import BrokerAddress, ManagedBroker  # noqa: E402
+from gateway.broker import ManagedBroker  # noqa: E402
+from transport.address import BrokerAddress  # noqa: E402
+from transport.loop import run_event_loop  # noqa: E402
 
 DEVICES = 1000
 STEP_S = 5.0
@@ -76,12 +77,12 @@ class BenchBroker(ManagedBroker):
 def worker_main(
     url: str, broker: BrokerAddress, index: int, reports: MpQueue[Any], stop: Any, committed: Any
 ) -> None:
-    from devices.org import default_org
     from gateway.store.db import create_db_engine
     from gateway.tracking.config import TrackingConfig
     from gateway.tracking.ingest import IngestWorker
     from gateway.tracking.pipeline import TrackingPipeline
     from gateway.tracking.store import PositionWriter
+    from protocol.org import default_org
 
     engine = create_db_engine(url)
     config = TrackingConfig(require_provisioned=False)

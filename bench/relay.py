@@ -36,9 +36,11 @@ import mqtt5  # noqa: E402
 
 from bench.common import cpu_seconds, percentile  # noqa: E402
 from codec.frame import FLAG_START, VoiceFrame, encode_frame  # noqa: E402
-from devices.mqtt import ClientOptions, MqttClient, run_event_loop  # noqa: E402
-from gateway.broker import BrokerAddress, ManagedBroker  # noqa: E402
+from gateway.broker import ManagedBroker  # noqa: E402
 from gateway.relay import publish_head  # noqa: E402
+from transport.address import BrokerAddress  # noqa: E402
+from transport.client import ClientOptions, MqttClient  # noqa: E402
+from transport.loop import run_event_loop  # noqa: E402
 
 FRAME_MS = 20
 PAYLOAD_BYTES = 80

@@ -124,6 +124,14 @@ def _validate(buf: bytes | memoryview) -> tuple[int, int, int, int, int, int]:
         raise FrameFlagsError(f"reserved flag bits set: {flags:#04x}")
     if flags & FLAG_RED2 and not flags & FLAG_RED:
         raise FrameFlagsError("RED2 without RED")
+    frame_ms = _check_duration(flags, units, count)
+    blocks = count + (1 if flags & FLAG_RED else 0) + (1 if flags & FLAG_RED2 else 0)
+    _check_blocks(buf, blocks)
+    return flags, burst, seq, timestamp, frame_ms, count
+
+
+def _check_duration(flags: int, units: int, count: int) -> int:
+    """The packet duration in ms, checked against the packet count; FrameLengthError if not."""
     frame_ms = _DURATION_UNITS_MS.get(units)
     if frame_ms is None:
         raise FrameLengthError(f"frame duration code {units} is not 10/20/40/60 ms")
@@ -134,8 +142,13 @@ def _validate(buf: bytes | memoryview) -> tuple[int, int, int, int, int, int]:
             raise FrameLengthError("an empty frame must carry END")
     elif not MIN_MESSAGE_MS <= frame_ms * count <= MAX_MESSAGE_MS:
         raise FrameLengthError(f"{count} x {frame_ms} ms is outside 20-60 ms")
+    return frame_ms
+
+
+def _check_blocks(buf: bytes | memoryview, blocks: int) -> None:
+    """The length-prefixed packets after the header fill the frame exactly."""
+    size = len(buf)
     offset = HEADER_SIZE
-    blocks = count + (1 if flags & FLAG_RED else 0) + (1 if flags & FLAG_RED2 else 0)
     for _ in range(blocks):
         if offset + 2 > size:
             raise FrameTruncatedError("frame ends inside a packet length")
@@ -147,7 +160,6 @@ def _validate(buf: bytes | memoryview) -> tuple[int, int, int, int, int, int]:
             raise FrameTruncatedError("frame ends inside a packet")
     if offset != size:
         raise FrameLengthError(f"{size - offset} bytes trail the frame")
-    return flags, burst, seq, timestamp, frame_ms, count
 
 
 def peek_frame(buf: bytes | memoryview) -> FrameHeader:

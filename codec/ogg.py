@@ -324,6 +324,42 @@ def _pages(data: bytes) -> Iterable[tuple[int, int, int, list[int], bytes]]:
         offset = end
 
 
+def _check_page(
+    flags: int, page_serial: int, serial: int | None, ended: bool, partial: bool
+) -> None:
+    """A page must continue the one logical stream that its first page began."""
+    if serial is None:
+        if not flags & _FLAG_BOS:
+            raise OggError("the first page is not a beginning-of-stream page")
+        return
+    if page_serial != serial or flags & _FLAG_BOS:
+        raise OggError("more than one logical stream (multiplexed files are not supported)")
+    if ended:
+        raise OggError("pages after the end of stream")
+    if bool(flags & _FLAG_CONTINUED) != partial:
+        raise OggError("continued-packet flag does not match the previous page")
+
+
+def _timed_packets(raw: list[tuple[bytes, int]]) -> list[OggPacket]:
+    """The audio packets (after OpusHead and OpusTags) with their end positions."""
+    positions = []
+    position = 0
+    start: int | None = None  # a live stream may start at a non-zero granule (RFC 7845 §4)
+    for packet, granule in raw[2:]:
+        try:
+            position += packet_duration(packet)
+        except OpusPacketError as exc:
+            raise OggError(f"bad audio packet: {exc}") from exc
+        if granule != -1 and start is None:
+            start = granule - position
+        positions.append(position)
+    offset = max(0, start or 0)
+    return [
+        OggPacket(packet, end + offset)
+        for (packet, _), end in zip(raw[2:], positions, strict=True)
+    ]
+
+
 def read_ogg_opus(data: bytes) -> OggOpusStream:
     """Parse a single-stream Ogg Opus file. A truncated tail is tolerated (`truncated` set);
     anything else malformed raises :class:`OggError`."""
@@ -333,16 +369,8 @@ def read_ogg_opus(data: bytes) -> OggOpusStream:
     ended = truncated = False
     try:
         for flags, granule, page_serial, lacing, body in _pages(data):
-            if serial is None:
-                if not flags & _FLAG_BOS:
-                    raise OggError("the first page is not a beginning-of-stream page")
-                serial = page_serial
-            elif page_serial != serial or flags & _FLAG_BOS:
-                raise OggError("more than one logical stream (multiplexed files are not supported)")
-            if ended:
-                raise OggError("pages after the end of stream")
-            if bool(flags & _FLAG_CONTINUED) != bool(partial):
-                raise OggError("continued-packet flag does not match the previous page")
+            _check_page(flags, page_serial, serial, ended, bool(partial))
+            serial = page_serial
             offset = 0
             completed: list[bytes] = []
             for value in lacing:
@@ -363,19 +391,7 @@ def read_ogg_opus(data: bytes) -> OggOpusStream:
     head = OpusHead.from_bytes(raw[0][0])
     tags = OpusTags.from_bytes(raw[1][0])
     stream = OggOpusStream(head, tags, serial=serial or 0, ended=ended, truncated=truncated)
-    positions = []
-    position = 0
-    start: int | None = None  # a live stream may start at a non-zero granule (RFC 7845 §4)
-    for packet, granule in raw[2:]:
-        try:
-            position += packet_duration(packet)
-        except OpusPacketError as exc:
-            raise OggError(f"bad audio packet: {exc}") from exc
-        if granule != -1 and start is None:
-            start = granule - position
-        positions.append(position)
-    for (packet, _), end in zip(raw[2:], positions, strict=True):
-        stream.packets.append(OggPacket(packet, end + max(0, start or 0)))
+    stream.packets.extend(_timed_packets(raw))
     return stream
 
 

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from codec.errors import CodecConfigError, ReportError
 from codec.frame import VoiceFrame
 from codec.opus import BITRATE_MAX, BITRATE_MIN, OPUS_CLOCK
 
 _LOG = logging.getLogger(__name__)
-_TG_RE = re.compile(r"^[a-z0-9-]{1,32}$")
-_DEV_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _SEQ_MOD = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
 class ReceiverReport:
-    """One `rr` message (docs/protocol.md §9)."""
+    """What a receiver measured on one burst (docs/protocol.md §9). Its `rr` message is built
+    and parsed by the protocol package; the talkgroup or call names the stream, nothing more."""
 
     burst: int
     loss_pct: float
@@ -44,12 +41,6 @@ class ReceiverReport:
     def __post_init__(self) -> None:
         if (self.tg is None) == (self.call is None):
             raise ReportError("a report names exactly one of tg or call")
-        if self.tg is not None and not _TG_RE.match(self.tg):
-            raise ReportError(f"bad talkgroup id {self.tg!r}")
-        if self.call is not None and not _DEV_RE.match(self.call):
-            raise ReportError(f"bad device id {self.call!r}")
-        if self.sender is not None and not _DEV_RE.match(self.sender):
-            raise ReportError(f"bad device id {self.sender!r}")
         if not 1 <= self.burst <= 0xFFFF:
             raise ReportError(f"burst {self.burst} outside 1-65535")
         for name in ("loss_pct", "late_pct"):
@@ -62,77 +53,6 @@ class ReceiverReport:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1_000_000:
                 raise ReportError(f"{name} {value} outside 0-1000000")
-
-    def to_message(self) -> dict[str, Any]:
-        """The JSON object for ctrl/up (or, with `sender`, for the talker's ctrl/down)."""
-        message: dict[str, Any] = {"v": 1, "type": "rr"}
-        if self.tg is not None:
-            message["tg"] = self.tg
-        else:
-            message["call"] = self.call
-        message["burst"] = self.burst
-        message["loss_pct"] = round(self.loss_pct, 1)
-        message["jitter_ms"] = round(self.jitter_ms, 1)
-        for name in ("expected", "received", "interval_ms"):
-            value = getattr(self, name)
-            if value is not None:
-                message[name] = value
-        if self.late_pct is not None:
-            message["late_pct"] = round(self.late_pct, 1)
-        if self.sender is not None:
-            message["from"] = self.sender
-        return message
-
-    @classmethod
-    def from_message(cls, message: object) -> ReceiverReport:
-        """Validate a decoded JSON object; raise :class:`ReportError` naming the bad field."""
-        if not isinstance(message, dict):
-            raise ReportError("a report is a JSON object")
-        if message.get("v") != 1 or message.get("type") != "rr":
-            raise ReportError("not a version 1 rr message")
-
-        def number(name: str, required: bool) -> float | None:
-            value = message.get(name)
-            if value is None:
-                if required:
-                    raise ReportError(f"missing field {name}")
-                return None
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ReportError(f"field {name} must be a number")
-            return float(value)
-
-        def integer(name: str, required: bool) -> int | None:
-            value = message.get(name)
-            if value is None:
-                if required:
-                    raise ReportError(f"missing field {name}")
-                return None
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ReportError(f"field {name} must be an integer")
-            return value
-
-        def text(name: str) -> str | None:
-            value = message.get(name)
-            if value is not None and not isinstance(value, str):
-                raise ReportError(f"field {name} must be a string")
-            return value
-
-        burst = integer("burst", True)
-        loss = number("loss_pct", True)
-        jitter = number("jitter_ms", True)
-        assert burst is not None and loss is not None and jitter is not None
-        return cls(
-            burst=burst,
-            loss_pct=loss,
-            jitter_ms=jitter,
-            tg=text("tg"),
-            call=text("call"),
-            expected=integer("expected", False),
-            received=integer("received", False),
-            late_pct=number("late_pct", False),
-            interval_ms=integer("interval_ms", False),
-            sender=text("from"),
-        )
 
 
 class ReceptionMonitor:

@@ -31,7 +31,6 @@ from typing import Any, Protocol
 from codec.frame import VoiceFrame
 from devices.beacons import BeaconQueue
 from devices.client import ClientError, ConnectFailedError, ReplyTimeoutError
-from devices.mqtt import ClientOptions, ConnectRefusedError, Will
 from devices.mqtt_link import AckCallback, TerminalMqtt
 from devices.session import (
     CALL_PREFIX,
@@ -48,6 +47,8 @@ from devices.session import (
     key_fields,
     target_key,
 )
+from transport.client import ClientOptions, Will
+from transport.errors import ConnectRefusedError
 
 log = logging.getLogger(__name__)
 

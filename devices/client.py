@@ -54,6 +54,8 @@ from devices.session import (
     key_fields,
     target_key,
 )
+from devices.values import report_message
+from protocol import topics
 
 log = logging.getLogger(__name__)
 __all__ = [
@@ -150,7 +152,7 @@ class TerminalClient:
         self.scan: ScanList | None = None
 
     def topic(self, rest: str) -> str:
-        return f"{ROOT}/dev/{self.device_id}/{rest}"
+        return topics.device(self.device_id, rest)
 
     @property
     def talkgroups(self) -> list[str]:
@@ -384,7 +386,7 @@ class TerminalClient:
         self._publish(self.session.ack(command_id, ok, detail))
 
     def send_report(self, report: dict[str, Any]) -> None:
-        """Send a receiver report (`rr`), e.g. codec.protection.ReceiverReport.to_message()."""
+        """Send a receiver report (`rr`), e.g. devices.values.report_message(report)."""
         self._publish(self.session.report(report))
 
     def send_frame(self, frame: VoiceFrame, tg: str | None = None) -> None:
@@ -431,7 +433,7 @@ class TerminalClient:
             )
         if report is None:
             return False
-        self.send_report(report.to_message())
+        self.send_report(report_message(report))
         return True
 
     def publish_raw(self, topic: str, payload: bytes, qos: int = 0) -> mqtt.MQTTMessageInfo:

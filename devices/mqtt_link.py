@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 import mqtt5
 
-from devices.mqtt import ConnectionLostError, MqttClient
+from transport.client import MqttClient
+from transport.errors import ConnectionLostError
 
 AckCallback = Callable[[bool | None], None]
 """on_ack(True) PUBACK ok, (False) the broker refused it, (None) the connection was lost first."""

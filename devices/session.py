@@ -8,16 +8,16 @@ is sent up to ``RetryPolicy.tries`` times within ``RetryPolicy.window_s`` (MCPTT
 
 The I/O shells — :mod:`devices.client` (paho, blocking) and :mod:`devices.aio_client` (asyncio,
 used by the firmware simulator and the softphone) — move bytes and call :meth:`poll` on time.
-The values it trades in live in :mod:`devices.protocol` (re-exported here).
+The values it trades in live in :mod:`devices.values` (re-exported here); topics, ids and
+limits come from :mod:`protocol`.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from codec.frame import (
     HEADER,
@@ -28,7 +28,7 @@ from codec.frame import (
     encode_frame,
     parse_frame,
 )
-from devices.protocol import (
+from devices.values import (
     CALL_PREFIX,
     COMMANDS,
     GATEWAY_STATUS,
@@ -55,6 +55,8 @@ from devices.protocol import (
     key_fields,
     target_key,
 )
+from protocol import topics
+from protocol.ids import is_device_id
 
 __all__ = [
     "CALL_PREFIX",
@@ -86,7 +88,6 @@ __all__ = [
     "target_key",
 ]
 _UNKNOWN, _TG_DOWN, _TG_CTRL, _VOICE_DOWN = 0, 1, 2, 3
-_DEV_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 @dataclass(slots=True)
@@ -111,8 +112,8 @@ class TerminalSession:
         request_prefix: str | None = None,
         decode_frames: bool = True,
     ) -> None:
-        if not _DEV_RE.match(device_id):
-            raise SessionError(f"{device_id!r} is not a device id (^[A-Za-z0-9_-]{{1,32}}$)")
+        if not is_device_id(device_id):
+            raise SessionError(f"{device_id!r} is not a device id (1-32 of A-Z a-z 0-9 _ -)")
         self.device_id = device_id
         # A listener that only accounts for frames (simulated fleets) reads the 12-byte header;
         # the gateway has validated every frame it relays.
@@ -127,37 +128,27 @@ class TerminalSession:
         self.stunned = False
         self.counters = SessionCounters()
         self._routes: dict[str, tuple[int, str]] = {}
-        dev = f"{ROOT}/dev/{device_id}"
-        self.status_topic = f"{dev}/status"
-        self.ctrl_up = f"{dev}/ctrl/up"
-        self.ctrl_down = f"{dev}/ctrl/down"
-        self.gps_topic = f"{dev}/gps"
-        self.call_up = f"{dev}/call/up"
-        self.voice_down = f"{dev}/voice/down"
+        self.status_topic = topics.status(device_id)
+        self.ctrl_up = topics.ctrl_up(device_id)
+        self.ctrl_down = topics.ctrl_down(device_id)
+        self.gps_topic = topics.gps(device_id)
+        self.call_up = topics.call_up(device_id)
+        self.voice_down = topics.voice_down(device_id)
 
     # ---- topics ---------------------------------------------------------------------------
 
-    @staticmethod
-    def tg_down(tg: str) -> str:
-        return f"{ROOT}/tg/{tg}/down"
-
-    @staticmethod
-    def tg_ctrl(tg: str) -> str:
-        return f"{ROOT}/tg/{tg}/ctrl"
+    tg_down = staticmethod(topics.tg_down)
+    tg_ctrl = staticmethod(topics.tg_ctrl)
 
     def tg_up(self, tg: str) -> str:
-        return f"{ROOT}/tg/{tg}/up/{self.device_id}"
+        return topics.tg_up(tg, self.device_id)
 
     def base_subscriptions(self) -> list[tuple[str, int]]:
-        return [(self.ctrl_down, 1), (self.voice_down, 0), (GATEWAY_STATUS, 1)]
+        return topics.terminal_subscriptions(self.device_id)
 
-    @classmethod
-    def talkgroup_subscriptions(cls, tgs: list[str] | tuple[str, ...]) -> list[tuple[str, int]]:
-        return [
-            (topic, qos)
-            for tg in tgs
-            for topic, qos in ((cls.tg_down(tg), 0), (cls.tg_ctrl(tg), 1))
-        ]
+    @staticmethod
+    def talkgroup_subscriptions(tgs: list[str] | tuple[str, ...]) -> list[tuple[str, int]]:
+        return topics.talkgroup_subscriptions(tgs)
 
     def floor(self, key: str) -> FloorView:
         view = self.floors.get(key)
@@ -253,7 +244,7 @@ class TerminalSession:
         return Outgoing(self.ctrl_up, _json(body), 1)
 
     def report(self, report: dict[str, Any]) -> Outgoing:
-        """A receiver report (`rr`, §9) built by codec.protection.ReceiverReport.to_message()."""
+        """A receiver report (`rr`, §9) built by :func:`devices.values.report_message`."""
         if report.get("type") != "rr":
             raise SessionError("a receiver report has type rr")
         return Outgoing(self.ctrl_up, _json(report), 0)
@@ -315,8 +306,9 @@ class TerminalSession:
         route = self._routes.get(topic)
         if route is None:
             route = (_UNKNOWN, "")
-            if topic.startswith(f"{ROOT}/tg/"):
-                tg, _, kind = topic[len(ROOT) + 4 :].partition("/")
+            parsed = topics.talkgroup_topic(topic)
+            if parsed is not None:
+                tg, kind = parsed
                 route = (_TG_DOWN if kind == "down" else _TG_CTRL if kind == "ctrl" else 0, tg)
             elif topic == self.voice_down:
                 route = (_VOICE_DOWN, "")
@@ -347,18 +339,18 @@ class TerminalSession:
             if body is None:
                 return Dropped("bad_json")
             return self._control(body)
-        if topic.startswith(f"{ROOT}/gw/") and topic.endswith("/status"):
+        instance = topics.gateway_status_instance(topic)
+        if instance is not None:
             body = self._json(payload) if payload else {}
             if body is None:
                 return Dropped("bad_json")
-            return GatewayStatus(
-                topic[len(ROOT) + 4 : -len("/status")], body.get("state") == "online"
-            )
-        if topic.startswith(f"{ROOT}/dev/") and topic.endswith("/status"):
+            return GatewayStatus(instance, body.get("state") == "online")
+        peer = topics.device_status_id(topic)
+        if peer is not None:
             body = self._json(payload)
             if body is None:
                 return Dropped("bad_json")
-            return PeerStatus(topic[len(ROOT) + 5 : -len("/status")], body)
+            return PeerStatus(peer, body)
         return Dropped("unknown_topic")
 
     def _json(self, payload: bytes) -> dict[str, Any] | None:

@@ -8,25 +8,20 @@ cast, running on its own thread and event loop next to the gateway.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import random
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from devices.aio_client import AsyncTerminalClient
-from devices.org import default_org
 from firmware_sim.errors import AudioError
 from firmware_sim.firmware import Firmware
 from firmware_sim.gps import GpsConfig, Route
 from firmware_sim.model import FirmwareConfig, TalkPattern, TerminalProfile
 from firmware_sim.terminal import Scheduler, SimTerminal
 from firmware_sim.voice import BurstLengths, SpeechReel, phrase_reel, tone_reel
-from gateway.store.errors import UnknownDeviceError
-from gateway.store.registry import DeviceRegistry
+from protocol.org import default_org
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +34,6 @@ DEMO_DEVICES = [
     ("T102", "grid-07", "guard", "溪心卫士 张 (Zhang)"),
     ("D001", "centre", "dispatcher", "中心调度 (Centre dispatch)"),
 ]
-SECRETS_FILE = "demo-secrets.json"
-
-
-def provision_demo_devices(registry: DeviceRegistry, data_dir: Path) -> dict[str, str]:
-    """Make sure the demo devices exist; return their secrets (kept in a 0600 file)."""
-    path = data_dir / SECRETS_FILE
-    secrets: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    for device_id, unit, role, name in DEMO_DEVICES:
-        try:
-            registry.get(device_id)
-            if device_id not in secrets:
-                secrets[device_id] = registry.rotate(device_id)
-        except UnknownDeviceError:
-            _, secrets[device_id] = registry.add(device_id, unit, role, name)
-    path.write_text(json.dumps(secrets, indent=1))
-    os.chmod(path, 0o600)
-    return secrets
 
 
 @dataclass(slots=True)

@@ -21,9 +21,7 @@ from typing import Any
 
 from devices.aio_client import AsyncTerminalClient
 from devices.beacons import BeaconJournal, BeaconQueue
-from devices.mqtt import run_event_loop
-from devices.org import Organisation
-from firmware_sim.environment import DeviceSpec, resolve_org
+from firmware_sim.deployment import DeviceSpec, resolve_org
 from firmware_sim.errors import SimError
 from firmware_sim.firmware import Firmware
 from firmware_sim.gps import GpsConfig, Route, load_geojson_routes
@@ -32,6 +30,8 @@ from firmware_sim.model import FirmwareConfig, TalkPattern, TerminalProfile
 from firmware_sim.reception import Histogram
 from firmware_sim.terminal import LoopLagMonitor, Scheduler, SimTerminal
 from firmware_sim.voice import phrase_reel, wav_reel
+from protocol.org import Organisation
+from transport.loop import run_event_loop
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[dict[str, Any]], None]

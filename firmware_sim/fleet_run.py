@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from firmware_sim.environment import Deployment, DeviceSpec
+from firmware_sim.deployment import Deployment, DeviceSpec
 from firmware_sim.errors import SimError
 from firmware_sim.fleet import FleetOptions, WorkerSpec, choose_talkers, worker_main
 from firmware_sim.reception import Histogram

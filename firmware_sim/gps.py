@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devices.geometry import Point, ring_centroid
-from devices.org import Grid
 from devices.session import Beacon
 from firmware_sim.errors import RouteError
+from protocol.geometry import Point, ring_centroid
+from protocol.org import Grid
 
 M_PER_DEG_LAT = 111_320.0
 SPEEDS = {"walk": (1.0, 1.6), "ebike": (4.0, 7.0)}  # m/s, drawn per leg

@@ -12,6 +12,7 @@ import time
 
 from codec.frame import HEADER, HEADER_SIZE, RESERVED_FLAGS
 from devices.session import FrameIn, Outgoing, ScanList, TerminalSession, key_fields
+from devices.values import report_message
 from firmware_sim.model import FirmwareConfig, FirmwareStats
 from firmware_sim.reception import VoiceProbe
 
@@ -129,7 +130,7 @@ class Listener:
             if key is not None and connected:
                 report = probe.player.receiver_report(now, **key_fields(key))
                 if report is not None:
-                    out.append(self.session.report(report.to_message()))
+                    out.append(self.session.report(report_message(report)))
                     self.stats.reports_sent += 1
         changed = False
         for key, last in list(self.active.items()):

@@ -29,6 +29,7 @@ from devices.session import (
     body_key,
     key_fields,
 )
+from devices.values import report_message
 from firmware_sim.audio import CHUNK, RATE, Microphone, Speaker, WavMicrophone
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ class Softphone:
             if key is not None and self.client.is_connected:
                 report = self.player.receiver_report(now, **key_fields(key))
                 if report is not None:
-                    self.client.send(self.client.session.report(report.to_message()))
+                    self.client.send(self.client.session.report(report_message(report)))
 
     # ---- what the UI shows ---------------------------------------------------------------
 

@@ -8,18 +8,14 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit
 
-from devices.mqtt import ClientOptions, Will
 from gateway.errors import GatewayError
 from gateway.locks import release_lock, take_lock
+from transport.address import BrokerAddress
 
 log = logging.getLogger(__name__)
 
@@ -38,64 +34,6 @@ class BrokerUnavailableError(BrokerError):
 
 class BrokerNotInstalledError(BrokerError):
     """mosquitto is not on this machine."""
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool = False
-    # The same broker's Unix socket, for the gateway's own connections on this machine.
-    unix_path: str | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-    @property
-    def where(self) -> str:
-        """What a client of this address connects to, for logs."""
-        return f"unix:{self.unix_path}" if self.unix_path else self.url
-
-    def client_options(
-        self,
-        client_id: str,
-        *,
-        username: str | None = None,
-        password: str | None = None,
-        will: Will | None = None,
-        subscriptions: Sequence[tuple[str, int]] = (),
-        tls: ssl.SSLContext | None = None,
-    ) -> ClientOptions:
-        """How a gateway-side client reaches this address: the Unix socket when there is one,
-        else host:port; mqtts:// verifies against `tls`, by default the system's CA store
-        (SSL_CERT_FILE applies). Pass one `tls` context to share it between connections."""
-        if self.tls and tls is None:
-            tls = ssl.create_default_context()
-        return ClientOptions(
-            host=self.host,
-            port=self.port,
-            unix_path=self.unix_path,
-            client_id=client_id,
-            username=username,
-            password=password,
-            will=will,
-            tls=tls if self.tls else None,
-            subscriptions=list(subscriptions),
-        )
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        """Parse `mqtt://host:port` or `mqtts://host:port`; raise BrokerError on anything else."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise BrokerError(f"broker URL must look like mqtt://host:port, got {url!r}")
-        tls = parts.scheme == "mqtts"
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError as exc:
-            raise BrokerError(f"bad port in broker URL {url!r}") from exc
-        return cls(parts.hostname, port, tls)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

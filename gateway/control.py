@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import topics
 from gateway.directory import DeviceInfo, Directory
 from gateway.floor import (
     Denied,
@@ -30,7 +29,10 @@ from gateway.floor import (
     Taken,
 )
 from gateway.log_once import LogOnce
-from gateway.messages import (
+from gateway.metrics import Counters
+from gateway.relay import Relay
+from protocol import topics
+from protocol.control import (
     Affiliate,
     CommandAck,
     ControlError,
@@ -44,8 +46,6 @@ from gateway.messages import (
     parse_request,
     parse_status,
 )
-from gateway.metrics import Counters
-from gateway.relay import Relay
 
 log = logging.getLogger(__name__)
 _TO_DEVICE = (Granted, Queued, Denied, Revoked, Released)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from devices.org import Organisation
 from gateway.floor import Priority
+from protocol.org import Organisation
 
 ROLES = ("officer", "guard", "dispatcher")
 

@@ -7,3 +7,7 @@ class GatewayError(Exception):
 
 class ConfigError(GatewayError):
     """A setting, file or URL the gateway was given is not usable."""
+
+
+class CredentialError(GatewayError):
+    """A secret or stored password hash that cannot be used."""

@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 import mqtt5
 
 from codec.frame import FrameError, frame_burst
-from gateway import topics
 from gateway.floor import Floor
 from gateway.log_once import LogOnce
 from gateway.metrics import Counters
+from protocol import topics
 
 Sender = Callable[[bytes], None]
 Tap = Callable[[str, str, bytes], None]

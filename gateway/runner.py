@@ -11,14 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from devices.mqtt import ConnectRefusedError, MqttClient, MqttError, Will
-from gateway import topics
-from gateway.broker import BrokerAddress, BrokerUnavailableError
+from gateway.broker import BrokerUnavailableError
 from gateway.control import ControlPlane, GatewayEvent
 from gateway.directory import Directory
 from gateway.floor import FloorConfig
 from gateway.metrics import Counters, LiveGauges
 from gateway.relay import Relay
+from protocol import topics
+from transport.address import BrokerAddress
+from transport.client import MqttClient, Will
+from transport.errors import ConnectRefusedError, MqttError
 
 log = logging.getLogger(__name__)
 

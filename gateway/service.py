@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devices.org import Organisation, default_org, load_org
-from gateway.broker import BrokerAddress, ManagedBroker
+from gateway.broker import ManagedBroker
 from gateway.broker_auth import GATEWAY_USER, ensure_gateway_credentials, sync_broker_auth
 from gateway.directory import Directory, build_directory
 from gateway.errors import ConfigError
@@ -24,6 +23,9 @@ from gateway.store.db import create_db_engine, default_db_url, migrate
 from gateway.store.registry import Device, DeviceRegistry
 from gateway.tracking.config import TrackingConfig
 from gateway.tracking.service import BrokerAccount, TrackingService
+from protocol.org import Organisation, default_org, load_org
+from transport.address import BrokerAddress
+from transport.errors import BrokerUrlError
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,10 @@ class GatewayService:
         """Migrate the database, write broker accounts, start the managed broker if any."""
         self.migrate()
         if self.config.broker_url:
-            address = BrokerAddress.parse(self.config.broker_url)
+            try:
+                address = BrokerAddress.parse(self.config.broker_url)
+            except BrokerUrlError as exc:
+                raise ConfigError(str(exc)) from exc
             user, password = self.config.gateway_user, self.config.gateway_password
             if user is None or password is None:
                 raise ConfigError(

@@ -39,8 +39,9 @@ case "$mode" in
     setup) echo "bootstrap: ready (.venv/bin/xixin)";;
     demo) exec .venv/bin/xixin up --demo "$@";;
     test)
-        .venv/bin/ruff check codec devices gateway firmware_sim tests bench
+        .venv/bin/ruff check codec protocol transport devices gateway firmware_sim xixin tests bench
         .venv/bin/mypy
+        .venv/bin/lint-imports --no-cache
         exec .venv/bin/python -m pytest "$@";;
     *) echo "usage: bootstrap.sh setup|demo|test" >&2; exit 2;;
 esac

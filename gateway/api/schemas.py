@@ -7,8 +7,8 @@ from typing import Any, Final, Literal, Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from gateway.messages import encode, is_utf8
-from gateway.topics import MAX_JSON_BYTES
+from protocol.control import encode, is_utf8
+from protocol.limits import MAX_JSON_BYTES
 
 #: Largest value of an `Integer` column on every supported database (PostgreSQL's is 32-bit;
 #: SQLite's 64-bit): ids and counts beyond it cannot be stored, so they are refused as input.

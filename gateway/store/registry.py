@@ -18,9 +18,8 @@ import sqlalchemy
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from devices.credentials import generate_secret, hash_secret, validate_device_id, verify_secret
-from devices.errors import CredentialError, InvalidDeviceIdError
-from devices.org import ROLES, Organisation
+from gateway.credentials import generate_secret, hash_secret, verify_secret
+from gateway.errors import CredentialError
 from gateway.store.errors import (
     DeviceExistsError,
     InvalidDeviceError,
@@ -28,6 +27,9 @@ from gateway.store.errors import (
     UnknownDeviceError,
 )
 from gateway.store.schema import NAME_LEN, devices
+from protocol.errors import InvalidIdError
+from protocol.ids import check_device_id
+from protocol.org import ROLES, Organisation
 
 __all__ = [
     "ROLES",
@@ -118,8 +120,8 @@ class DeviceRegistry:
     def check_new(self, device_id: str, unit: str, role: str, name: str | None) -> str:
         """Raise InvalidDeviceError unless the fields make a valid device; returns its name."""
         try:
-            validate_device_id(device_id)
-        except InvalidDeviceIdError as exc:
+            check_device_id(device_id)
+        except InvalidIdError as exc:
             raise InvalidDeviceError(str(exc)) from exc
         if device_id.lower().startswith(RESERVED_ID_PREFIX):
             raise InvalidDeviceError(

@@ -79,7 +79,7 @@ class AlarmEngine:
         """An accepted fix. `in_assigned_grid` is None when the device has no grid to keep to."""
         return self.on_fixes([fix], [in_assigned_grid])
 
-    def on_fixes(
+    def on_fixes(  # noqa: C901 - one inlined loop: the ingest hot path makes no call per fix
         self, fixes: Sequence[Fix], in_assigned_grid: Sequence[bool | None]
     ) -> list[TrackingEvent]:
         """`on_fix` for a batch, in order (the ingest hot path: the common case of no change

@@ -17,7 +17,6 @@ from typing import Annotated, Any, Final
 import msgspec
 import pynmeagps
 
-from gateway.messages import is_utf8
 from gateway.tracking.errors import (
     BeaconEncodingError,
     BeaconFieldError,
@@ -26,6 +25,7 @@ from gateway.tracking.errors import (
     UnknownSourceError,
 )
 from gateway.tracking.model import MAX_EPOCH_S, Fix, StatusReport
+from protocol.control import is_utf8
 
 MAX_PAYLOAD_BYTES: Final = 4096
 KNOTS_TO_MPS: Final = 1852.0 / 3600.0

@@ -20,10 +20,10 @@ import shapely
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from devices.org import Organisation
 from gateway.tracking.errors import GeofenceError
 from gateway.tracking.geo import FloatArray, LocalProjection
 from gateway.tracking.model import Fix, TrackingEvent
+from protocol.org import Organisation
 
 FenceKind = Literal["grid", "polygon", "circle", "corridor"]
 KINDS: Final = ("grid", "polygon", "circle", "corridor")

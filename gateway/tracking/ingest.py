@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from devices.mqtt import MqttClient
-from gateway.broker import BrokerAddress
 from gateway.tracking.pipeline import FlushResult, TrackingPipeline, ingest_subscriptions
 from gateway.tracking.store import PositionWriter
+from transport.address import BrokerAddress
+from transport.client import MqttClient
 
 log = logging.getLogger(__name__)
 

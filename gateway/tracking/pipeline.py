@@ -17,11 +17,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from devices.credentials import DEVICE_ID_RE
-from devices.org import Organisation
-from gateway import topics
 from gateway.log_once import LogOnce
-from gateway.messages import ControlError, parse_status
 from gateway.tracking.alarms import AlarmEngine
 from gateway.tracking.config import TrackingConfig
 from gateway.tracking.errors import BeaconError, UnknownSourceError
@@ -43,6 +39,10 @@ from gateway.tracking.geofence import (
 from gateway.tracking.live import LiveTracker, StatusChange
 from gateway.tracking.model import Fix, StatusReport, TrackingEvent
 from gateway.tracking.store import PositionRow, fix_row
+from protocol import topics
+from protocol.control import ControlError, parse_status
+from protocol.ids import DEVICE_ID_RE
+from protocol.org import Organisation
 
 log = logging.getLogger(__name__)
 

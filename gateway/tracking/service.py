@@ -17,8 +17,6 @@ from typing import Any
 
 import sqlalchemy
 
-from devices.org import Organisation
-from gateway.broker import BrokerAddress
 from gateway.control import GatewayEvent
 from gateway.event_log import EventHub
 from gateway.store.registry import Device, DeviceRegistry
@@ -31,6 +29,8 @@ from gateway.tracking.pipeline import FlushResult, TrackingPipeline
 from gateway.tracking.queries import live_view
 from gateway.tracking.repository import TrackingRepository
 from gateway.tracking.store import PositionReader, PositionWriter
+from protocol.org import Organisation
+from transport.address import BrokerAddress
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from pathlib import Path
 from codec.frame import VoiceFrame
 from devices.aio_client import AsyncTerminalClient
 from devices.beacons import BeaconJournal, BeaconQueue
-from devices.mqtt import ClientOptions, MqttClient
-from devices.org import default_org
 from devices.session import Beacon
 from gateway.broker import ManagedBroker
 from gateway.directory import build_directory
 from gateway.runner import GatewayRunner, GatewaySettings
+from protocol.org import default_org
 from tests.gateway.harness import GatewayThread
+from transport.client import ClientOptions, MqttClient
 
 DEVICES = [(f"T00{n}", "grid-01", "officer", True) for n in range(1, 4)]
 TG = "grid-01"
@@ -201,7 +201,7 @@ def test_wrong_secret_is_refused(tmp_path: Path) -> None:
 
     broker_dir = tmp_path / "auth"
     broker_dir.mkdir()
-    from devices.credentials import hash_secret
+    from gateway.credentials import hash_secret
 
     passwd = broker_dir / "passwd"
     passwd.write_text(f"T001:{hash_secret('right')}\n")

@@ -8,8 +8,9 @@ import random
 import mqtt5
 import pytest
 
-from devices.mqtt import ClientOptions, ConnectionLostError, MqttClient
 from devices.mqtt_link import TerminalMqtt
+from transport.client import ClientOptions, MqttClient
+from transport.errors import ConnectionLostError
 
 
 def stream() -> tuple[bytes, list[tuple[str, bytes, int]]]:

@@ -14,11 +14,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from codec.frame import VoiceFrame, encode_frame
 from devices.client import ReceivedFrame, ReplyTimeoutError, TerminalClient
-from devices.org import default_org
 from devices.session import Beacon, RetryPolicy
 from gateway.broker import ManagedBroker
 from gateway.directory import build_directory
 from gateway.runner import GatewayRunner, GatewaySettings
+from protocol.org import default_org
 from tests.gateway.harness import GatewayThread
 
 DEVICES = [("T001", "grid-01", "officer", True), ("T002", "grid-01", "officer", True)]

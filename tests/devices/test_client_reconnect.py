@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from devices.mqtt import ClientOptions, MqttClient
 from gateway.broker import ManagedBroker, free_port
+from transport.client import ClientOptions, MqttClient
 
 
 def test_an_outage_logs_once_and_says_when_the_broker_is_back(

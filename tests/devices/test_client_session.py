@@ -266,3 +266,12 @@ def test_malformed_gateway_replies_never_raise_or_corrupt_state() -> None:
     assert s.floor("grid-01").state == "requesting"  # a bool is not a burst id
     nested = b"[" * 2000 + b"]" * 2000
     assert s.on_message(DOWN, nested) == Dropped("bad_json")
+
+
+@pytest.mark.parametrize("bad", ["T002\n", "T 2", "", "x" * 33])
+def test_a_device_id_is_matched_whole_on_the_terminal_side(bad: str) -> None:
+    # Protocol §2: the gateway refuses "T002\n" (fullmatch); so must the terminal side.
+    with pytest.raises(SessionError):
+        TerminalSession(bad)
+    with pytest.raises(SessionError):
+        target_key(call=bad)

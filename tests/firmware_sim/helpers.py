@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from devices.org import default_org
 from devices.session import Incoming, TerminalSession
 from firmware_sim.firmware import Firmware
 from firmware_sim.gps import Route
 from firmware_sim.model import Connect, Effect, FirmwareConfig, SendRequest, TerminalProfile
 from firmware_sim.voice import SPEECH_RATE, SpeechReel, encode_reel
+from protocol.org import default_org
 
 WALL0 = 1_764_300_000.0
 

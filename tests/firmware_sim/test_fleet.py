@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from codec.pcm import write_wav
-from devices.org import default_org
-from firmware_sim.environment import Deployment, DeviceSpec, ManagedEnvironment, resolve_org
+from firmware_sim.deployment import Deployment, DeviceSpec, resolve_org
 from firmware_sim.fleet import FleetOptions, Worker, WorkerSpec, choose_talkers, plan_fleet
 from firmware_sim.fleet_run import merge_reports, run_fleet, split_workers, summary_table
 from firmware_sim.voice import synthesize, wav_reel
 from gateway.broker import process_running
-from gateway.cli import main
+from protocol.org import default_org
+from xixin.cli import main
+from xixin.environment import ManagedEnvironment
 
 
 def test_plan_spreads_terminals_over_grids_and_talkers_one_per_grid() -> None:
@@ -168,7 +169,7 @@ def test_sim_stops_what_it_started_on_sigterm(tmp_path: Path) -> None:
     """systemd or `docker stop` send SIGTERM: the fleet, gateway and broker all stop."""
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "gateway.cli", "sim"),
+            *(sys.executable, "-m", "xixin.cli", "sim"),
             *("--fleet", "2", "--duration", "120", "--data-dir", str(tmp_path)),
         ],
         stdout=subprocess.PIPE,

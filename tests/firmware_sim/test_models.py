@@ -12,13 +12,13 @@ import pytest
 from shapely.geometry import Point as ShapelyPoint
 from shapely.geometry import Polygon
 
-from devices.org import default_org
 from firmware_sim.battery import Battery, BatteryConfig
 from firmware_sim.errors import RouteError
 from firmware_sim.gps import GpsConfig, GpsModel, Route, load_geojson_routes
 from firmware_sim.impairment import Impairment, ImpairmentConfig, OutagePlan
 from firmware_sim.reception import Histogram, ReceiverMeter, VoiceProbe
 from firmware_sim.voice import BurstLengths, BurstSender, synthesize, ts_to_wall, wall_to_ts
+from protocol.org import default_org
 from tests.firmware_sim.helpers import tone_reel
 
 M_PER_DEG = 111_320.0

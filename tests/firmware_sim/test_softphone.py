@@ -10,15 +10,15 @@ import numpy as np
 
 from codec.pcm import level_dbfs, read_wav, write_wav
 from devices.aio_client import AsyncTerminalClient
-from devices.org import default_org
 from firmware_sim.audio import RATE, NullSpeaker, WavMicrophone, WavSpeaker, open_audio
 from firmware_sim.softphone import Softphone
-from firmware_sim.softphone_cli import KeyboardPtt
 from firmware_sim.voice import synthesize
 from gateway.broker import ManagedBroker
 from gateway.directory import build_directory
 from gateway.runner import GatewayRunner, GatewaySettings
+from protocol.org import default_org
 from tests.gateway.harness import GatewayThread
+from xixin.commands.terminal import KeyboardPtt
 
 DEVICES = [("T001", "grid-01", "officer", True), ("T002", "grid-01", "guard", True)]
 

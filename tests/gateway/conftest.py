@@ -9,13 +9,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devices.client import TerminalClient
-from devices.org import default_org
 from gateway.api import create_app
 from gateway.broker import ManagedBroker
 from gateway.directory import Directory, build_directory
 from gateway.floor import FloorConfig
 from gateway.runner import GatewayRunner, GatewaySettings
 from gateway.service import GatewayService, ServiceConfig
+from protocol.org import default_org
 from tests.gateway.harness import GatewayThread
 
 # (id, unit, role, enabled)

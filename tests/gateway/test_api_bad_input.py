@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from devices.client import TerminalClient
 from gateway.service import GatewayService
-from gateway.topics import MAX_JSON_BYTES
+from protocol.limits import MAX_JSON_BYTES
 
 API = tuple[TestClient, GatewayService]
 JSON = {"content-type": "application/json"}

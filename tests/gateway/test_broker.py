@@ -13,13 +13,7 @@ from pathlib import Path
 import mqtt5
 import pytest
 
-from gateway.broker import (
-    BrokerAddress,
-    BrokerError,
-    BrokerNotInstalledError,
-    ManagedBroker,
-    process_running,
-)
+from gateway.broker import BrokerNotInstalledError, ManagedBroker, process_running
 from gateway.locks import LockedError
 
 
@@ -158,21 +152,3 @@ def test_missing_mosquitto_names_install_command(
     monkeypatch.setattr("gateway.broker.os.access", lambda *_: False)
     with pytest.raises(BrokerNotInstalledError, match="apt-get install -y mosquitto"):
         ManagedBroker(tmp_path).start()
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("mqtt://127.0.0.1:1884", BrokerAddress("127.0.0.1", 1884)),
-        ("mqtts://broker.local", BrokerAddress("broker.local", 8883, tls=True)),
-        ("mqtt://[::1]:1883", BrokerAddress("::1", 1883)),
-    ],
-)
-def test_parse_url(url: str, expected: BrokerAddress) -> None:
-    assert BrokerAddress.parse(url) == expected
-
-
-@pytest.mark.parametrize("url", ["http://x:1", "mqtt://", "mqtt://h:notaport", "h:1883"])
-def test_parse_bad_url(url: str) -> None:
-    with pytest.raises(BrokerError):
-        BrokerAddress.parse(url)

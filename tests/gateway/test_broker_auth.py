@@ -19,8 +19,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devices.credentials import hash_secret, verify_secret
-from devices.org import Organisation, default_org, parse_org
 from gateway.broker import ManagedBroker
 from gateway.broker_auth import (
     GATEWAY_USER,
@@ -30,9 +28,11 @@ from gateway.broker_auth import (
     write_acl_file,
     write_password_file,
 )
+from gateway.credentials import hash_secret, verify_secret
 from gateway.errors import ConfigError
 from gateway.store.db import create_db_engine, default_db_url, migrate
 from gateway.store.registry import Device, DeviceRegistry
+from protocol.org import Organisation, default_org, parse_org
 
 ROOT = "xixin/v1"
 TIMEOUT = 3.0

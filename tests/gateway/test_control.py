@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from devices.org import default_org
 from gateway.control import ControlPlane
 from gateway.directory import build_directory
-from gateway.messages import ControlError
 from gateway.metrics import Counters
 from gateway.relay import Relay
+from protocol.control import ControlError
+from protocol.org import default_org
 from tests.gateway.conftest import TEST_DEVICES
 
 TG = "grid-01"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 from codec.frame import VoiceFrame, encode_frame
-from devices.org import default_org
 from gateway.control import CALL_IDLE_S, ControlPlane
 from gateway.directory import build_directory
 from gateway.metrics import Counters
 from gateway.relay import Relay
+from protocol.org import default_org
 from tests.gateway.conftest import TEST_DEVICES
 from tests.gateway.test_control import send, sent_to
 

@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 from codec.frame import VoiceFrame, encode_frame
-from devices.org import default_org
 from gateway.control import ControlPlane
 from gateway.directory import build_directory
 from gateway.floor import Floor
 from gateway.metrics import Counters
 from gateway.relay import Relay
+from protocol.org import default_org
 from tests.gateway.conftest import TEST_DEVICES
 from tests.gateway.test_control import send
 

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from gateway.log_once import LogOnce
-from gateway.messages import ControlError, parse_request, parse_status
+from protocol.control import ControlError, parse_request, parse_status
 from tests.gateway.test_control import TG, make_plane
 
 
@@ -72,3 +72,9 @@ def test_log_once_logs_each_key_once_and_says_when_it_stops(
         "problem 3",
         "3 distinct problems logged; new ones are only counted from now on",
     ]
+
+
+@pytest.mark.parametrize("field", ['"call":"T002\\n"', '"tg":"grid-01\\n"'])
+def test_ids_with_a_trailing_newline_are_bad_fields(field: str) -> None:
+    payload = ('{"v":1,"type":"floor_request","id":"r1",' + field + "}").encode()
+    assert code_of(payload) == "bad_field"

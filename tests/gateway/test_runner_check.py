@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from devices.credentials import hash_secret
-from devices.org import default_org
-from gateway.broker import BrokerAddress, BrokerUnavailableError, ManagedBroker, free_port
+from gateway.broker import BrokerUnavailableError, ManagedBroker, free_port
 from gateway.broker_auth import write_password_file
+from gateway.credentials import hash_secret
 from gateway.directory import build_directory
 from gateway.runner import GatewayRunner, GatewaySettings
+from protocol.org import default_org
+from transport.address import BrokerAddress
 
 
 def runner(address: BrokerAddress, password: str | None = None) -> GatewayRunner:

@@ -17,9 +17,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, inspect, select
 
-from devices.credentials import hash_secret, verify_secret
-from devices.org import Organisation, default_org
 from gateway.broker import free_port
+from gateway.credentials import hash_secret, verify_secret
 from gateway.errors import GatewayError
 from gateway.store.db import create_db_engine, current_revision, default_db_url, migrate
 from gateway.store.errors import (
@@ -31,6 +30,7 @@ from gateway.store.errors import (
 from gateway.store.registry import Device, DeviceRegistry, NewDevice
 from gateway.store.schema import devices, floor_events, metadata, presence_events
 from gateway.store.tables import metadata as _all_tables  # noqa: F401  (every table joins metadata)
+from protocol.org import Organisation, default_org
 
 HEAD = "0004_positions_covering"  # the newest revision
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import BrokerAddress, BrokerUnavailableError, find_mosquitto, free_port
+from gateway.broker import BrokerUnavailableError, find_mosquitto, free_port
 from gateway.runner import GatewayRunner, GatewaySettings
 from tests.gateway.conftest import make_directory
 from tests.gateway.harness import GatewayThread
+from transport.address import BrokerAddress
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl missing")
 

@@ -7,10 +7,10 @@ from fastapi import APIRouter, HTTPException
 from gateway.api.deps import RunnerDep, ServiceDep
 from gateway.api.schemas import CommandIn, CommandOut, DeviceCreate, DeviceOut, DeviceSecret
 from gateway.control import Presence
-from gateway.messages import ControlError
 from gateway.runner import GatewayRunner
 from gateway.store.errors import DeviceExistsError, InvalidDeviceError, UnknownDeviceError
 from gateway.store.registry import Device
+from protocol.control import ControlError
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
 

@@ -16,11 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devices.client import TerminalClient
-from devices.org import default_org
 from gateway.api import create_app
 from gateway.service import GatewayService, ServiceConfig
 from gateway.tracking.config import TrackingConfig
 from gateway.tracking.formats import nmea_checksum
+from protocol.org import default_org
 
 ORG = default_org()
 LON, LAT = ORG.grids["grid-01"].centre

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from devices.org import default_org
 from gateway.tracking.checkpoints import (
     DEFAULT_SHIFTS,
     Checkpoint,
@@ -23,6 +22,7 @@ from gateway.tracking.checkpoints import (
 from gateway.tracking.errors import CheckpointError
 from gateway.tracking.model import TrackPoint
 from gateway.tracking.queries import shifts_for
+from protocol.org import default_org
 
 ORG = default_org()
 M_LAT = 1 / 111_195.0

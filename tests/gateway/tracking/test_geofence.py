@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from devices.org import default_org
 from gateway.tracking.errors import GeofenceError
 from gateway.tracking.geofence import (
     GeofenceSet,
@@ -16,6 +15,7 @@ from gateway.tracking.geofence import (
     org_projection,
 )
 from gateway.tracking.model import Fix, TrackingEvent
+from protocol.org import default_org
 
 ORG = default_org()
 PROJECTION = org_projection(ORG)

@@ -8,12 +8,12 @@ import logging
 
 import pytest
 
-from devices.org import default_org
-from gateway.broker import BrokerAddress
 from gateway.tracking.config import TrackingConfig
 from gateway.tracking.ingest import IngestWorker
 from gateway.tracking.pipeline import TrackingPipeline
 from gateway.tracking.store import PositionRow
+from protocol.org import default_org
+from transport.address import BrokerAddress
 
 ORG = default_org()
 LON, LAT = ORG.grids["grid-01"].centre

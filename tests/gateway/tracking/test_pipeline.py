@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from devices.org import default_org
 from gateway.tracking.alarms import AlarmConfig
 from gateway.tracking.checkpoints import ShiftPattern
 from gateway.tracking.config import (
@@ -19,6 +18,7 @@ from gateway.tracking.config import (
 from gateway.tracking.errors import TrackingError
 from gateway.tracking.live import LiveConfig
 from gateway.tracking.pipeline import TrackingPipeline, ingest_subscriptions
+from protocol.org import default_org
 
 ORG = default_org()
 G1 = ORG.grids["grid-01"].centre

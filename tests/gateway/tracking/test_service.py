@@ -10,8 +10,6 @@ from typing import Any
 
 import sqlalchemy
 
-from devices.mqtt import ClientOptions, MqttClient
-from devices.org import default_org
 from gateway.broker import ManagedBroker
 from gateway.control import GatewayEvent
 from gateway.event_log import EventHub
@@ -20,6 +18,8 @@ from gateway.tracking.config import TrackingConfig
 from gateway.tracking.formats import nmea_checksum
 from gateway.tracking.service import BrokerAccount, TrackingService
 from gateway.tracking.store import PositionReader
+from protocol.org import default_org
+from transport.client import ClientOptions, MqttClient
 
 ORG = default_org()
 GRID1 = ORG.grids["grid-01"].centre  # (lon, lat)

@@ -1,0 +1,408 @@
+"""An asyncio MQTT 5 client on the `mqtt5` sans-I/O packet codec, built for batching.
+
+One reader task parses every complete packet in each chunk read from the socket and hands
+publishes to a synchronous handler; whatever the handler publishes is appended to one outgoing
+buffer that is written once per event-loop turn. That batching is what lets a Python relay carry
+tens of thousands of frames per second through mosquitto (paho's per-message path cannot).
+
+The client owns its connection: `run()` connects, keeps alive and reconnects with capped,
+jittered backoff until `close()`. Both sides use it: the gateway
+(relay, control plane, tracking ingest) and the terminal-side clients (devices/aio_client.py,
+devices/mqtt_link.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import mqtt5
+
+from transport.errors import (
+    ConnectionLostError,
+    ConnectRefusedError,
+    MqttError,
+    TlsVerificationError,
+)
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes, int], None]
+"""handler(topic, payload, qos) — called on the reader task; must not block."""
+
+
+@dataclass(slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(slots=True)
+class ClientOptions:
+    host: str
+    port: int
+    client_id: str
+    username: str | None = None
+    password: str | None = None
+    keep_alive: int = 30
+    will: Will | None = None
+    tls: ssl.SSLContext | None = None
+    # A Unix socket of a broker on this machine, used instead of host:port: no TCP stack.
+    unix_path: str | None = None
+    subscriptions: Sequence[tuple[str, int]] = field(default_factory=list)
+    read_size: int = 256 * 1024
+    backoff_initial: float = 0.2
+    backoff_max: float = 10.0
+
+
+class _Connection(asyncio.Protocol):
+    """Socket callbacks straight into the client's parser: no coroutine per read."""
+
+    def __init__(self, client: MqttClient) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, hence no isinstance check.
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.client._feed(data)
+        except MqttError as exc:
+            self._fail(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionLostError(f"connection lost: {exc}" if exc else "connection closed"))
+
+    def _fail(self, exc: Exception) -> None:
+        if not self.closed.done():
+            self.closed.set_exception(exc)
+            self.closed.exception()  # mark retrieved; run() reports it
+        if self.transport is not None:
+            self.transport.close()
+
+
+class MqttClient:
+    """One connection, one owner: `await client.run()` connects and reconnects until close()."""
+
+    def __init__(
+        self,
+        options: ClientOptions,
+        on_message: MessageHandler,
+        *,
+        on_connect: Callable[[], Awaitable[None]] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.options = options
+        self.on_message = on_message
+        self.on_connect = on_connect
+        self.log = logger or log
+        self._conn: _Connection | None = None
+        self._transport: asyncio.Transport | None = None
+        self._buffer = b""
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._next_id = 0
+        self._pending: dict[int, asyncio.Future[mqtt5.Packet]] = {}
+        self._connack: asyncio.Future[mqtt5.ConnAckPacket] | None = None
+        self._closing = False
+        self._connected = asyncio.Event()
+        self.connections = 0
+        self.bytes_out = 0
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    # ---- connection lifecycle -------------------------------------------------------------
+
+    async def connect(self, timeout: float = 10.0) -> mqtt5.ConnAckPacket:
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        self._buffer = b""
+        if opts.unix_path is not None:
+            opening = loop.create_unix_connection(lambda: _Connection(self), opts.unix_path)
+        else:
+            opening = loop.create_connection(
+                lambda: _Connection(self), opts.host, opts.port, ssl=opts.tls
+            )
+        transport, conn = await asyncio.wait_for(opening, timeout)
+        self._conn, self._transport = conn, transport
+        will = None
+        if opts.will is not None:
+            will = mqtt5.Will(
+                opts.will.topic,
+                payload=opts.will.payload,
+                qos=mqtt5.QoS(opts.will.qos),
+                retain=opts.will.retain,
+            )
+        connect = mqtt5.ConnectPacket(
+            opts.client_id,
+            username=opts.username,
+            password=opts.password.encode() if opts.password is not None else None,
+            clean_start=True,
+            will=will,
+            keep_alive=opts.keep_alive,
+        )
+        self._connack = loop.create_future()
+        transport.write(connect.write())
+        waiters: set[asyncio.Future[object]] = {self._connack, conn.closed}  # type: ignore[arg-type]
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self._connack not in done:
+            transport.close()
+            if conn.closed in done:
+                raise ConnectionLostError(f"no CONNACK: {conn.closed.exception()}")
+            raise ConnectionLostError(f"no CONNACK within {timeout} s")
+        connack = self._connack.result()
+        if connack.reason_code != mqtt5.ConnAckReasonCode.SUCCESS:
+            transport.close()
+            raise ConnectRefusedError(connack.reason_code, connack.reason_str)
+        self._connected.set()
+        self.connections += 1
+        if opts.subscriptions:
+            await self.subscribe(list(opts.subscriptions))
+        return connack
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Stay connected until close(): reconnect with capped, jittered exponential backoff."""
+        delay = self.options.backoff_initial
+        failures, outage_began = 0, 0.0  # of the current outage: one warning, not one per try
+        while not self._closing:
+            try:
+                await self.connect()
+                delay = self.options.backoff_initial
+                if failures:
+                    self.log.info(
+                        "mqtt %s: connected after %d failed attempts over %.1f s",
+                        self.options.client_id,
+                        failures,
+                        time.monotonic() - outage_began,
+                    )
+                    failures = 0
+                if self.on_connect is not None:
+                    await self.on_connect()
+                if ready is not None:
+                    ready.set()
+                await self._serve()
+            except ConnectRefusedError:
+                raise
+            except ssl.SSLCertVerificationError as exc:
+                # Retrying cannot fix a certificate that does not verify: stop and say why.
+                raise TlsVerificationError(
+                    f"TLS verification of {self.options.host}:{self.options.port} failed: "
+                    f"{exc.verify_message}"
+                ) from exc
+            except (TimeoutError, OSError, MqttError) as exc:
+                if self._closing:
+                    break
+                if not failures:
+                    outage_began = time.monotonic()
+                    self.log.warning(
+                        "mqtt %s: %s; reconnecting in %.1f s, backing off to %g s "
+                        "(further attempts are logged at debug level until one succeeds)",
+                        self.options.client_id,
+                        exc or type(exc).__name__,
+                        delay,
+                        self.options.backoff_max,
+                    )
+                else:
+                    self.log.debug(
+                        "mqtt %s: %s; reconnecting in %.1f s",
+                        self.options.client_id,
+                        exc or type(exc).__name__,
+                        delay,
+                    )
+                failures += 1
+            finally:
+                self._drop_connection()
+            if self._closing:
+                break
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.options.backoff_max)
+
+    async def _serve(self) -> None:
+        """Ping every half keep-alive until the connection closes; raise why it closed."""
+        assert self._conn is not None
+        closed = self._conn.closed
+        interval = max(1.0, self.options.keep_alive / 2)
+        while True:
+            done, _ = await asyncio.wait({closed}, timeout=interval)
+            if done:
+                closed.result()
+                raise ConnectionLostError("connection closed")
+            self._send(mqtt5.PingReqPacket().write())
+
+    def _drop_connection(self) -> None:
+        self._connected.clear()
+        if self._transport is not None:
+            self._transport.close()
+        self._transport = None
+        self._conn = None
+        self._out.clear()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionLostError("connection lost before the reply"))
+        self._pending.clear()
+
+    async def close(self) -> None:
+        self._closing = True
+        transport = self._transport
+        if transport is not None and self._connected.is_set():
+            with contextlib.suppress(OSError, RuntimeError):
+                self._flush()
+                transport.write(mqtt5.DisconnectPacket().write())
+                if self._conn is not None:
+                    transport.close()  # flushes what is buffered, then closes
+                    with contextlib.suppress(MqttError, asyncio.TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(self._conn.closed), 2.0)
+        self._drop_connection()
+
+    # ---- sending ----------------------------------------------------------------------------
+
+    def _packet_id(self) -> int:
+        self._next_id = self._next_id % 0xFFFF + 1
+        return self._next_id
+
+    def _send(self, data: bytes) -> None:
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._out:
+            return
+        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+        self._out.clear()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self.bytes_out += len(data)
+        transport.write(data)
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
+    ) -> bool:
+        """Publish batched into the next write without waiting for any PUBACK.
+
+        Returns False when not connected (the message is not sent).
+        """
+        if self._transport is None:
+            return False
+        if qos:
+            packet = mqtt5.PublishPacket(
+                topic,
+                payload,
+                qos=mqtt5.QoS.AT_LEAST_ONCE,
+                retain=retain,
+                packet_id=self._packet_id(),
+            )
+        else:
+            packet = mqtt5.PublishPacket(topic, payload, retain=retain)
+        self._send(packet.write())
+        return True
+
+    def publish_raw(self, data: bytes) -> None:
+        """Queue an already-encoded packet (the relay pre-encodes nothing else per frame)."""
+        if self._transport is not None:
+            self._send(data)
+
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, timeout: float = 10.0
+    ) -> None:
+        """Publish and, for QoS 1, wait for the PUBACK; raise MqttError if it reports failure."""
+        if self._transport is None:
+            raise ConnectionLostError("not connected")
+        if qos == 0:
+            self.publish_nowait(topic, payload, retain=retain)
+            return
+        packet_id = self._packet_id()
+        fut: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
+        self._pending[packet_id] = fut
+        self._send(
+            mqtt5.PublishPacket(
+                topic, payload, qos=mqtt5.QoS.AT_LEAST_ONCE, retain=retain, packet_id=packet_id
+            ).write()
+        )
+        ack = await asyncio.wait_for(fut, timeout)
+        if isinstance(ack, mqtt5.PubAckPacket) and int(ack.reason_code) >= 0x80:
+            raise MqttError(f"publish to {topic} refused: {ack.reason_code.name}")
+
+    async def subscribe(self, filters: list[tuple[str, int]], timeout: float = 10.0) -> list[int]:
+        if self._transport is None:
+            raise ConnectionLostError("not connected")
+        packet_id = self._packet_id()
+        fut: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
+        self._pending[packet_id] = fut
+        topic_filters = [mqtt5.TopicFilter(p, max_qos=mqtt5.QoS(q)) for p, q in filters]
+        self._send(mqtt5.SubscribePacket(packet_id, topic_filters).write())
+        ack = await asyncio.wait_for(fut, timeout)
+        assert isinstance(ack, mqtt5.SubAckPacket)
+        codes = [int(code) for code in ack.reason_codes]
+        refused = [p for (p, _), code in zip(filters, codes, strict=False) if code >= 0x80]
+        if refused:
+            raise MqttError(f"subscription refused for {refused}")
+        return codes
+
+    # ---- receiving --------------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        """Parse every complete packet in what arrived; keep the incomplete tail."""
+        buffer = self._buffer + data if self._buffer else data
+        view = memoryview(buffer)
+        read = mqtt5.read
+        publish_type = mqtt5.PublishPacket
+        qos0 = mqtt5.QoS.AT_MOST_ONCE
+        handler = self.on_message
+        offset = 0
+        end = len(view)
+        while offset < end:
+            try:
+                packet, size = read(view[offset:])
+            except IndexError:
+                break  # incomplete packet: wait for more bytes
+            except ValueError as exc:
+                raise ConnectionLostError(f"malformed packet from broker: {exc}") from exc
+            offset += size
+            if type(packet) is publish_type:
+                # mqtt5's enums are not ints: compare with the member, never by truth.
+                qos = 0 if packet.qos == qos0 else 1
+                if qos and packet.packet_id is not None:
+                    self._send(mqtt5.PubAckPacket(packet.packet_id).write())
+                try:
+                    handler(packet.topic, packet.payload, qos)
+                except Exception:
+                    self.log.exception("message handler failed on %s", packet.topic)
+            else:
+                self._on_control_packet(packet)
+        self._buffer = buffer[offset:] if offset < end else b""
+
+    def _on_control_packet(self, packet: mqtt5.Packet) -> None:
+        if isinstance(packet, mqtt5.ConnAckPacket):
+            if self._connack is not None and not self._connack.done():
+                self._connack.set_result(packet)
+        elif isinstance(packet, mqtt5.PubAckPacket | mqtt5.SubAckPacket | mqtt5.UnsubAckPacket):
+            fut = self._pending.pop(packet.packet_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(packet)
+        elif isinstance(packet, mqtt5.DisconnectPacket):
+            raise ConnectionLostError(f"broker disconnected us: {packet.reason_code.name}")
+        # PINGRESP and anything else need no action.

@@ -1,0 +1,5 @@
+import sys
+
+from xixin.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `xixin` subcommand: `add_parser(subparsers)` and its handlers."""

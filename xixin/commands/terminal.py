@@ -1,0 +1,217 @@
+"""`xixin terminal --device T001`: the softphone in a terminal window.
+
+Keys: hold SPACE to talk (terminals repeat a held key; the softphone releases when the repeats
+stop), `t` toggles talking for keyboards without repeat, `1`-`9` select the talkgroup, `e` raises
+or cancels an SOS, `q` quits. Without a terminal on stdin it reads the same keys as lines
+(`p` press, `r` release, `e`, a digit, `q`), so it can be scripted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import termios
+import time
+import tty
+from pathlib import Path
+
+from devices.aio_client import AsyncTerminalClient
+from firmware_sim.audio import open_audio
+from firmware_sim.errors import SimError
+from firmware_sim.softphone import Softphone
+from protocol.org import default_org, load_org
+from transport.address import BrokerAddress
+from xixin.errors import EXPECTED_ERRORS
+
+FIRST_REPEAT_S = 0.6  # a held key starts repeating after ~250-500 ms
+REPEAT_GAP_S = 0.15  # then repeats every ~30-50 ms
+
+
+def add_terminal_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "terminal",
+        help="softphone: this PC as a handheld (microphone, speaker, keyboard PTT)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--device", required=True, help="device id, e.g. T001")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://host:port")
+    p.add_argument("--secret", help="the device's secret (or --secrets FILE)")
+    p.add_argument(
+        "--secrets",
+        type=Path,
+        help="secrets JSON: {id: secret} (xixin up --demo writes var/demo-secrets.json) or "
+        "the file xixin sim writes",
+    )
+    p.add_argument("--tg", action="append", default=[], help="talkgroup (repeat; first = PTT)")
+    p.add_argument("--unit", help="the device's grid/area/centre (for its default talkgroups)")
+    p.add_argument("--role", default="officer", choices=("officer", "guard", "dispatcher"))
+    p.add_argument("--org", type=Path, help="organisation YAML (default: Longxi)")
+    p.add_argument("--wav-in", type=Path, help="talk from this WAV file instead of a microphone")
+    p.add_argument("--wav-out", type=Path, help="write what you hear to this WAV file")
+    p.add_argument("--no-card", action="store_true", help="do not try the sound card")
+    p.set_defaults(handler=cmd_terminal)
+
+
+def _secret(args: argparse.Namespace) -> str | None:
+    if args.secret:
+        return str(args.secret)
+    path = args.secrets
+    if path is None:
+        default = Path(os.environ.get("XIXIN_DATA_DIR", "var")) / "demo-secrets.json"
+        path = default if default.exists() else None
+    if path is None:
+        return None
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SimError(f"cannot read {path}: {exc}") from exc
+    if isinstance(body, dict) and isinstance(body.get("devices"), list):
+        for device in body["devices"]:
+            if device.get("id") == args.device:
+                return str(device.get("secret"))
+    elif isinstance(body, dict) and isinstance(body.get(args.device), str):
+        return str(body[args.device])
+    raise SimError(f"{path} has no secret for {args.device}")
+
+
+def _talkgroups(args: argparse.Namespace) -> list[str]:
+    if args.tg:
+        return list(args.tg)
+    org = load_org(args.org) if args.org else default_org()
+    unit, role = args.unit, args.role
+    if unit is None:
+        from firmware_sim.demo_fleet import DEMO_DEVICES
+
+        for device_id, demo_unit, demo_role, _name in DEMO_DEVICES:
+            if device_id == args.device:
+                unit, role = demo_unit, demo_role
+    if unit is None:
+        raise SimError("say which talkgroups to use: --tg TG (repeatable) or --unit GRID")
+    return list(org.default_affiliation(unit, role))
+
+
+def cmd_terminal(args: argparse.Namespace) -> int:
+    try:
+        address = BrokerAddress.parse(args.broker)
+        secret = _secret(args)
+        talkgroups = _talkgroups(args)
+        mic, speaker, audio_note = open_audio(args.wav_in, args.wav_out, not args.no_card)
+    except EXPECTED_ERRORS as exc:
+        print(f"xixin terminal: {exc}", file=sys.stderr)
+        return 2
+    print(f"xixin terminal: {audio_note}")
+    client = AsyncTerminalClient(args.device, secret, address.host, address.port)
+    phone = Softphone(client, talkgroups, mic, speaker)
+    try:
+        return asyncio.run(_main(phone))
+    except KeyboardInterrupt:
+        return 0
+    except EXPECTED_ERRORS as exc:
+        print(f"\nxixin terminal: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _main(phone: Softphone) -> int:
+    await phone.start()
+    stop = asyncio.Event()
+    keys = KeyboardPtt(phone, stop)
+    interactive = sys.stdin.isatty()
+    saved = None
+    if interactive:
+        saved = termios.tcgetattr(sys.stdin.fileno())
+        tty.setcbreak(sys.stdin.fileno())
+        print("SPACE hold to talk · t toggle · 1-9 talkgroup · e SOS · q quit")
+    loop = asyncio.get_running_loop()
+    loop.add_reader(sys.stdin.fileno(), keys.on_input, interactive)
+    try:
+        while not stop.is_set():
+            keys.poll(time.monotonic())
+            _render(phone, interactive)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.05)
+    finally:
+        loop.remove_reader(sys.stdin.fileno())
+        if saved is not None:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+        await phone.stop()
+        print()
+    return 0
+
+
+_last_render = [""]
+
+
+def _render(phone: Softphone, interactive: bool) -> None:
+    message = phone.messages[-1] if phone.messages else ""
+    line = f"{phone.status()}  {message}"[:150]
+    if line == _last_render[0]:
+        return
+    _last_render[0] = line
+    if interactive:
+        sys.stdout.write("\r\x1b[2K" + line)
+    else:
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class KeyboardPtt:
+    """Key presses -> softphone actions; a held SPACE is seen as a stream of repeats."""
+
+    def __init__(self, phone: Softphone, stop: asyncio.Event) -> None:
+        self.phone = phone
+        self.stop = stop
+        self.holding = False
+        self.toggled = False
+        self.first_space = 0.0
+        self.last_space = 0.0
+
+    def on_input(self, interactive: bool) -> None:
+        data = os.read(sys.stdin.fileno(), 64).decode(errors="ignore")
+        if not data:
+            self.stop.set()
+            return
+        if not interactive:
+            for command in data.split():
+                self.line(command)
+            return
+        for key in data:
+            self.key(key, time.monotonic())
+
+    def key(self, key: str, now: float) -> None:
+        if key == " ":
+            if not self.holding:
+                self.holding, self.first_space = True, now
+                self.phone.press()
+            self.last_space = now
+        elif key == "t":
+            self.toggled = not self.toggled
+            (self.phone.press if self.toggled else self.phone.release)()
+        elif key == "e":
+            self.phone.toggle_sos()
+        elif key.isdigit() and key != "0":
+            self.phone.select(int(key) - 1)
+        elif key in ("q", "\x03", "\x04"):
+            self.stop.set()
+
+    def line(self, command: str) -> None:
+        if command == "p":
+            self.phone.press()
+        elif command == "r":
+            self.phone.release()
+        else:
+            self.key(command[0], time.monotonic())
+
+    def poll(self, now: float) -> None:
+        """Release when the key repeats stop."""
+        if not self.holding:
+            return
+        repeating = self.last_space > self.first_space
+        gap = REPEAT_GAP_S if repeating else FIRST_REPEAT_S
+        if now - self.last_space > gap:
+            self.holding = False
+            self.phone.release()

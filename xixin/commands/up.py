@@ -1,0 +1,202 @@
+"""`xixin up`: broker + database + gateway + API/console, the main job."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gateway.errors import GatewayError
+from gateway.floor import FloorConfig
+from gateway.service import GatewayService, ServiceConfig
+from transport.loop import run_event_loop
+from xixin.errors import EXPECTED_OR_OS_ERRORS
+
+if TYPE_CHECKING:
+    import uvicorn
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = subparsers.add_parser(
+        "up", help="run broker + database + gateway + API/console (the main job)"
+    )
+    up.add_argument("--demo", action="store_true", help="also start a few simulated terminals")
+    up.add_argument("--duration", type=float, help="stop after this many seconds")
+    up.add_argument("--data-dir", type=Path, default=Path(os.environ.get("XIXIN_DATA_DIR", "var")))
+    up.add_argument("--db", help="database URL (default: SQLite in the data dir)")
+    up.add_argument("--org", type=Path, help="organisation YAML (default: the Longxi 1-3-13 org)")
+    up.add_argument("--broker", help="use an external MQTT 5 broker, mqtt(s)://host:port")
+    up.add_argument("--broker-port", type=int, help="port of the managed mosquitto (default: free)")
+    up.add_argument("--gateway-user", default=os.environ.get("XIXIN_GATEWAY_USER"))
+    up.add_argument("--gateway-password", default=os.environ.get("XIXIN_GATEWAY_PASSWORD"))
+    up.add_argument("--http-host", default="127.0.0.1")
+    up.add_argument("--http-port", type=int, default=8080)
+    up.add_argument("--max-burst", type=float, default=30.0, help="max talk burst, seconds")
+    up.add_argument("--no-queue", action="store_true", help="deny instead of queueing")
+    up.set_defaults(handler=cmd_up)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    config = ServiceConfig(
+        data_dir=args.data_dir,
+        db_url=args.db,
+        org_path=args.org,
+        broker_url=args.broker,
+        broker_port=args.broker_port,
+        gateway_user=args.gateway_user,
+        gateway_password=args.gateway_password,
+        floor=FloorConfig(max_burst_s=args.max_burst, queue_enabled=not args.no_queue),
+    )
+    try:
+        # First, so a port in use stops us before anything is started or written.
+        http = _listen(args.http_host, args.http_port)
+    except OSError as exc:
+        print(
+            f"xixin up: cannot serve the console and API on {args.http_host}:{args.http_port}: "
+            f"{os.strerror(exc.errno) if exc.errno else exc}; choose another --http-port",
+            file=sys.stderr,
+        )
+        return 2
+    service: GatewayService | None = None
+    try:
+        service = GatewayService(config)
+        secrets: dict[str, str] = {}
+        if args.demo:
+            from xixin.demo import provision_demo_devices
+
+            secrets = provision_demo_devices(service.migrate(), config.data_dir)
+        service.prepare()
+    except EXPECTED_OR_OS_ERRORS as exc:  # BrokerNotInstalledError included
+        http.close()
+        if service is not None:
+            service.close()  # a broker prepare() started, the data directory's lock
+        print(f"xixin up: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run_event_loop(_serve(service, args, secrets, http))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        http.close()
+        service.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The console's listening socket (port 0: any free one; the banner shows which)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+async def _serve(
+    service: GatewayService,
+    args: argparse.Namespace,
+    secrets: dict[str, str],
+    http: socket.socket,
+) -> int:
+    import uvicorn
+
+    from gateway.api import create_app
+
+    runner = service.runner
+    assert runner is not None
+    try:
+        await runner.check_broker()
+    except GatewayError as exc:
+        print(f"xixin up: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(service)
+    server = _http_server(
+        uvicorn.Config(
+            app, host=args.http_host, port=args.http_port, log_level="warning", lifespan="on"
+        )
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _on_stop_signal, stop, server)
+    serving = asyncio.create_task(server.serve(sockets=[http]))
+    while not server.started:
+        if serving.done():
+            serving.result()
+            print("xixin up: the HTTP server did not start", file=sys.stderr)
+            return 2
+        await asyncio.sleep(0.05)
+    # Terminals use the TCP listener; the gateway may sit on the managed broker's Unix socket.
+    terminals_broker = service.broker.address if service.broker else runner.settings.broker
+    print(f"xixin: broker {terminals_broker.url}  database {service.db_url}")
+    host, port = http.getsockname()[:2]
+    where = f"[{host}]" if ":" in host else host
+    print(f"xixin: console and API on http://{where}:{port}/  (Ctrl-C stops)")
+    fleet = None
+    if args.demo:
+        from firmware_sim.demo_fleet import DemoFleet
+
+        fleet = DemoFleet(terminals_broker.host, terminals_broker.port, secrets)
+        fleet.start()
+    started = last_report = time.monotonic()
+    try:
+        while not serving.done() and not server.should_exit and not stop.is_set():
+            await asyncio.sleep(0.2)
+            now = time.monotonic()
+            if now - last_report >= 2.0:
+                last_report = now
+                _report(service)
+            if args.duration and now - started >= args.duration:
+                break
+    finally:
+        # Terminals first, so none of them waits on a gateway that is already gone.
+        if fleet is not None:
+            await asyncio.to_thread(fleet.stop)
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    _report(service)
+    if args.demo and (runner.counters.floor["grant"] == 0 or runner.counters.relayed == 0):
+        print("xixin: the demo saw no grant or relayed frame", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _http_server(config: uvicorn.Config) -> uvicorn.Server:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn without its own SIGINT/SIGTERM handling: `xixin up` stops the simulated
+        fleet first, then the HTTP server and the gateway, and the broker last."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29
+            yield
+
+        def install_signal_handlers(self) -> None:  # older uvicorn
+            pass
+
+    return Server(config)
+
+
+def _on_stop_signal(stop: asyncio.Event, server: uvicorn.Server) -> None:
+    """The first Ctrl-C (or SIGTERM) stops cleanly; a second one also stops the HTTP server
+    without waiting for its open connections."""
+    if stop.is_set():
+        server.force_exit = True
+    stop.set()
+
+
+def _report(service: GatewayService) -> None:
+    runner = service.runner
+    assert runner is not None
+    counters, gauges = runner.counters, runner.gauges()
+    print(
+        f"xixin: online {gauges.devices_online}  grants {counters.floor['grant']}  "
+        f"relayed {counters.relayed}  dropped {sum(counters.dropped.values())}  "
+        f"talking {gauges.floors_taken}",
+        flush=True,
+    )

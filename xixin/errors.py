@@ -1,0 +1,20 @@
+"""What the composition root treats as an error raised on purpose: one line, exit 2."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from devices.errors import DevicesError
+from gateway.errors import GatewayError
+from protocol.errors import ProtocolError
+from transport.errors import TransportError
+
+# Every package's base error: each carries its explanation, so the CLI prints it, not a traceback.
+EXPECTED_ERRORS: Final[tuple[type[Exception], ...]] = (
+    GatewayError,
+    DevicesError,
+    ProtocolError,
+    TransportError,
+)
+# The same, and what the operating system refuses (a file, a port, a missing program).
+EXPECTED_OR_OS_ERRORS: Final[tuple[type[Exception], ...]] = (*EXPECTED_ERRORS, OSError)
