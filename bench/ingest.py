@@ -459,7 +459,7 @@ def main() -> None:
     try:
         for kind in args.db.split(","):
             if kind == "postgresql" and cluster is None:
-                from tests.gateway.tracking.pgcluster import PostgresCluster
+                from xixin.pgcluster import PostgresCluster
 
                 cluster = PostgresCluster(fsync=True).start()
             best: dict[str, Any] | None = None

@@ -213,7 +213,7 @@ def main() -> None:
             if kind == "sqlite":
                 url = f"sqlite:///{cache / f'replay-{label}.db'}"
             else:
-                from tests.gateway.tracking.pgcluster import PostgresCluster
+                from xixin.pgcluster import PostgresCluster
 
                 cluster = PostgresCluster(cache / "pg", fsync=True).start()
                 url = cluster.create_database(f"replay_{label}")

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real mosquitto on a free loopback port, started and stopped by PID."""
+"""Shared fixtures: a real mosquitto on a free loopback port and a private PostgreSQL cluster,
+started and stopped by PID."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.broker import ManagedBroker
+from xixin.pgcluster import PostgresCluster, PostgresUnavailable
 
 
 @pytest.fixture
@@ -21,3 +23,18 @@ def mosquitto(tmp_path: Path) -> Iterator[ManagedBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One PostgreSQL server for the session; tests create their own databases in it."""
+    try:
+        cluster = PostgresCluster()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL is not installed: {exc}")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        cluster.remove()

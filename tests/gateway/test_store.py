@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import importlib.resources
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +13,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, inspect, select
 
-from gateway.broker import free_port
 from gateway.credentials import hash_secret, verify_secret
 from gateway.errors import GatewayError
 from gateway.store.db import create_db_engine, current_revision, default_db_url, migrate
@@ -31,6 +26,7 @@ from gateway.store.registry import Device, DeviceRegistry, NewDevice
 from gateway.store.schema import devices, floor_events, metadata, presence_events
 from gateway.store.tables import metadata as _all_tables  # noqa: F401  (every table joins metadata)
 from protocol.org import Organisation, default_org
+from xixin.pgcluster import PostgresCluster
 
 HEAD = "0004_positions_covering"  # the newest revision
 
@@ -338,43 +334,10 @@ def test_store_errors_wrap_database_failures(registry: DeviceRegistry) -> None:
 # ---- PostgreSQL ---------------------------------------------------------------------------------
 
 
-def _pg_bin() -> Path | None:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
-    return candidates[0].parent if candidates else None
-
-
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on a free loopback port, stopped by pg_ctl (its PID file)."""
-    pg_bin = _pg_bin()
-    if pg_bin is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    # initdb refuses to run as root; the Debian package provides the postgres user for that.
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    # Not under pytest's tmp dir: that is private to root and the postgres user could not enter.
-    base = Path(tempfile.mkdtemp(prefix="xixin-pg-"))
-    if as_user:
-        shutil.chown(base, "postgres")
-    data, port = base / "data", free_port()
-    subprocess.run(
-        [*as_user, str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "xixin"],
-        check=True,
-        capture_output=True,
-        cwd=base,
-    )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    pg_ctl = [*as_user, str(pg_bin / "pg_ctl"), "-D", str(data)]
-    subprocess.run(
-        [*pg_ctl, "-o", options, "-l", str(base / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-        cwd=base,
-    )
-    try:
-        yield f"postgresql+psycopg://xixin@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True, cwd=base)
-        shutil.rmtree(base, ignore_errors=True)
+def postgres_url(pg_cluster: PostgresCluster) -> str:
+    """A database of its own in the session's private PostgreSQL cluster."""
+    return pg_cluster.create_database("xixin_store_test")
 
 
 def test_postgresql_migrations_and_registry(postgres_url: str, org: Organisation) -> None:

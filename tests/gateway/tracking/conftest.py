@@ -1,4 +1,4 @@
-"""Tracking fixtures: a private PostgreSQL cluster (session-wide) and migrated databases."""
+"""Tracking fixtures: migrated SQLite and PostgreSQL databases (cluster: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,9 @@ import pytest
 import sqlalchemy
 
 from gateway.store.db import create_db_engine, migrate
-from tests.gateway.tracking.pgcluster import PostgresCluster, PostgresUnavailable
+from xixin.pgcluster import PostgresCluster
 
 _names = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PostgresCluster]:
-    try:
-        cluster = PostgresCluster()
-    except PostgresUnavailable as exc:
-        pytest.skip(f"PostgreSQL is not installed: {exc}")
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-        cluster.remove()
 
 
 @pytest.fixture
