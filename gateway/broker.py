@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -34,6 +38,30 @@ class BrokerUnavailableError(BrokerError):
 
 class BrokerNotInstalledError(BrokerError):
     """mosquitto is not on this machine."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """A TLS listener's server certificate and key (PEM), and optionally the CA whose client
+    certificates it requires (then a terminal needs its certificate *and* its password)."""
+
+    certfile: Path
+    keyfile: Path
+    client_cafile: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A TCP listener terminals connect to; port 0 is any free port, chosen at start."""
+
+    host: str
+    port: int
+    tls: TlsFiles | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -69,7 +97,11 @@ class ManagedBroker:
     accounts and ACL, for the gateway's own connections: a relayed frame crosses the broker
     twice, and at 20k frames/s the socket saved about a quarter of the gateway's CPU and an
     eighth of the broker's against loopback TCP (bench/relay.py --tcp-gateway). Terminals
-    always use the TCP listener.
+    always use the TCP (or TLS) listeners.
+
+    With authentication on, every TCP and TLS listener replaces a client's id with its user
+    name (`use_username_as_clientid`): a device can never take over another device's session,
+    nor the gateway's, whose connections use the Unix socket only.
     """
 
     def __init__(
@@ -81,11 +113,18 @@ class ManagedBroker:
         password_file: Path | None = None,
         acl_file: Path | None = None,
         local_socket: bool = False,
+        listeners: Sequence[Listener] = (),
         logger: logging.Logger | None = None,
     ) -> None:
+        """`listeners`, when given, replace the one plain listener on `host`:`port`."""
         self.workdir = workdir
-        self.host = host
-        self.port = port or free_port(host)
+        chosen = list(listeners) or [Listener(host, port or 0)]
+        self.listeners = [
+            Listener(item.host, item.port or free_port(item.host), item.tls) for item in chosen
+        ]
+        # Terminals on this machine (the demo fleet, the simulator) use the first plain one.
+        self.local = next((item for item in self.listeners if item.tls is None), self.listeners[0])
+        self.host, self.port = self.local.host, self.local.port
         self.password_file = password_file
         self.acl_file = acl_file
         self.local_socket = local_socket
@@ -95,8 +134,8 @@ class ManagedBroker:
 
     @property
     def address(self) -> BrokerAddress:
-        """The TCP listener terminals use."""
-        return BrokerAddress(self.host, self.port)
+        """The TCP listener local terminals use (the first plain one, else the first)."""
+        return BrokerAddress(self.host, self.port, tls=self.local.tls is not None)
 
     @property
     def local_address(self) -> BrokerAddress:
@@ -107,12 +146,19 @@ class ManagedBroker:
 
     @property
     def _unix_listener(self) -> bool:
-        return self.local_socket and len(os.fsencode(self.socket_path)) <= UNIX_PATH_MAX
+        return self.local_socket
 
     @property
     def socket_path(self) -> Path:
         # Absolute: the broker and every client resolve it the same, whatever their cwd.
-        return self.workdir.absolute() / "mosquitto.sock"
+        path = self.workdir.absolute() / "mosquitto.sock"
+        if len(os.fsencode(path)) <= UNIX_PATH_MAX:
+            return path
+        # sun_path is too short for it: a private directory of its own under /tmp, named after
+        # the workdir, so a restart finds it again. The gateway cannot fall back to TCP, where
+        # its several connections would share one client id (use_username_as_clientid).
+        digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"xixin-broker-{digest}" / "mosquitto.sock"
 
     @property
     def pid(self) -> int | None:
@@ -131,11 +177,25 @@ class ManagedBroker:
     def log_path(self) -> Path:
         return self.workdir / "mosquitto.log"
 
+    def _listener_lines(self) -> list[str]:
+        lines: list[str] = []
+        for item in self.listeners:
+            lines.append(f"listener {item.port} {item.host}")
+            if item.tls is not None:
+                lines += [f"certfile {item.tls.certfile}", f"keyfile {item.tls.keyfile}"]
+                lines.append("tls_version tlsv1.2")
+                if item.tls.client_cafile is not None:
+                    lines += [f"cafile {item.tls.client_cafile}", "require_certificate true"]
+            if self.password_file:
+                # The client id is the authenticated user: no device can disconnect another.
+                lines.append("use_username_as_clientid true")
+        if self._unix_listener:
+            lines.append(f"listener 0 {self.socket_path}")
+        return lines
+
     def write_config(self) -> Path:
         lines = [
             "per_listener_settings false",
-            f"listener {self.port} {self.host}",
-            *([f"listener 0 {self.socket_path}"] if self._unix_listener else []),
             f"allow_anonymous {'false' if self.password_file else 'true'}",
             "persistence false",
             # Voice is QoS 0 and bursts of it must not be dropped by a small per-client queue.
@@ -157,18 +217,16 @@ class ManagedBroker:
             lines.append(f"password_file {self.password_file}")
         if self.acl_file:
             lines.append(f"acl_file {self.acl_file}")
+        # Listener options apply to the listener line above them: listeners come last.
+        lines += self._listener_lines()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return self.config_path
 
     def start(self, timeout: float = 10.0) -> None:
         executable = find_mosquitto()
-        if self.local_socket and not self._unix_listener:
-            self.log.warning(
-                "broker socket path %s is longer than %d bytes; the gateway uses TCP",
-                self.socket_path,
-                UNIX_PATH_MAX,
-            )
+        if self.local_socket:
+            self.socket_path.parent.mkdir(mode=0o700, exist_ok=True)
         if self._lock_fd is None:
             self._lock_fd = take_lock(
                 self.workdir / "broker.lock",
@@ -199,19 +257,29 @@ class ManagedBroker:
                 stderr = pipe.read().decode(errors="replace") if pipe else ""
                 self.stop()
                 raise BrokerError(f"mosquitto exited at start: {stderr.strip()} {self._tail_log()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    if self._unix_listener and not self.socket_path.exists():
-                        raise OSError("unix listener not bound yet")
-                    self.pid_path.write_text(f"{self._process.pid}\n")
-                    self.log.info(
-                        "mosquitto pid %d listening on %s", self._process.pid, self.address.url
-                    )
-                    return
-            except OSError:
-                time.sleep(0.02)
+            if self._listening():
+                self.pid_path.write_text(f"{self._process.pid}\n")
+                self.log.info(
+                    "mosquitto pid %d listening on %s",
+                    self._process.pid,
+                    ", ".join(item.url for item in self.listeners),
+                )
+                return
+            time.sleep(0.02)
         self.stop()
         raise BrokerError(f"mosquitto did not listen on {self.address.url} within {timeout} s")
+
+    def _listening(self) -> bool:
+        """Every listener accepts connections (the Unix socket exists)."""
+        if self._unix_listener and not self.socket_path.exists():
+            return False
+        for item in self.listeners:
+            try:
+                with socket.create_connection((item.host, item.port), timeout=0.2):
+                    pass
+            except OSError:
+                return False
+        return True
 
     def _stop_stale(self, timeout: float = 5.0) -> None:
         """Stop a broker this workdir's pid file names that still runs this config. We hold the

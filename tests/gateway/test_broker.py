@@ -130,19 +130,19 @@ def test_local_socket_serves_mqtt_and_is_removed_on_stop(tmp_path: Path) -> None
     assert not broker.socket_path.exists()
 
 
-def test_too_long_socket_path_falls_back_to_tcp(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_too_long_socket_path_moves_to_a_private_directory(tmp_path: Path) -> None:
     deep = tmp_path / ("d" * 120)
     broker = ManagedBroker(deep, local_socket=True)
-    with caplog.at_level(logging.WARNING, logger="gateway.broker"):
-        broker.start()
+    broker.start()
     try:
-        assert broker.local_address == broker.address
-        assert "listener 0" not in broker.config_path.read_text()
-        assert "longer than 107 bytes; the gateway uses TCP" in caplog.text
+        path = broker.socket_path
+        assert len(str(path)) <= 107 and path.exists()
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+        assert broker.local_address.unix_path == str(path)
+        assert ManagedBroker(deep, local_socket=True).socket_path == path  # found again
     finally:
         broker.stop()
+    assert not path.exists()
 
 
 def test_missing_mosquitto_names_install_command(
