@@ -131,6 +131,8 @@ class ManagedBroker:
         self.log = logger or log
         self._process: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
+        self.restarts = 0  # by restart_if_dead(): the broker died under us
+        self.last_exit: str | None = None
 
     @property
     def address(self) -> BrokerAddress:
@@ -224,7 +226,6 @@ class ManagedBroker:
         return self.config_path
 
     def start(self, timeout: float = 10.0) -> None:
-        executable = find_mosquitto()
         if self.local_socket:
             self.socket_path.parent.mkdir(mode=0o700, exist_ok=True)
         if self._lock_fd is None:
@@ -235,21 +236,29 @@ class ManagedBroker:
             )
         try:
             self._stop_stale()
-            # A socket file left by a broker that did not exit cleanly would fail the bind.
-            self.socket_path.unlink(missing_ok=True)
             self.write_config()
-            self._process = subprocess.Popen(
-                [executable, "-c", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                # Its own process group: a Ctrl-C in the terminal reaches the gateway, which
-                # stops the broker last, not the broker at the same instant (its clients drop).
-                process_group=0,
-            )
+            self._spawn()
         except BaseException:
             self._release()
             raise
+        self._wait_listening(timeout)
+
+    def _spawn(self) -> None:
+        executable = find_mosquitto()
+        # A socket file left by a broker that did not exit cleanly would fail the bind.
+        self.socket_path.unlink(missing_ok=True)
+        self._process = subprocess.Popen(
+            [executable, "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            # Its own process group: a Ctrl-C in the terminal reaches the gateway, which
+            # stops the broker last, not the broker at the same instant (its clients drop).
+            process_group=0,
+        )
+
+    def _wait_listening(self, timeout: float) -> None:
+        assert self._process is not None  # _spawn() just made it
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -268,6 +277,30 @@ class ManagedBroker:
             time.sleep(0.02)
         self.stop()
         raise BrokerError(f"mosquitto did not listen on {self.address.url} within {timeout} s")
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def restart_if_dead(self, timeout: float = 10.0) -> bool:
+        """Supervision: if the broker we started has exited (killed, crashed), start it again
+        on the same listeners and config, keeping its persistence file; True if it did."""
+        process = self._process
+        if process is None or process.poll() is None:
+            return False
+        self.restarts += 1
+        self.last_exit = f"exit status {process.returncode}"
+        if process.stderr:
+            process.stderr.close()
+        self.log.warning(
+            "mosquitto pid %d stopped (%s); restarting it (restart %d)",
+            process.pid,
+            self.last_exit,
+            self.restarts,
+        )
+        self._spawn()
+        self._wait_listening(timeout)
+        return True
 
     def _listening(self) -> bool:
         """Every listener accepts connections (the Unix socket exists)."""

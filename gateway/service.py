@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.broker import ManagedBroker
+from gateway.broker import BrokerError, ManagedBroker
 from gateway.broker_auth import GATEWAY_USER, ensure_gateway_credentials, sync_broker_auth
 from gateway.directory import Directory, build_directory
 from gateway.errors import ConfigError
@@ -167,6 +167,24 @@ class GatewayService:
         if self.runner is not None:
             self.runner.update_directory(self.directory(devices))
 
+    async def _supervise_broker(self, interval_s: float = 0.2) -> None:
+        """Restart the managed broker within a second of its death (same listeners, config)."""
+        broker = self.broker
+        if broker is None:
+            return
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await asyncio.to_thread(broker.restart_if_dead)
+            except BrokerError as exc:  # it would not start: say so, and try again
+                self.log.error("cannot restart the broker: %s", exc)
+
+    def broker_problem(self) -> str | None:
+        """Why the managed broker is not serving, or None (an external broker: None)."""
+        if self.broker is None or self.broker.running:
+            return None
+        return f"managed broker not running ({self.broker.last_exit or 'stopped'}); restarting"
+
     async def _watch_devices(self) -> None:
         """Pick up changes made by `xixin devices …` in another process."""
         while True:
@@ -185,6 +203,7 @@ class GatewayService:
             self.recorder.start()
         task = asyncio.create_task(runner.run(), name="gateway")
         watcher = asyncio.create_task(self._watch_devices(), name="device-watch")
+        supervisor = asyncio.create_task(self._supervise_broker(), name="broker-supervisor")
         assert self.tracking is not None
         tracking = asyncio.create_task(self.tracking.run(), name="tracking")
         try:
@@ -195,6 +214,7 @@ class GatewayService:
                 task.result()  # raises why the gateway could not start
             yield runner
         finally:
+            supervisor.cancel()
             watcher.cancel()
             self.tracking.stop()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mqtt5
@@ -42,6 +43,7 @@ def test_broker_has_its_own_process_group(tmp_path: Path) -> None:
 
 _OWNER = """
 import sys
+import time
 from pathlib import Path
 from gateway.broker import ManagedBroker
 broker = ManagedBroker(Path(sys.argv[1]))
@@ -152,3 +154,23 @@ def test_missing_mosquitto_names_install_command(
     monkeypatch.setattr("gateway.broker.os.access", lambda *_: False)
     with pytest.raises(BrokerNotInstalledError, match="apt-get install -y mosquitto"):
         ManagedBroker(tmp_path).start()
+
+
+def test_a_killed_broker_is_restarted_on_the_same_port(tmp_path: Path) -> None:
+    broker = ManagedBroker(tmp_path, local_socket=True)
+    broker.start()
+    try:
+        assert broker.restart_if_dead() is False  # alive: nothing to do
+        first = broker.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        while broker.running:  # the kill is asynchronous
+            time.sleep(0.01)
+        assert broker.restart_if_dead() is True
+        assert broker.pid != first and broker.running
+        assert broker.restarts == 1 and broker.last_exit == "exit status -9"
+        with socket.create_connection((broker.host, broker.port), timeout=2):
+            pass
+        assert broker.socket_path.exists()
+    finally:
+        broker.stop()
