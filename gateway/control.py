@@ -11,11 +11,12 @@ import dataclasses
 import heapq
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway import topics
 from gateway.directory import DeviceInfo, Directory
+from gateway.events import GatewayEvent, Outbound
 from gateway.floor import (
     Denied,
     Floor,
@@ -59,24 +60,6 @@ _COUNTED: dict[type[FloorEvent], str] = {
 RR_WINDOW_S = 0.5  # at most one forwarded receiver report per talker per window (§9.2)
 CALL_IDLE_S = 60.0  # a private call idle this long is forgotten (§6)
 MAX_RETIRED_CALLS = 10_000  # device pairs whose burst/call numbering is remembered
-
-
-@dataclass(frozen=True, slots=True)
-class Outbound:
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayEvent:
-    """Something worth storing and showing on the console (floor, presence, alarm, command)."""
-
-    kind: str
-    device: str | None
-    wall_ms: int
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 from devices.mqtt import ConnectRefusedError, MqttClient, MqttError, Will
 from gateway import topics
 from gateway.broker import BrokerAddress, BrokerUnavailableError
-from gateway.control import ControlPlane, GatewayEvent
+from gateway.control import ControlPlane
 from gateway.directory import Directory
+from gateway.events import GatewayEvent
 from gateway.floor import FloorConfig
 from gateway.metrics import Counters, LiveGauges
 from gateway.relay import Relay

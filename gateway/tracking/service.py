@@ -19,8 +19,8 @@ import sqlalchemy
 
 from devices.org import Organisation
 from gateway.broker import BrokerAddress
-from gateway.control import GatewayEvent
 from gateway.event_log import EventHub
+from gateway.events import GatewayEvent
 from gateway.store.registry import Device, DeviceRegistry
 from gateway.tracking.config import TrackingConfig
 from gateway.tracking.errors import GeofenceError, TrackingStoreError
