@@ -1,5 +1,10 @@
-"""Imports every module that adds tables to the shared `metadata`, so it is complete
-(Alembic's environment and the schema-drift test rely on this)."""
+"""Every table of the gateway on the store's shared `metadata`, complete.
+
+The store owns `metadata` and its own tables; other parts (recordings, tracking) define theirs on
+it in their own schema modules. This module, outside the store, imports all of them, so the store
+never imports the parts that build on it. Alembic's environment and the schema-drift tests import
+`metadata` from here.
+"""
 
 from gateway.store import recordings as _recordings  # noqa: F401
 from gateway.store.schema import metadata

@@ -30,7 +30,7 @@ from gateway.store.errors import (
 )
 from gateway.store.registry import Device, DeviceRegistry, NewDevice
 from gateway.store.schema import devices, floor_events, metadata, presence_events
-from gateway.store.tables import metadata as _all_tables  # noqa: F401  (every table joins metadata)
+from gateway.tables import metadata as _all_tables  # noqa: F401  (every table joins metadata)
 
 HEAD = "0004_positions_covering"  # the newest revision
 
