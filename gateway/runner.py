@@ -219,9 +219,9 @@ class GatewayRunner:
 
     def gauges(self) -> LiveGauges:
         control = self.control
-        floors = list(self.relay.floors.items()) + list(self.relay.call_floors.items())
+        floors = control.floors.items()
         return LiveGauges(
-            devices_online=sum(1 for p in control.presence.values() if p.state == "online"),
+            devices_online=control.roster.online(),
             queue_depths={key: len(floor.queue()) for key, floor in floors},
             floors_taken=sum(1 for _, floor in floors if floor.holder is not None),
         )

@@ -26,7 +26,7 @@ async def list_talkgroups(runner: RunnerDep) -> list[TalkgroupOut]:
     directory = control.directory
     result = []
     for tg, name in sorted(directory.talkgroups.items()):
-        floor = runner.relay.floors[tg]
+        floor = control.floors.talkgroups[tg]
         result.append(
             TalkgroupOut(
                 id=tg,
@@ -42,13 +42,13 @@ async def list_talkgroups(runner: RunnerDep) -> list[TalkgroupOut]:
 
 @router.get("/api/floors")
 async def list_floors(runner: RunnerDep) -> list[FloorOut]:
-    floors = list(runner.relay.floors.values()) + list(runner.relay.call_floors.values())
+    floors = runner.control.floors.floors()
     return [_floor_out(f) for f in floors]
 
 
 @router.post("/api/floors/{key}/revoke")
 async def revoke_floor(key: str, runner: RunnerDep) -> FloorOut:
-    floor = runner.relay.floor(key)
+    floor = runner.control.floors.get(key)
     if floor is None:
         raise HTTPException(404, f"no floor {key!r}")
     runner.revoke(key)
