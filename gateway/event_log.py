@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy
 
-from gateway.control import GatewayEvent
+from gateway.events import GatewayEvent
 from gateway.store.schema import floor_events, presence_events
 
 log = logging.getLogger(__name__)

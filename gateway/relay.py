@@ -70,12 +70,11 @@ class Relay:
         self.senders = list(senders)
         self.counters = counters
         self.clock = clock
-        self.floors: dict[str, Floor] = {}
-        self.call_floors: dict[str, Floor] = {}
-        # talkgroup -> its downlink; device -> (its call's floor, the peer's downlink)
-        self._down: dict[str, _Downlink] = {}
+        # The relay's own routes, set by the floors' owner (gateway.floors.FloorTable):
+        # talkgroup -> (its floor, its downlink); device -> (its call's floor, the peer's downlink)
+        self._talkgroups: dict[str, tuple[Floor, _Downlink]] = {}
         self._calls: dict[str, tuple[Floor, _Downlink]] = {}
-        self._call_parties: dict[str, tuple[str, str]] = {}
+        self._call_parties: dict[str, tuple[Floor, tuple[str, str]]] = {}
         # uplink topic -> (floor, talkgroup, device, downlink): the split is done once per topic
         self._routes: dict[str, tuple[Floor, str, str, _Downlink]] = {}
         self._log_once = LogOnce(self.log)
@@ -85,31 +84,28 @@ class Relay:
         return self.senders[zlib.crc32(key.encode()) % len(self.senders)]
 
     def add_talkgroup(self, tg: str, floor: Floor) -> None:
-        self.floors[tg] = floor
-        self._down[tg] = _Downlink(topics.tg_down(tg), self._sender(tg))
+        """Route a talkgroup's uplinks by `floor` (replacing an earlier floor of it)."""
+        self._talkgroups[tg] = (floor, _Downlink(topics.tg_down(tg), self._sender(tg)))
         self._routes.clear()
 
     def add_call(self, key: str, floor: Floor, parties: tuple[str, str]) -> None:
         a, b = parties
-        self.call_floors[key] = floor
         sender = self._sender(key)
         self._calls[a] = (floor, _Downlink(topics.voice_down(b), sender))
         self._calls[b] = (floor, _Downlink(topics.voice_down(a), sender))
-        self._call_parties[key] = parties
+        self._call_parties[key] = (floor, parties)
 
-    def remove_call(self, key: str) -> Floor | None:
-        """Forget a private call; a party's route goes only if it still leads to this call (a
-        device that has since called someone else keeps that route)."""
-        floor = self.call_floors.pop(key, None)
-        for device in self._call_parties.pop(key, ()):
+    def remove_call(self, key: str) -> None:
+        """Forget a private call's routes; a party's route goes only if it still leads to this
+        call (a device that has since called someone else keeps that route)."""
+        entry = self._call_parties.pop(key, None)
+        if entry is None:
+            return
+        floor, parties = entry
+        for device in parties:
             route = self._calls.get(device)
             if route is not None and route[0] is floor:
                 del self._calls[device]
-        return floor
-
-    def floor(self, key: str) -> Floor | None:
-        """The floor of a talkgroup or of a private call (`call:a:b`), if there is one."""
-        return self.floors.get(key) or self.call_floors.get(key)
 
     def _drop(self, reason: str, where: str) -> None:
         """Count every dropped frame; log the first of each (reason, topic) only."""
@@ -150,13 +146,14 @@ class Relay:
             self._drop("bad_topic", topic)
             return None
         tg = parts[3]
-        floor = self.floors.get(tg)
-        if floor is None:
+        known = self._talkgroups.get(tg)
+        if known is None:
             self._drop("unknown_talkgroup", topic)
             return None
         if len(self._routes) >= _MAX_ROUTES:
             self._routes.clear()
-        route = self._routes[topic] = (floor, tg, parts[5], self._down[tg])
+        floor, downlink = known
+        route = self._routes[topic] = (floor, tg, parts[5], downlink)
         return route
 
     def call_frame(self, device: str, payload: bytes) -> None:

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from gateway.broker import BrokerUnavailableError
-from gateway.control import ControlPlane, GatewayEvent
+from gateway.control import ControlPlane
 from gateway.directory import Directory
+from gateway.events import GatewayEvent
 from gateway.floor import FloorConfig
 from gateway.metrics import Counters, LiveGauges
 from gateway.relay import Relay
@@ -220,9 +221,9 @@ class GatewayRunner:
 
     def gauges(self) -> LiveGauges:
         control = self.control
-        floors = list(self.relay.floors.items()) + list(self.relay.call_floors.items())
+        floors = control.floors.items()
         return LiveGauges(
-            devices_online=sum(1 for p in control.presence.values() if p.state == "online"),
+            devices_online=control.roster.online(),
             queue_depths={key: len(floor.queue()) for key, floor in floors},
             floors_taken=sum(1 for _, floor in floors if floor.holder is not None),
         )

@@ -1,4 +1,5 @@
-"""Typed dependencies: the service and its runner, owned by the app lifespan."""
+"""Typed dependencies: the service and its runner, owned by the app lifespan, and the services
+routes go through (`gateway.api.services`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from gateway.api.services.gateway_view import GatewayView
+from gateway.api.services.recordings import RecordingsService
 from gateway.runner import GatewayRunner
 from gateway.service import GatewayService
 
@@ -24,3 +27,15 @@ def get_runner(request: Request) -> GatewayRunner:
 
 ServiceDep = Annotated[GatewayService, Depends(get_service)]
 RunnerDep = Annotated[GatewayRunner, Depends(get_runner)]
+
+
+def get_view(runner: RunnerDep) -> GatewayView:
+    return GatewayView(runner)
+
+
+def get_recordings(service: ServiceDep) -> RecordingsService:
+    return RecordingsService(service.engine, service.recordings_dir)
+
+
+ViewDep = Annotated[GatewayView, Depends(get_view)]
+RecordingsDep = Annotated[RecordingsService, Depends(get_recordings)]

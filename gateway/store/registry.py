@@ -1,7 +1,7 @@
 """Provisioned devices: add, list, disable/enable, rotate secrets, verify them.
 
 Secrets are generated here, returned exactly once to the caller and stored only as mosquitto
-``$7$`` PBKDF2-SHA512 hashes (see devices.credentials), so the broker's password file is written
+``$7$`` PBKDF2-SHA512 hashes (see gateway.credentials), so the broker's password file is written
 straight from the table.
 """
 

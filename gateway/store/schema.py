@@ -4,7 +4,8 @@ Times are Unix epoch seconds (UTC) as floats everywhere, the same clock the sans
 injected as ``now: float``; the wire protocol's millisecond ``ts`` is converted at the edge.
 
 Other parts of the gateway add their tables to this same `metadata` (for example positions and
-alarms, migration "0002_tracking" with down_revision "0001_initial"); every schema change comes
+alarms, migration "0002_tracking" with down_revision "0001_initial"; `gateway.tables` imports
+them all, the store imports none of them); every schema change comes
 with an Alembic revision in ``gateway/store/migrations/versions``.
 
 Event tables keep the device id as text without a foreign key: they are history and must stay

@@ -17,8 +17,8 @@ from typing import Any
 
 import sqlalchemy
 
-from gateway.control import GatewayEvent
 from gateway.event_log import EventHub
+from gateway.events import GatewayEvent
 from gateway.store.registry import Device, DeviceRegistry
 from gateway.tracking.config import TrackingConfig
 from gateway.tracking.errors import GeofenceError, TrackingStoreError

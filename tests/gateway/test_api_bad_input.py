@@ -99,7 +99,7 @@ def test_command_must_fit_the_terminals_json_limit(api: API) -> None:
 
     # what is accepted does reach the terminal, even with the command counter far along
     assert service.broker is not None and service.runner is not None
-    service.runner.control._next_command = 9_999_999
+    service.runner.control.command_log.issued = 9_999_999
     terminal = TerminalClient("T001", secret, service.broker.host, service.broker.port)
     terminal.connect()
     try:

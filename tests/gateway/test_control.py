@@ -126,6 +126,6 @@ def test_a_command_that_cannot_be_encoded_changes_nothing() -> None:
     for fields in ({"text": float("nan")}, {"text": "\udc00"}):
         with pytest.raises(ControlError, match="cannot be encoded"):
             plane.send_command("T001", "stun", 1.0, 1000, **fields)
-    assert "T001" not in plane.stunned and plane.relay.floors[TG].holder == "T001"
+    assert "T001" not in plane.stunned and plane.floors[TG].holder == "T001"
     assert not plane.outbox and not plane.commands
     assert plane.send_command("T001", "text", 1.0, 1000, text="ok") == "c1"

@@ -40,9 +40,9 @@ def test_an_idle_call_is_forgotten_and_a_new_one_continues_its_numbering() -> No
     send(plane, "T001", 1.0, type="floor_release", id="r1", call="T004")
 
     plane.tick(1.0 + CALL_IDLE_S - 0.1, 0)
-    assert KEY in relay.call_floors and KEY in plane.targets  # a conversation has pauses
+    assert KEY in plane.floors.calls and KEY in plane.floors.targets  # a conversation has pauses
     plane.tick(1.0 + CALL_IDLE_S, 0)
-    assert KEY not in relay.call_floors and KEY not in plane.targets
+    assert KEY not in plane.floors.calls and KEY not in plane.floors.targets
     relay.call_frame("T001", frame(granted["burst"], 1))
     relay.call_frame("T004", frame(granted["burst"], 1))
     assert relay.counters.dropped["no_call"] == 2 and relay.counters.relayed == 1
@@ -70,8 +70,8 @@ def test_a_busy_call_is_kept_and_a_partys_newer_call_survives_the_old_ones_end()
     send(plane, "T001", CALL_IDLE_S, type="floor_request", id="c2", call="T002")
     [granted] = sent_to(plane, "T001", "floor_granted")[-1:]
     plane.tick(CALL_IDLE_S + 1.0, 0)
-    assert KEY not in relay.call_floors
-    assert "call:T001:T002" in relay.call_floors  # taken: never idle, never dropped
+    assert KEY not in plane.floors.calls
+    assert "call:T001:T002" in plane.floors.calls  # taken: never idle, never dropped
     relay.call_frame("T001", frame(granted["burst"]))
     assert relay.counters.relayed == 1 and b"xixin/v1/dev/T002/voice/down" in published[-1]
     relay.call_frame("T004", frame(1, 5))

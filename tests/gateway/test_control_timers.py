@@ -62,7 +62,7 @@ def test_frames_move_end_of_media_later_and_silence_ends_the_burst() -> None:
     plane, clock = make_plane()
     burst = grant(plane, 0.0)
     talk(plane, clock, burst, 0.0, 6.0)  # past the first end-of-media deadline (4 s)
-    floor = plane.relay.floors[TG]
+    floor = plane.floors[TG]
     assert floor.holder == "T001" and not to(plane, "T001")
     plane.tick(9.9, 0)  # last frame at 6.0: due at 10.0
     assert floor.holder == "T001"
@@ -76,7 +76,7 @@ def test_max_burst_revokes_a_talker_who_never_pauses() -> None:
     plane, clock = make_plane()
     burst = grant(plane, 0.0)
     talk(plane, clock, burst, 0.0, 29.9)
-    assert plane.relay.floors[TG].holder == "T001"
+    assert plane.floors[TG].holder == "T001"
     talk(plane, clock, burst, 29.92, 30.1)
     messages = to(plane, "T001")
     assert [m["reason"] for m in messages if m["type"] == "floor_revoke"] == ["max_duration"]
@@ -92,11 +92,11 @@ def test_a_tick_visits_only_floors_with_something_due(monkeypatch: Any) -> None:
         return original(self)
 
     monkeypatch.setattr(Floor, "next_deadline", spy)
-    assert len(plane.relay.floors) > 10  # the demo org's talkgroups
+    assert len(plane.floors.talkgroups) > 10  # the demo org's talkgroups
     grant(plane, 0.0)
     visited.clear()
     for step in range(1, 80):  # 4 s of ticks: nothing is due before end of media
         plane.tick(step * 0.05, 0)
     assert visited == []
     plane.tick(4.0, 0)
-    assert set(visited) == {TG} and plane.relay.floors[TG].holder is None
+    assert set(visited) == {TG} and plane.floors[TG].holder is None

@@ -192,8 +192,8 @@ def test_stun_revokes_the_floor_at_once_and_empties_the_queue(
         time.sleep(0.02)
     gw.call(lambda: gw.runner.send_command("T003", "stun"))  # queued: leaves the queue
     assert b.release_floor(tg=TG)["type"] == "floor_released"
-    assert gw.call(lambda: gw.runner.relay.floors[TG].holder) is None
-    assert gw.call(lambda: gw.runner.relay.floors[TG].queue()) == []
+    assert gw.call(lambda: gw.runner.control.floors[TG].holder) is None
+    assert gw.call(lambda: gw.runner.control.floors[TG].queue()) == []
 
 
 def test_private_call(start_gateway: GatewayFactory, terminal: TerminalFactory) -> None:
@@ -230,7 +230,7 @@ def test_last_will_marks_offline(start_gateway: GatewayFactory, terminal: Termin
         time.sleep(0.05)
     assert state() == "offline"
     # the holder that vanished lost the floor
-    assert gw.call(lambda: gw.runner.relay.floors[TG].holder) is None
+    assert gw.call(lambda: gw.runner.control.floors[TG].holder) is None
 
 
 @pytest.mark.parametrize(

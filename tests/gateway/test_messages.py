@@ -56,7 +56,7 @@ def test_a_request_id_that_cannot_be_encoded_leaves_no_floor_held() -> None:
     plane.handle("xixin/v1/dev/T001/ctrl/up", payload, 0.0, 0)
     [reply] = [json.loads(o.payload) for o in plane.outbox]
     assert (reply["type"], reply["code"]) == ("error", "bad_json")
-    assert plane.relay.floors[TG].holder is None
+    assert plane.floors[TG].holder is None
 
 
 def test_log_once_logs_each_key_once_and_says_when_it_stops(

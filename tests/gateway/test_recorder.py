@@ -24,7 +24,7 @@ from gateway.recorder_process import decode_records, encode_record
 from gateway.service import GatewayService
 from gateway.store.db import create_db_engine, migrate
 from gateway.store.recordings import recordings
-from gateway.store.tables import metadata as _all_tables  # noqa: F401
+from gateway.tables import metadata as _all_tables  # noqa: F401
 
 
 def opus_frames(count: int, burst: int = 7, drop: frozenset[int] = frozenset()) -> list[bytes]:

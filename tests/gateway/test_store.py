@@ -24,7 +24,7 @@ from gateway.store.errors import (
 )
 from gateway.store.registry import Device, DeviceRegistry, NewDevice
 from gateway.store.schema import devices, floor_events, metadata, presence_events
-from gateway.store.tables import metadata as _all_tables  # noqa: F401  (every table joins metadata)
+from gateway.tables import metadata as _all_tables  # noqa: F401  (every table joins metadata)
 from protocol.org import Organisation, default_org
 from xixin.pgcluster import PostgresCluster
 

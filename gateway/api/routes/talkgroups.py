@@ -2,54 +2,25 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from gateway.api.deps import RunnerDep
-from gateway.api.schemas import FloorOut, QueueEntry, TalkgroupOut
-from gateway.floor import Floor
+from gateway.api.deps import ViewDep
+from gateway.api.schemas import FloorOut, TalkgroupOut
 
 router = APIRouter(tags=["talkgroups", "floors"])
 
 
-def _floor_out(floor: Floor) -> FloorOut:
-    return FloorOut(
-        key=floor.key,
-        state=str(floor.state),
-        holder=floor.holder,
-        burst=floor.burst,
-        priority=floor.priority.label if floor.priority is not None else None,
-        queue=[QueueEntry(device=d, priority=p.label) for d, p in floor.queue()],
-    )
-
-
 @router.get("/api/talkgroups")
-async def list_talkgroups(runner: RunnerDep) -> list[TalkgroupOut]:
-    control = runner.control
-    directory = control.directory
-    result = []
-    for tg, name in sorted(directory.talkgroups.items()):
-        floor = runner.relay.floors[tg]
-        result.append(
-            TalkgroupOut(
-                id=tg,
-                name=name,
-                members=len(directory.members(tg)),
-                affiliated=sum(1 for tgs in control.affiliations.values() if tg in tgs),
-                floor=str(floor.state),
-                talker=floor.holder,
-            )
-        )
-    return result
+async def list_talkgroups(view: ViewDep) -> list[TalkgroupOut]:
+    return view.talkgroups()
 
 
 @router.get("/api/floors")
-async def list_floors(runner: RunnerDep) -> list[FloorOut]:
-    floors = list(runner.relay.floors.values()) + list(runner.relay.call_floors.values())
-    return [_floor_out(f) for f in floors]
+async def list_floors(view: ViewDep) -> list[FloorOut]:
+    return view.floors()
 
 
 @router.post("/api/floors/{key}/revoke")
-async def revoke_floor(key: str, runner: RunnerDep) -> FloorOut:
-    floor = runner.relay.floor(key)
+async def revoke_floor(key: str, view: ViewDep) -> FloorOut:
+    floor = view.revoke(key)
     if floor is None:
         raise HTTPException(404, f"no floor {key!r}")
-    runner.revoke(key)
-    return _floor_out(floor)
+    return floor

@@ -8,7 +8,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from gateway.store.tables import metadata
+from gateway.tables import metadata
 
 
 def _run(connection: Connection) -> None:

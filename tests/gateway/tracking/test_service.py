@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy
 
 from gateway.broker import ManagedBroker
-from gateway.control import GatewayEvent
 from gateway.event_log import EventHub
+from gateway.events import GatewayEvent
 from gateway.store.registry import DeviceRegistry
 from gateway.tracking.config import TrackingConfig
 from gateway.tracking.formats import nmea_checksum
