@@ -9,6 +9,7 @@ at most that much (codec/ogg.py).
 from __future__ import annotations
 
 import logging
+import os
 import time
 import zlib
 from collections.abc import Callable
@@ -138,13 +139,14 @@ class Recorder:
     ) -> _Open:
         started = datetime.fromtimestamp(now, UTC)
         folder = self.root / started.strftime("%Y-%m-%d") / _file_safe(floor)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = folder / f"{started:%H%M%S}-{_file_safe(talker)}-b{burst}.opus"
         serial = zlib.crc32(f"{floor}/{burst}/{now}".encode())
         tags = recording_tags(talker, floor, started.isoformat(timespec="milliseconds"))
         rec = _Open(
             path=path,
-            file=path.open("wb"),
+            # Recordings are people's voices: readable by the gateway's user only.
+            file=os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb"),
             writer=OggOpusWriter(serial, tags=tags),
             floor=floor,
             talker=talker,

@@ -33,6 +33,7 @@ BACKLOG_BYTES = 64 << 20  # then ~30 s at 20k frames/s wait in the gateway's mem
 FLUSH_INTERVAL_S = 0.05  # recordings are not live: 50 ms batches are plenty
 _F_SETPIPE_SZ = 1031
 _MAX_HEADS = 10_000  # cached record heads (floor x talker); cleared when full
+DB_URL_ENV = "XIXIN_RECORDER_DB"  # how the recorder gets its database URL (not argv)
 
 
 def record_head(floor: str, talker: str) -> bytes:
@@ -115,9 +116,11 @@ class RecorderLink:
 
     def start(self) -> None:
         args = [sys.executable, "-m", "gateway.recorder_process", "--root", str(self.root)]
+        env = dict(os.environ)
         if self.db_url:
-            args += ["--db", self.db_url]
-        self._process = subprocess.Popen(args, stdin=subprocess.PIPE)
+            # Not on the command line, which every user of the machine can read (ps).
+            env[DB_URL_ENV] = self.db_url
+        self._process = subprocess.Popen(args, stdin=subprocess.PIPE, env=env)
         assert self._process.stdin is not None
         self._fd = self._process.stdin.fileno()
         os.set_blocking(self._fd, False)
@@ -219,8 +222,8 @@ def _yield_cpu() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Xixin talk-burst recorder (fed by the gateway)")
     parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--db", help="database URL for the recordings index")
     args = parser.parse_args(argv)
+    db_url = os.environ.pop(DB_URL_ENV, None)  # the recordings index; see RecorderLink.start
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s recorder: %(message)s"
     )
@@ -230,10 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.recorder import Recorder
 
     engine = None
-    if args.db:  # the store pulls in Alembic, whose import logs at INFO: only when indexing
+    if db_url:  # the store pulls in Alembic, whose import logs at INFO: only when indexing
         from gateway.store.db import create_db_engine
 
-        engine = create_db_engine(args.db)
+        engine = create_db_engine(db_url)
     args.root.mkdir(parents=True, exist_ok=True)
     recorder = Recorder(args.root, engine)
     fd = sys.stdin.fileno()

@@ -53,7 +53,9 @@ class GatewayService:
         self.config = config
         self.log = logger or log
         self.org: Organisation = load_org(config.org_path) if config.org_path else default_org()
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        # The database, recordings, broker accounts and secrets live here: the gateway's user only.
+        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(config.data_dir, 0o700)
         # Before anything is written: a second service would rewrite the first one's broker
         # accounts and share its database and recordings.
         self._lock_fd: int | None = take_lock(

@@ -32,6 +32,14 @@ def default_db_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / DB_FILE_NAME).resolve()}"
 
 
+def redacted_url(url: str) -> str:
+    """A database URL fit to print or log: the password replaced by ***."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return "<unparseable database URL>"
+
+
 def _is_memory_sqlite(database: str | None) -> bool:
     return not database or database == ":memory:" or database.startswith("file::memory:")
 

@@ -20,7 +20,7 @@ from codec.ogg import read_ogg_opus
 from codec.opus import EncoderSettings, OpusEncoder
 from devices.client import TerminalClient
 from gateway.recorder import Recorder
-from gateway.recorder_process import decode_records, encode_record
+from gateway.recorder_process import RecorderLink, decode_records, encode_record
 from gateway.service import GatewayService
 from gateway.store.db import create_db_engine, migrate
 from gateway.store.recordings import recordings
@@ -99,6 +99,21 @@ def test_recorder_fills_gaps_splits_bursts_and_indexes(tmp_path: Path) -> None:
     assert rows[0].duration_ms == 1000  # the 3 lost frames are concealed, the timeline kept
     stream = read_ogg_opus((tmp_path / "rec" / rows[0].path).read_bytes())
     assert stream.tags.get("TALKER") == "T001" and stream.tags.get("TALKGROUP") == "grid-01"
+    # People's voices: the file and its folders are the gateway's user's only.
+    assert (tmp_path / "rec" / rows[0].path).stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "rec" / rows[0].path).parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_recorder_gets_its_database_url_outside_its_command_line(tmp_path: Path) -> None:
+    secret_url = f"sqlite:///{tmp_path / 'db.sqlite'}?secret=hunter2"
+    link = RecorderLink(tmp_path / "rec", secret_url)
+    link.start()
+    try:
+        assert link.pid is not None
+        cmdline = Path(f"/proc/{link.pid}/cmdline").read_bytes()
+        assert b"hunter2" not in cmdline and b"sqlite" not in cmdline
+    finally:
+        link.stop()
 
 
 @pytest.mark.skipif(shutil.which("opusinfo") is None, reason="opus-tools not installed")
@@ -143,7 +158,6 @@ def test_a_stalled_recorder_loses_recording_not_relay_time(tmp_path: Path) -> No
     import os
     import signal
 
-    from gateway.recorder_process import RecorderLink
 
     link = RecorderLink(tmp_path / "rec", None, backlog_bytes=256 * 1024)
     link.start()
@@ -179,7 +193,6 @@ def test_a_stall_longer_than_the_pipe_is_absorbed_by_the_backlog(tmp_path: Path)
     import signal
 
     from codec.frame import parse_frame
-    from gateway.recorder_process import RecorderLink
 
     template = [parse_frame(wire) for wire in opus_frames(50)]
     bursts = [
@@ -213,7 +226,6 @@ def test_pipe_stream_stays_aligned_when_writes_are_cut(tmp_path: Path) -> None:
     import fcntl
     import os
 
-    from gateway.recorder_process import RecorderLink
 
     read_fd, write_fd = os.pipe()
     fcntl.fcntl(write_fd, 1031, 16384)  # F_SETPIPE_SZ: a small pipe, so writes get cut
@@ -258,7 +270,6 @@ def test_recording_losses_and_backlog_are_exported(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from gateway.metrics import RecorderCollector
-    from gateway.recorder_process import RecorderLink
 
     link = RecorderLink(tmp_path, None)
     registry = CollectorRegistry()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from gateway.errors import GatewayError
 from gateway.floor import FloorConfig
 from gateway.service import GatewayService, ServiceConfig
+from gateway.store.db import redacted_url
 from transport.loop import run_event_loop
 from xixin.errors import EXPECTED_OR_OS_ERRORS
 
@@ -131,7 +132,7 @@ async def _serve(
         await asyncio.sleep(0.05)
     # Terminals use the TCP listener; the gateway may sit on the managed broker's Unix socket.
     terminals_broker = service.broker.address if service.broker else runner.settings.broker
-    print(f"xixin: broker {terminals_broker.url}  database {service.db_url}")
+    print(f"xixin: broker {terminals_broker.url}  database {redacted_url(service.db_url)}")
     host, port = http.getsockname()[:2]
     where = f"[{host}]" if ":" in host else host
     print(f"xixin: console and API on http://{where}:{port}/  (Ctrl-C stops)")
