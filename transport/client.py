@@ -9,6 +9,19 @@ The client owns its connection: `run()` connects, keeps alive and reconnects wit
 jittered backoff until `close()`. Both sides use it: the gateway
 (relay, control plane, tracking ingest) and the terminal-side clients (devices/aio_client.py,
 devices/mqtt_link.py).
+
+Subclasses extend it through public hooks only:
+
+- `feed(data)` parses received bytes (the socket calls it; tests call it with made-up bytes).
+  A subclass may override it to cut packets its own way; it then keeps `rx_buffer`, the start
+  of an incomplete packet, as the base does.
+- `deliver(topic, payload, qos)` hands one received PUBLISH to the handler; override it to see
+  every publish (the base `feed` then calls it instead of the handler).
+- `handle_control_packet(packet)` handles every received packet that is not a PUBLISH.
+- `on_connection_dropped()` runs once each time an established connection is lost or closed.
+- `send_packet(data)`, `next_packet_id()` and `expect_ack(packet_id)` build requests of one's
+  own: an encoded packet batched into the next write, a packet id, and the future its
+  PUBACK/SUBACK/UNSUBACK resolves.
 """
 
 from __future__ import annotations
@@ -81,7 +94,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            self.client._feed(data)
+            self.client.feed(data)
         except MqttError as exc:
             self._fail(exc)
 
@@ -113,7 +126,8 @@ class MqttClient:
         self.log = logger or log
         self._conn: _Connection | None = None
         self._transport: asyncio.Transport | None = None
-        self._buffer = b""
+        # Received bytes not parsed yet: the start of an incomplete packet (see feed()).
+        self.rx_buffer = b""
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._next_id = 0
@@ -126,7 +140,14 @@ class MqttClient:
 
     @property
     def is_connected(self) -> bool:
+        """The broker accepted the connection (CONNACK) and it has not been lost since."""
         return self._connected.is_set()
+
+    @property
+    def is_open(self) -> bool:
+        """A connection is open, CONNACK or not yet: what send_packet() queues now goes out
+        on it. False between connections, when queued packets are dropped."""
+        return self._transport is not None
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
@@ -136,7 +157,7 @@ class MqttClient:
     async def connect(self, timeout: float = 10.0) -> mqtt5.ConnAckPacket:
         opts = self.options
         loop = asyncio.get_running_loop()
-        self._buffer = b""
+        self.rx_buffer = b""
         if opts.unix_path is not None:
             opening = loop.create_unix_connection(lambda: _Connection(self), opts.unix_path)
         else:
@@ -247,9 +268,10 @@ class MqttClient:
             if done:
                 closed.result()
                 raise ConnectionLostError("connection closed")
-            self._send(mqtt5.PingReqPacket().write())
+            self.send_packet(mqtt5.PingReqPacket().write())
 
     def _drop_connection(self) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
         if self._transport is not None:
             self._transport.close()
@@ -260,6 +282,19 @@ class MqttClient:
             if not fut.done():
                 fut.set_exception(ConnectionLostError("connection lost before the reply"))
         self._pending.clear()
+        if was_connected:
+            self.on_connection_dropped()
+
+    def on_connection_dropped(self) -> None:
+        """Hook: an established connection was lost or closed (once per connection, after the
+        replies still awaited have failed with ConnectionLostError). The base does nothing."""
+
+    def abort(self) -> None:
+        """Drop the connection without DISCONNECT (the broker publishes the Last Will); run()
+        returns instead of reconnecting."""
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
 
     async def close(self) -> None:
         self._closing = True
@@ -276,11 +311,22 @@ class MqttClient:
 
     # ---- sending ----------------------------------------------------------------------------
 
-    def _packet_id(self) -> int:
+    def next_packet_id(self) -> int:
+        """A packet id for a request of one's own (1..65535, cycling)."""
         self._next_id = self._next_id % 0xFFFF + 1
         return self._next_id
 
-    def _send(self, data: bytes) -> None:
+    def expect_ack(self, packet_id: int) -> asyncio.Future[mqtt5.Packet]:
+        """A future resolved with the PUBACK, SUBACK or UNSUBACK that carries `packet_id`, or
+        failed with ConnectionLostError when the connection is lost first. Register it before
+        sending the request."""
+        fut: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
+        self._pending[packet_id] = fut
+        return fut
+
+    def send_packet(self, data: bytes) -> None:
+        """Queue an encoded packet for the next write (one write per event-loop turn). What is
+        queued while no connection is open (see is_open) is dropped."""
         self._out.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -313,17 +359,17 @@ class MqttClient:
                 payload,
                 qos=mqtt5.QoS.AT_LEAST_ONCE,
                 retain=retain,
-                packet_id=self._packet_id(),
+                packet_id=self.next_packet_id(),
             )
         else:
             packet = mqtt5.PublishPacket(topic, payload, retain=retain)
-        self._send(packet.write())
+        self.send_packet(packet.write())
         return True
 
     def publish_raw(self, data: bytes) -> None:
         """Queue an already-encoded packet (the relay pre-encodes nothing else per frame)."""
         if self._transport is not None:
-            self._send(data)
+            self.send_packet(data)
 
     async def publish(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, timeout: float = 10.0
@@ -334,10 +380,9 @@ class MqttClient:
         if qos == 0:
             self.publish_nowait(topic, payload, retain=retain)
             return
-        packet_id = self._packet_id()
-        fut: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
-        self._pending[packet_id] = fut
-        self._send(
+        packet_id = self.next_packet_id()
+        fut = self.expect_ack(packet_id)
+        self.send_packet(
             mqtt5.PublishPacket(
                 topic, payload, qos=mqtt5.QoS.AT_LEAST_ONCE, retain=retain, packet_id=packet_id
             ).write()
@@ -349,11 +394,10 @@ class MqttClient:
     async def subscribe(self, filters: list[tuple[str, int]], timeout: float = 10.0) -> list[int]:
         if self._transport is None:
             raise ConnectionLostError("not connected")
-        packet_id = self._packet_id()
-        fut: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
-        self._pending[packet_id] = fut
+        packet_id = self.next_packet_id()
+        fut = self.expect_ack(packet_id)
         topic_filters = [mqtt5.TopicFilter(p, max_qos=mqtt5.QoS(q)) for p, q in filters]
-        self._send(mqtt5.SubscribePacket(packet_id, topic_filters).write())
+        self.send_packet(mqtt5.SubscribePacket(packet_id, topic_filters).write())
         ack = await asyncio.wait_for(fut, timeout)
         assert isinstance(ack, mqtt5.SubAckPacket)
         codes = [int(code) for code in ack.reason_codes]
@@ -364,14 +408,18 @@ class MqttClient:
 
     # ---- receiving --------------------------------------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
-        """Parse every complete packet in what arrived; keep the incomplete tail."""
-        buffer = self._buffer + data if self._buffer else data
+    def feed(self, data: bytes) -> None:
+        """Parse received bytes: handle every complete packet, keep the incomplete tail in
+        `rx_buffer` for the next call. PUBLISH packets go to the handler (or an overriding
+        `deliver`), QoS 1 ones acknowledged first; the others to handle_control_packet().
+        Raise ConnectionLostError on a malformed packet or a DISCONNECT from the broker."""
+        buffer = self.rx_buffer + data if self.rx_buffer else data
         view = memoryview(buffer)
         read = mqtt5.read
         publish_type = mqtt5.PublishPacket
         qos0 = mqtt5.QoS.AT_MOST_ONCE
-        handler = self.on_message
+        # deliver() inlined: one call per publish on the hot path, unless a subclass overrides it.
+        handler = self.on_message if type(self).deliver is _base_deliver else self.deliver
         offset = 0
         end = len(view)
         while offset < end:
@@ -386,16 +434,26 @@ class MqttClient:
                 # mqtt5's enums are not ints: compare with the member, never by truth.
                 qos = 0 if packet.qos == qos0 else 1
                 if qos and packet.packet_id is not None:
-                    self._send(mqtt5.PubAckPacket(packet.packet_id).write())
+                    self.send_packet(mqtt5.PubAckPacket(packet.packet_id).write())
                 try:
                     handler(packet.topic, packet.payload, qos)
                 except Exception:
                     self.log.exception("message handler failed on %s", packet.topic)
             else:
-                self._on_control_packet(packet)
-        self._buffer = buffer[offset:] if offset < end else b""
+                self.handle_control_packet(packet)
+        self.rx_buffer = buffer[offset:] if offset < end else b""
 
-    def _on_control_packet(self, packet: mqtt5.Packet) -> None:
+    def deliver(self, topic: str, payload: bytes, qos: int) -> None:
+        """Hand one received PUBLISH to the handler; a handler's exception is logged, not
+        raised. A subclass's own feed() calls it; override it to see every publish."""
+        try:
+            self.on_message(topic, payload, qos)
+        except Exception:
+            self.log.exception("message handler failed on %s", topic)
+
+    def handle_control_packet(self, packet: mqtt5.Packet) -> None:
+        """Handle a received packet that is not a PUBLISH: CONNACK, the acks of our requests,
+        DISCONNECT (ConnectionLostError); PINGRESP and anything else need nothing."""
         if isinstance(packet, mqtt5.ConnAckPacket):
             if self._connack is not None and not self._connack.done():
                 self._connack.set_result(packet)
@@ -406,3 +464,6 @@ class MqttClient:
         elif isinstance(packet, mqtt5.DisconnectPacket):
             raise ConnectionLostError(f"broker disconnected us: {packet.reason_code.name}")
         # PINGRESP and anything else need no action.
+
+
+_base_deliver = MqttClient.deliver
