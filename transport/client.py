@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import mqtt5
 
+from transport.backoff import Backoff, Jitter
 from transport.errors import (
     ConnectionLostError,
     ConnectRefusedError,
@@ -119,11 +120,19 @@ class MqttClient:
         *,
         on_connect: Callable[[], Awaitable[None]] | None = None,
         logger: logging.Logger | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        jitter: Jitter | random.Random | None = None,
     ) -> None:
+        """`clock`, `sleep` and `jitter` drive run()'s reconnects (see Backoff): tests pass
+        their own to run the reconnect loop without waiting."""
         self.options = options
         self.on_message = on_message
         self.on_connect = on_connect
         self.log = logger or log
+        self.clock = clock
+        self.sleep = sleep
+        self.jitter = jitter
         self._conn: _Connection | None = None
         self._transport: asyncio.Transport | None = None
         # Received bytes not parsed yet: the start of an incomplete packet (see feed()).
@@ -202,19 +211,23 @@ class MqttClient:
         return connack
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        """Stay connected until close(): reconnect with capped, jittered exponential backoff."""
-        delay = self.options.backoff_initial
+        """Stay connected until close(): reconnect with capped, jittered exponential backoff
+        (Backoff from the options' backoff_initial and backoff_max). Set `ready` once
+        connected and on_connect has run. Raise ConnectRefusedError and TlsVerificationError,
+        which retrying cannot fix."""
+        backoff = Backoff(self.options.backoff_initial, self.options.backoff_max, self.jitter)
         failures, outage_began = 0, 0.0  # of the current outage: one warning, not one per try
         while not self._closing:
+            delay = 0.0
             try:
                 await self.connect()
-                delay = self.options.backoff_initial
+                backoff.reset()
                 if failures:
                     self.log.info(
                         "mqtt %s: connected after %d failed attempts over %.1f s",
                         self.options.client_id,
                         failures,
-                        time.monotonic() - outage_began,
+                        self.clock() - outage_began,
                     )
                     failures = 0
                 if self.on_connect is not None:
@@ -233,8 +246,9 @@ class MqttClient:
             except (TimeoutError, OSError, MqttError) as exc:
                 if self._closing:
                     break
+                delay = backoff.next_delay()
                 if not failures:
-                    outage_began = time.monotonic()
+                    outage_began = self.clock()
                     self.log.warning(
                         "mqtt %s: %s; reconnecting in %.1f s, backing off to %g s "
                         "(further attempts are logged at debug level until one succeeds)",
@@ -255,8 +269,7 @@ class MqttClient:
                 self._drop_connection()
             if self._closing:
                 break
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self.options.backoff_max)
+            await self.sleep(delay)
 
     async def _serve(self) -> None:
         """Ping every half keep-alive until the connection closes; raise why it closed."""
