@@ -54,15 +54,21 @@ class TerminalMqtt(MqttClient):
                 if cut is not False:
                     topic, start, stop = cut
                     if not tap(topic, buffer, start, stop):
-                        self.deliver(topic.decode(), buffer[start:stop], 0)
+                        try:
+                            text = topic.decode()
+                        except UnicodeDecodeError as exc:
+                            raise ConnectionLostError(f"malformed topic: {exc}") from exc
+                        self.deliver(text, buffer[start:stop], 0)
                     offset = stop
                     continue
             try:
                 packet, size = mqtt5.read(memoryview(buffer)[offset:])
             except IndexError:
                 break
-            except ValueError as exc:
-                raise ConnectionLostError(f"malformed packet from broker: {exc}") from exc
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # mqtt5 panics (not an Exception) on some bad input
+                raise ConnectionLostError(f"malformed packet from broker: {exc!r}") from exc
             offset += size
             if type(packet) is mqtt5.PublishPacket:
                 qos = 0 if packet.qos == mqtt5.QoS.AT_MOST_ONCE else 1

@@ -273,7 +273,8 @@ class MqttClient:
 
     async def _serve(self) -> None:
         """Ping every half keep-alive until the connection closes; raise why it closed."""
-        assert self._conn is not None
+        if self._conn is None:
+            raise ConnectionLostError("connection closed before it was served")
         closed = self._conn.closed
         interval = max(1.0, self.options.keep_alive / 2)
         while True:
@@ -401,7 +402,9 @@ class MqttClient:
             ).write()
         )
         ack = await asyncio.wait_for(fut, timeout)
-        if isinstance(ack, mqtt5.PubAckPacket) and int(ack.reason_code) >= 0x80:
+        if not isinstance(ack, mqtt5.PubAckPacket):
+            raise MqttError(f"publish to {topic}: the broker answered {_kind(ack)}, not PUBACK")
+        if int(ack.reason_code) >= 0x80:
             raise MqttError(f"publish to {topic} refused: {ack.reason_code.name}")
 
     async def subscribe(self, filters: list[tuple[str, int]], timeout: float = 10.0) -> list[int]:
@@ -412,7 +415,8 @@ class MqttClient:
         topic_filters = [mqtt5.TopicFilter(p, max_qos=mqtt5.QoS(q)) for p, q in filters]
         self.send_packet(mqtt5.SubscribePacket(packet_id, topic_filters).write())
         ack = await asyncio.wait_for(fut, timeout)
-        assert isinstance(ack, mqtt5.SubAckPacket)
+        if not isinstance(ack, mqtt5.SubAckPacket):
+            raise MqttError(f"subscribe: the broker answered {_kind(ack)}, not SUBACK")
         codes = [int(code) for code in ack.reason_codes]
         refused = [p for (p, _), code in zip(filters, codes, strict=False) if code >= 0x80]
         if refused:
@@ -440,8 +444,10 @@ class MqttClient:
                 packet, size = read(view[offset:])
             except IndexError:
                 break  # incomplete packet: wait for more bytes
-            except ValueError as exc:
-                raise ConnectionLostError(f"malformed packet from broker: {exc}") from exc
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # mqtt5 panics (not an Exception) on some bad input
+                raise ConnectionLostError(f"malformed packet from broker: {exc!r}") from exc
             offset += size
             if type(packet) is publish_type:
                 # mqtt5's enums are not ints: compare with the member, never by truth.
@@ -480,3 +486,7 @@ class MqttClient:
 
 
 _base_deliver = MqttClient.deliver
+
+
+def _kind(packet: mqtt5.Packet) -> str:
+    return type(packet).__name__.removesuffix("Packet").upper()

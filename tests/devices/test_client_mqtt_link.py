@@ -82,3 +82,10 @@ def test_malformed_length_is_a_lost_connection() -> None:
     link.raw_tap = lambda *a: True
     with pytest.raises(ConnectionLostError):
         link.feed(b"\x30\xff\xff\xff\xff\x7f" + b"\0" * 10)
+
+
+def test_a_tapped_topic_that_is_not_utf8_is_a_lost_connection() -> None:
+    link = TerminalMqtt(ClientOptions("127.0.0.1", 1, "T1"), lambda t, p, q: None)
+    link.raw_tap = lambda *a: False  # declines: the topic is decoded for the handler
+    with pytest.raises(ConnectionLostError, match="malformed topic"):
+        link.feed(b"\x30\x05\x00\x01\xff\x00x")
