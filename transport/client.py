@@ -35,6 +35,8 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
 
 import mqtt5
 
@@ -111,7 +113,19 @@ class _Connection(asyncio.Protocol):
 
 
 class MqttClient:
-    """One connection, one owner: `await client.run()` connects and reconnects until close()."""
+    """One connection, one owner: `await client.run()` connects and reconnects until close().
+
+    Or as an async context manager, which runs run() as a task for the block:
+
+        async with MqttClient(options, handler) as client:  # connected here
+            await client.publish("a/b", b"x")
+        # closed here, and run() ended
+
+    Entering waits until connected and raises what run() gives up on (ConnectRefusedError,
+    TlsVerificationError); a broker that cannot be reached is retried as in run(), so bound
+    the wait with asyncio.timeout() if it must end. A client is entered once: after the
+    block it is closed for good, like after close().
+    """
 
     def __init__(
         self,
@@ -146,6 +160,7 @@ class MqttClient:
         self._connected = asyncio.Event()
         self.connections = 0
         self.bytes_out = 0
+        self._run_task: asyncio.Task[None] | None = None
 
     @property
     def is_connected(self) -> bool:
@@ -162,6 +177,47 @@ class MqttClient:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     # ---- connection lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._run_task is not None or self._closing:
+            raise RuntimeError("an MqttClient is entered once, and not after close()")
+        ready = asyncio.Event()
+        task = self._run_task = asyncio.create_task(self.run(ready))
+        connected = asyncio.create_task(ready.wait())
+        try:
+            await asyncio.wait({task, connected}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled (a timeout) while connecting: stop trying
+            connected.cancel()
+            await self._stop()
+            raise
+        connected.cancel()
+        if ready.is_set():
+            return self
+        await self._stop()  # run() ended without connecting
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc
+        raise ConnectionLostError("the client was closed before it connected")
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        error = await self._stop()
+        if error is not None and exc is None:
+            raise error  # run() gave up during the block, e.g. refused on a reconnect
+
+    async def _stop(self) -> BaseException | None:
+        """Close, end the run() task of __aenter__ and return what it failed with, if anything."""
+        task, self._run_task = self._run_task, None
+        await self.close()
+        if task is None:
+            return None
+        if not task.done():
+            task.cancel()  # asleep between attempts, or yet to notice the close
+        await asyncio.wait({task})
+        return None if task.cancelled() else task.exception()
 
     async def connect(self, timeout: float = 10.0) -> mqtt5.ConnAckPacket:
         opts = self.options
