@@ -1,9 +1,10 @@
-"""The terminal's MQTT connection: devices.mqtt's batched asyncio MQTT 5 client plus what a
-terminal needs — PUBACK callbacks without a coroutine per publish, SUBSCRIBE/UNSUBSCRIBE without
-waiting, a hook when the connection is lost, and an abrupt drop (so the Last Will fires).
+"""The terminal's MQTT connection: the transport's batched asyncio MQTT 5 client plus what a
+terminal needs — a raw tap for the voice downlink, PUBACK callbacks without a coroutine per
+publish, SUBSCRIBE/UNSUBSCRIBE without waiting and a hook when the connection is lost.
 
-The client itself (devices/mqtt.py) is shared with the gateway; these extensions use its
-internals from the same package.
+The client itself (transport/client.py) is shared with the gateway; these extensions use only
+its public hooks (feed, deliver, send_packet, next_packet_id, expect_ack,
+handle_control_packet, on_connection_dropped).
 """
 
 from __future__ import annotations
@@ -26,24 +27,24 @@ _PUBLISH_QOS0 = 0x30  # first byte of a QoS 0 PUBLISH without DUP/RETAIN: the vo
 
 
 class TerminalMqtt(MqttClient):
-    """devices.mqtt.MqttClient plus what a terminal needs: PUBACK callbacks, UNSUBSCRIBE, a
-    disconnect hook and an abrupt drop. (Candidates for the shared client; see the report.)"""
+    """transport.client.MqttClient plus what a terminal needs: a raw tap, PUBACK callbacks,
+    UNSUBSCRIBE and an `on_lost` callback."""
 
     def __init__(self, *args: Any, on_lost: Callable[[], None] | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.on_lost = on_lost
         self.raw_tap: RawTap | None = None
 
-    def _feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
         """With a raw tap, QoS 0 PUBLISH packets (voice) are cut out of the stream by hand and
         offered to the tap before any object is built; everything else goes through mqtt5 as
         in the base class. A listening terminal of a large simulated fleet spends most of its
         time here."""
         tap = self.raw_tap
         if tap is None:
-            super()._feed(data)
+            super().feed(data)
             return
-        buffer = self._buffer + data if self._buffer else data
+        buffer = self.rx_buffer + data if self.rx_buffer else data
         offset, end = 0, len(buffer)
         while offset < end:
             if buffer[offset] == _PUBLISH_QOS0:
@@ -53,38 +54,37 @@ class TerminalMqtt(MqttClient):
                 if cut is not False:
                     topic, start, stop = cut
                     if not tap(topic, buffer, start, stop):
-                        self._deliver(topic.decode(), buffer[start:stop], 0)
+                        try:
+                            text = topic.decode()
+                        except UnicodeDecodeError as exc:
+                            raise ConnectionLostError(f"malformed topic: {exc}") from exc
+                        self.deliver(text, buffer[start:stop], 0)
                     offset = stop
                     continue
             try:
                 packet, size = mqtt5.read(memoryview(buffer)[offset:])
             except IndexError:
                 break
-            except ValueError as exc:
-                raise ConnectionLostError(f"malformed packet from broker: {exc}") from exc
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # mqtt5 panics (not an Exception) on some bad input
+                raise ConnectionLostError(f"malformed packet from broker: {exc!r}") from exc
             offset += size
             if type(packet) is mqtt5.PublishPacket:
                 qos = 0 if packet.qos == mqtt5.QoS.AT_MOST_ONCE else 1
                 if qos and packet.packet_id is not None:
-                    self._send(mqtt5.PubAckPacket(packet.packet_id).write())
-                self._deliver(packet.topic, packet.payload, qos)
+                    self.send_packet(mqtt5.PubAckPacket(packet.packet_id).write())
+                self.deliver(packet.topic, packet.payload, qos)
             else:
-                self._on_control_packet(packet)
-        self._buffer = buffer[offset:] if offset < end else b""
-
-    def _deliver(self, topic: str, payload: bytes, qos: int) -> None:
-        try:
-            self.on_message(topic, payload, qos)
-        except Exception:
-            self.log.exception("message handler failed on %s", topic)
+                self.handle_control_packet(packet)
+        self.rx_buffer = buffer[offset:] if offset < end else b""
 
     def publish_acked(self, topic: str, payload: bytes, on_ack: AckCallback) -> bool:
         """QoS 1 publish without a coroutine; False (and no callback) when not connected."""
-        if self._transport is None:
+        if not self.is_open:
             return False
-        packet_id = self._packet_id()
-        fut: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
-        self._pending[packet_id] = fut
+        packet_id = self.next_packet_id()
+        fut = self.expect_ack(packet_id)
 
         def done(f: asyncio.Future[mqtt5.Packet]) -> None:
             if f.cancelled() or f.exception() is not None:
@@ -94,7 +94,7 @@ class TerminalMqtt(MqttClient):
             on_ack(not (isinstance(ack, mqtt5.PubAckPacket) and int(ack.reason_code) >= 0x80))
 
         fut.add_done_callback(done)
-        self._send(
+        self.send_packet(
             mqtt5.PublishPacket(
                 topic, payload, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=packet_id
             ).write()
@@ -104,25 +104,16 @@ class TerminalMqtt(MqttClient):
     def subscribe_nowait(self, filters: list[tuple[str, int]]) -> None:
         """SUBSCRIBE without waiting for the SUBACK (the broker applies it before anything we
         send after it on this connection)."""
-        if self._transport is not None and filters:
+        if self.is_open and filters:
             topic_filters = [mqtt5.TopicFilter(p, max_qos=mqtt5.QoS(q)) for p, q in filters]
-            self._send(mqtt5.SubscribePacket(self._packet_id(), topic_filters).write())
+            self.send_packet(mqtt5.SubscribePacket(self.next_packet_id(), topic_filters).write())
 
     def unsubscribe_nowait(self, filters: list[str]) -> None:
-        if self._transport is not None and filters:
-            self._send(mqtt5.UnsubscribePacket(self._packet_id(), filters).write())
+        if self.is_open and filters:
+            self.send_packet(mqtt5.UnsubscribePacket(self.next_packet_id(), filters).write())
 
-    def abort(self) -> None:
-        """Drop the TCP connection without DISCONNECT (the broker fires the Last Will); run()
-        returns instead of reconnecting."""
-        self._closing = True
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _drop_connection(self) -> None:
-        was_connected = self.is_connected
-        super()._drop_connection()
-        if was_connected and self.on_lost is not None:
+    def on_connection_dropped(self) -> None:
+        if self.on_lost is not None:
             self.on_lost()
 
 

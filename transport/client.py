@@ -9,6 +9,19 @@ The client owns its connection: `run()` connects, keeps alive and reconnects wit
 jittered backoff until `close()`. Both sides use it: the gateway
 (relay, control plane, tracking ingest) and the terminal-side clients (devices/aio_client.py,
 devices/mqtt_link.py).
+
+Subclasses extend it through public hooks only:
+
+- `feed(data)` parses received bytes (the socket calls it; tests call it with made-up bytes).
+  A subclass may override it to cut packets its own way; it then keeps `rx_buffer`, the start
+  of an incomplete packet, as the base does.
+- `deliver(topic, payload, qos)` hands one received PUBLISH to the handler; override it to see
+  every publish (the base `feed` then calls it instead of the handler).
+- `handle_control_packet(packet)` handles every received packet that is not a PUBLISH.
+- `on_connection_dropped()` runs once each time an established connection is lost or closed.
+- `send_packet(data)`, `next_packet_id()` and `expect_ack(packet_id)` build requests of one's
+  own: an encoded packet batched into the next write, a packet id, and the future its
+  PUBACK/SUBACK/UNSUBACK resolves.
 """
 
 from __future__ import annotations
@@ -22,9 +35,12 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
 
 import mqtt5
 
+from transport.backoff import Backoff, Jitter
 from transport.errors import (
     ConnectionLostError,
     ConnectRefusedError,
@@ -81,7 +97,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            self.client._feed(data)
+            self.client.feed(data)
         except MqttError as exc:
             self._fail(exc)
 
@@ -97,7 +113,19 @@ class _Connection(asyncio.Protocol):
 
 
 class MqttClient:
-    """One connection, one owner: `await client.run()` connects and reconnects until close()."""
+    """One connection, one owner: `await client.run()` connects and reconnects until close().
+
+    Or as an async context manager, which runs run() as a task for the block:
+
+        async with MqttClient(options, handler) as client:  # connected here
+            await client.publish("a/b", b"x")
+        # closed here, and run() ended
+
+    Entering waits until connected and raises what run() gives up on (ConnectRefusedError,
+    TlsVerificationError); a broker that cannot be reached is retried as in run(), so bound
+    the wait with asyncio.timeout() if it must end. A client is entered once: after the
+    block it is closed for good, like after close().
+    """
 
     def __init__(
         self,
@@ -106,14 +134,23 @@ class MqttClient:
         *,
         on_connect: Callable[[], Awaitable[None]] | None = None,
         logger: logging.Logger | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        jitter: Jitter | random.Random | None = None,
     ) -> None:
+        """`clock`, `sleep` and `jitter` drive run()'s reconnects (see Backoff): tests pass
+        their own to run the reconnect loop without waiting."""
         self.options = options
         self.on_message = on_message
         self.on_connect = on_connect
         self.log = logger or log
+        self.clock = clock
+        self.sleep = sleep
+        self.jitter = jitter
         self._conn: _Connection | None = None
         self._transport: asyncio.Transport | None = None
-        self._buffer = b""
+        # Received bytes not parsed yet: the start of an incomplete packet (see feed()).
+        self.rx_buffer = b""
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._next_id = 0
@@ -123,20 +160,69 @@ class MqttClient:
         self._connected = asyncio.Event()
         self.connections = 0
         self.bytes_out = 0
+        self._run_task: asyncio.Task[None] | None = None
 
     @property
     def is_connected(self) -> bool:
+        """The broker accepted the connection (CONNACK) and it has not been lost since."""
         return self._connected.is_set()
+
+    @property
+    def is_open(self) -> bool:
+        """A connection is open, CONNACK or not yet: what send_packet() queues now goes out
+        on it. False between connections, when queued packets are dropped."""
+        return self._transport is not None
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     # ---- connection lifecycle -------------------------------------------------------------
 
+    async def __aenter__(self) -> Self:
+        if self._run_task is not None or self._closing:
+            raise RuntimeError("an MqttClient is entered once, and not after close()")
+        ready = asyncio.Event()
+        task = self._run_task = asyncio.create_task(self.run(ready))
+        connected = asyncio.create_task(ready.wait())
+        try:
+            await asyncio.wait({task, connected}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled (a timeout) while connecting: stop trying
+            connected.cancel()
+            await self._stop()
+            raise
+        connected.cancel()
+        if ready.is_set():
+            return self
+        await self._stop()  # run() ended without connecting
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc
+        raise ConnectionLostError("the client was closed before it connected")
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        error = await self._stop()
+        if error is not None and exc is None:
+            raise error  # run() gave up during the block, e.g. refused on a reconnect
+
+    async def _stop(self) -> BaseException | None:
+        """Close, end the run() task of __aenter__ and return what it failed with, if anything."""
+        task, self._run_task = self._run_task, None
+        await self.close()
+        if task is None:
+            return None
+        if not task.done():
+            task.cancel()  # asleep between attempts, or yet to notice the close
+        await asyncio.wait({task})
+        return None if task.cancelled() else task.exception()
+
     async def connect(self, timeout: float = 10.0) -> mqtt5.ConnAckPacket:
         opts = self.options
         loop = asyncio.get_running_loop()
-        self._buffer = b""
+        self.rx_buffer = b""
         if opts.unix_path is not None:
             opening = loop.create_unix_connection(lambda: _Connection(self), opts.unix_path)
         else:
@@ -181,19 +267,23 @@ class MqttClient:
         return connack
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        """Stay connected until close(): reconnect with capped, jittered exponential backoff."""
-        delay = self.options.backoff_initial
+        """Stay connected until close(): reconnect with capped, jittered exponential backoff
+        (Backoff from the options' backoff_initial and backoff_max). Set `ready` once
+        connected and on_connect has run. Raise ConnectRefusedError and TlsVerificationError,
+        which retrying cannot fix."""
+        backoff = Backoff(self.options.backoff_initial, self.options.backoff_max, self.jitter)
         failures, outage_began = 0, 0.0  # of the current outage: one warning, not one per try
         while not self._closing:
+            delay = 0.0
             try:
                 await self.connect()
-                delay = self.options.backoff_initial
+                backoff.reset()
                 if failures:
                     self.log.info(
                         "mqtt %s: connected after %d failed attempts over %.1f s",
                         self.options.client_id,
                         failures,
-                        time.monotonic() - outage_began,
+                        self.clock() - outage_began,
                     )
                     failures = 0
                 if self.on_connect is not None:
@@ -212,8 +302,9 @@ class MqttClient:
             except (TimeoutError, OSError, MqttError) as exc:
                 if self._closing:
                     break
+                delay = backoff.next_delay()
                 if not failures:
-                    outage_began = time.monotonic()
+                    outage_began = self.clock()
                     self.log.warning(
                         "mqtt %s: %s; reconnecting in %.1f s, backing off to %g s "
                         "(further attempts are logged at debug level until one succeeds)",
@@ -234,12 +325,12 @@ class MqttClient:
                 self._drop_connection()
             if self._closing:
                 break
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self.options.backoff_max)
+            await self.sleep(delay)
 
     async def _serve(self) -> None:
         """Ping every half keep-alive until the connection closes; raise why it closed."""
-        assert self._conn is not None
+        if self._conn is None:
+            raise ConnectionLostError("connection closed before it was served")
         closed = self._conn.closed
         interval = max(1.0, self.options.keep_alive / 2)
         while True:
@@ -247,9 +338,10 @@ class MqttClient:
             if done:
                 closed.result()
                 raise ConnectionLostError("connection closed")
-            self._send(mqtt5.PingReqPacket().write())
+            self.send_packet(mqtt5.PingReqPacket().write())
 
     def _drop_connection(self) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
         if self._transport is not None:
             self._transport.close()
@@ -260,6 +352,19 @@ class MqttClient:
             if not fut.done():
                 fut.set_exception(ConnectionLostError("connection lost before the reply"))
         self._pending.clear()
+        if was_connected:
+            self.on_connection_dropped()
+
+    def on_connection_dropped(self) -> None:
+        """Hook: an established connection was lost or closed (once per connection, after the
+        replies still awaited have failed with ConnectionLostError). The base does nothing."""
+
+    def abort(self) -> None:
+        """Drop the connection without DISCONNECT (the broker publishes the Last Will); run()
+        returns instead of reconnecting."""
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
 
     async def close(self) -> None:
         self._closing = True
@@ -276,11 +381,22 @@ class MqttClient:
 
     # ---- sending ----------------------------------------------------------------------------
 
-    def _packet_id(self) -> int:
+    def next_packet_id(self) -> int:
+        """A packet id for a request of one's own (1..65535, cycling)."""
         self._next_id = self._next_id % 0xFFFF + 1
         return self._next_id
 
-    def _send(self, data: bytes) -> None:
+    def expect_ack(self, packet_id: int) -> asyncio.Future[mqtt5.Packet]:
+        """A future resolved with the PUBACK, SUBACK or UNSUBACK that carries `packet_id`, or
+        failed with ConnectionLostError when the connection is lost first. Register it before
+        sending the request."""
+        fut: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
+        self._pending[packet_id] = fut
+        return fut
+
+    def send_packet(self, data: bytes) -> None:
+        """Queue an encoded packet for the next write (one write per event-loop turn). What is
+        queued while no connection is open (see is_open) is dropped."""
         self._out.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -313,17 +429,17 @@ class MqttClient:
                 payload,
                 qos=mqtt5.QoS.AT_LEAST_ONCE,
                 retain=retain,
-                packet_id=self._packet_id(),
+                packet_id=self.next_packet_id(),
             )
         else:
             packet = mqtt5.PublishPacket(topic, payload, retain=retain)
-        self._send(packet.write())
+        self.send_packet(packet.write())
         return True
 
     def publish_raw(self, data: bytes) -> None:
         """Queue an already-encoded packet (the relay pre-encodes nothing else per frame)."""
         if self._transport is not None:
-            self._send(data)
+            self.send_packet(data)
 
     async def publish(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, timeout: float = 10.0
@@ -334,28 +450,29 @@ class MqttClient:
         if qos == 0:
             self.publish_nowait(topic, payload, retain=retain)
             return
-        packet_id = self._packet_id()
-        fut: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
-        self._pending[packet_id] = fut
-        self._send(
+        packet_id = self.next_packet_id()
+        fut = self.expect_ack(packet_id)
+        self.send_packet(
             mqtt5.PublishPacket(
                 topic, payload, qos=mqtt5.QoS.AT_LEAST_ONCE, retain=retain, packet_id=packet_id
             ).write()
         )
         ack = await asyncio.wait_for(fut, timeout)
-        if isinstance(ack, mqtt5.PubAckPacket) and int(ack.reason_code) >= 0x80:
+        if not isinstance(ack, mqtt5.PubAckPacket):
+            raise MqttError(f"publish to {topic}: the broker answered {_kind(ack)}, not PUBACK")
+        if int(ack.reason_code) >= 0x80:
             raise MqttError(f"publish to {topic} refused: {ack.reason_code.name}")
 
     async def subscribe(self, filters: list[tuple[str, int]], timeout: float = 10.0) -> list[int]:
         if self._transport is None:
             raise ConnectionLostError("not connected")
-        packet_id = self._packet_id()
-        fut: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
-        self._pending[packet_id] = fut
+        packet_id = self.next_packet_id()
+        fut = self.expect_ack(packet_id)
         topic_filters = [mqtt5.TopicFilter(p, max_qos=mqtt5.QoS(q)) for p, q in filters]
-        self._send(mqtt5.SubscribePacket(packet_id, topic_filters).write())
+        self.send_packet(mqtt5.SubscribePacket(packet_id, topic_filters).write())
         ack = await asyncio.wait_for(fut, timeout)
-        assert isinstance(ack, mqtt5.SubAckPacket)
+        if not isinstance(ack, mqtt5.SubAckPacket):
+            raise MqttError(f"subscribe: the broker answered {_kind(ack)}, not SUBACK")
         codes = [int(code) for code in ack.reason_codes]
         refused = [p for (p, _), code in zip(filters, codes, strict=False) if code >= 0x80]
         if refused:
@@ -364,14 +481,18 @@ class MqttClient:
 
     # ---- receiving --------------------------------------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
-        """Parse every complete packet in what arrived; keep the incomplete tail."""
-        buffer = self._buffer + data if self._buffer else data
+    def feed(self, data: bytes) -> None:
+        """Parse received bytes: handle every complete packet, keep the incomplete tail in
+        `rx_buffer` for the next call. PUBLISH packets go to the handler (or an overriding
+        `deliver`), QoS 1 ones acknowledged first; the others to handle_control_packet().
+        Raise ConnectionLostError on a malformed packet or a DISCONNECT from the broker."""
+        buffer = self.rx_buffer + data if self.rx_buffer else data
         view = memoryview(buffer)
         read = mqtt5.read
         publish_type = mqtt5.PublishPacket
         qos0 = mqtt5.QoS.AT_MOST_ONCE
-        handler = self.on_message
+        # deliver() inlined: one call per publish on the hot path, unless a subclass overrides it.
+        handler = self.on_message if type(self).deliver is _base_deliver else self.deliver
         offset = 0
         end = len(view)
         while offset < end:
@@ -379,23 +500,35 @@ class MqttClient:
                 packet, size = read(view[offset:])
             except IndexError:
                 break  # incomplete packet: wait for more bytes
-            except ValueError as exc:
-                raise ConnectionLostError(f"malformed packet from broker: {exc}") from exc
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # mqtt5 panics (not an Exception) on some bad input
+                raise ConnectionLostError(f"malformed packet from broker: {exc!r}") from exc
             offset += size
             if type(packet) is publish_type:
                 # mqtt5's enums are not ints: compare with the member, never by truth.
                 qos = 0 if packet.qos == qos0 else 1
                 if qos and packet.packet_id is not None:
-                    self._send(mqtt5.PubAckPacket(packet.packet_id).write())
+                    self.send_packet(mqtt5.PubAckPacket(packet.packet_id).write())
                 try:
                     handler(packet.topic, packet.payload, qos)
                 except Exception:
                     self.log.exception("message handler failed on %s", packet.topic)
             else:
-                self._on_control_packet(packet)
-        self._buffer = buffer[offset:] if offset < end else b""
+                self.handle_control_packet(packet)
+        self.rx_buffer = buffer[offset:] if offset < end else b""
 
-    def _on_control_packet(self, packet: mqtt5.Packet) -> None:
+    def deliver(self, topic: str, payload: bytes, qos: int) -> None:
+        """Hand one received PUBLISH to the handler; a handler's exception is logged, not
+        raised. A subclass's own feed() calls it; override it to see every publish."""
+        try:
+            self.on_message(topic, payload, qos)
+        except Exception:
+            self.log.exception("message handler failed on %s", topic)
+
+    def handle_control_packet(self, packet: mqtt5.Packet) -> None:
+        """Handle a received packet that is not a PUBLISH: CONNACK, the acks of our requests,
+        DISCONNECT (ConnectionLostError); PINGRESP and anything else need nothing."""
         if isinstance(packet, mqtt5.ConnAckPacket):
             if self._connack is not None and not self._connack.done():
                 self._connack.set_result(packet)
@@ -406,3 +539,10 @@ class MqttClient:
         elif isinstance(packet, mqtt5.DisconnectPacket):
             raise ConnectionLostError(f"broker disconnected us: {packet.reason_code.name}")
         # PINGRESP and anything else need no action.
+
+
+_base_deliver = MqttClient.deliver
+
+
+def _kind(packet: mqtt5.Packet) -> str:
+    return type(packet).__name__.removesuffix("Packet").upper()

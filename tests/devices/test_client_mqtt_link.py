@@ -55,6 +55,8 @@ def test_hand_cut_publishes_match_mqtt5_in_any_chunking(tapping: bool) -> None:
         link = TerminalMqtt(options, lambda t, p, q: got.append((t, p, q)))
         reference_got: list[tuple[str, bytes, int]] = []
         reference = MqttClient(options, lambda t, p, q: reference_got.append((t, p, q)))
+        sent: list[bytes] = []
+        link.send_packet = sent.append  # type: ignore[method-assign]
         if tapping:
             link.raw_tap = tap
         rng = random.Random(9)
@@ -62,11 +64,11 @@ def test_hand_cut_publishes_match_mqtt5_in_any_chunking(tapping: bool) -> None:
         while offset < len(data):
             size = rng.choice((1, 2, 3, 7, 50, 400, 3000))
             chunk = data[offset : offset + size]
-            link._feed(chunk)
-            reference._feed(chunk)
+            link.feed(chunk)
+            reference.feed(chunk)
             offset += size
         assert reference_got == expected
-        return len(link._out)  # PUBACKs queued for the QoS 1 publishes
+        return len(sent)  # PUBACKs queued for the QoS 1 publishes
 
     pubacks = asyncio.run(main())
     assert got == expected, "same messages, same order, tapped or not"
@@ -79,4 +81,11 @@ def test_malformed_length_is_a_lost_connection() -> None:
     link = TerminalMqtt(ClientOptions("127.0.0.1", 1, "T1"), lambda t, p, q: None)
     link.raw_tap = lambda *a: True
     with pytest.raises(ConnectionLostError):
-        link._feed(b"\x30\xff\xff\xff\xff\x7f" + b"\0" * 10)
+        link.feed(b"\x30\xff\xff\xff\xff\x7f" + b"\0" * 10)
+
+
+def test_a_tapped_topic_that_is_not_utf8_is_a_lost_connection() -> None:
+    link = TerminalMqtt(ClientOptions("127.0.0.1", 1, "T1"), lambda t, p, q: None)
+    link.raw_tap = lambda *a: False  # declines: the topic is decoded for the handler
+    with pytest.raises(ConnectionLostError, match="malformed topic"):
+        link.feed(b"\x30\x05\x00\x01\xff\x00x")
