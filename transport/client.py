@@ -78,6 +78,13 @@ class ClientOptions:
     read_size: int = 256 * 1024
     backoff_initial: float = 0.2
     backoff_max: float = 10.0
+    # A persistent session (clean_start False, kept session_expiry_s after a disconnect): the
+    # broker queues QoS 1 messages for us while we are away and resends unacknowledged ones.
+    clean_start: bool = True
+    session_expiry_s: int = 0
+    # QoS 1 messages are acknowledged by the application (ack()) once it has kept them, not
+    # on receipt: a message that was not kept is resent by the broker after a reconnect.
+    manual_ack: bool = False
 
 
 class _Connection(asyncio.Protocol):
@@ -161,6 +168,10 @@ class MqttClient:
         self.connections = 0
         self.bytes_out = 0
         self._run_task: asyncio.Task[None] | None = None
+        self.session_present = False  # the broker resumed our session at the last CONNACK
+        # With manual_ack: the packet id of the QoS 1 message being handled (None for QoS 0),
+        # to pass to ack() with `connections` (acks are valid on their own connection only).
+        self.current_packet_id: int | None = None
 
     @property
     def is_connected(self) -> bool:
@@ -243,7 +254,8 @@ class MqttClient:
             opts.client_id,
             username=opts.username,
             password=opts.password.encode() if opts.password is not None else None,
-            clean_start=True,
+            clean_start=opts.clean_start,
+            session_expiry_interval=opts.session_expiry_s,
             will=will,
             keep_alive=opts.keep_alive,
         )
@@ -262,6 +274,7 @@ class MqttClient:
             raise ConnectRefusedError(connack.reason_code, connack.reason_str)
         self._connected.set()
         self.connections += 1
+        self.session_present = connack.session_present
         if opts.subscriptions:
             await self.subscribe(list(opts.subscriptions))
         return connack
@@ -493,6 +506,7 @@ class MqttClient:
         qos0 = mqtt5.QoS.AT_MOST_ONCE
         # deliver() inlined: one call per publish on the hot path, unless a subclass overrides it.
         handler = self.on_message if type(self).deliver is _base_deliver else self.deliver
+        auto_ack = not self.options.manual_ack
         offset = 0
         end = len(view)
         while offset < end:
@@ -508,8 +522,11 @@ class MqttClient:
             if type(packet) is publish_type:
                 # mqtt5's enums are not ints: compare with the member, never by truth.
                 qos = 0 if packet.qos == qos0 else 1
-                if qos and packet.packet_id is not None:
-                    self.send_packet(mqtt5.PubAckPacket(packet.packet_id).write())
+                if auto_ack:
+                    if qos and packet.packet_id is not None:
+                        self.send_packet(mqtt5.PubAckPacket(packet.packet_id).write())
+                else:
+                    self.current_packet_id = packet.packet_id if qos else None
                 try:
                     handler(packet.topic, packet.payload, qos)
                 except Exception:
@@ -517,6 +534,16 @@ class MqttClient:
             else:
                 self.handle_control_packet(packet)
         self.rx_buffer = buffer[offset:] if offset < end else b""
+
+    def ack(self, connection: int, packet_ids: Sequence[int]) -> int:
+        """With manual_ack: acknowledge QoS 1 messages the application has kept. `connection`
+        is `connections` when they arrived: after a reconnect the broker resends what was not
+        acknowledged, so acks for an earlier connection are dropped (the ids may be reused).
+        Returns how many acks were sent."""
+        if connection != self.connections or not self._connected.is_set() or not packet_ids:
+            return 0
+        self.send_packet(b"".join(mqtt5.PubAckPacket(pid).write() for pid in packet_ids))
+        return len(packet_ids)
 
     def deliver(self, topic: str, payload: bytes, qos: int) -> None:
         """Hand one received PUBLISH to the handler; a handler's exception is logged, not
