@@ -24,6 +24,8 @@ from transport.address import BrokerAddress
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "apt-get install -y mosquitto (or: bash scripts/bootstrap.sh setup)"
+# Per client: ~2 M beacons; a whole-fleet flush of 300,000 takes ~60 MB.
+MAX_QUEUED_BYTES = 512 << 20
 # sun_path holds 108 bytes with the terminating NUL on Linux.
 UNIX_PATH_MAX = 107
 
@@ -87,6 +89,44 @@ def process_running(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
+class _Adopted:
+    """A broker process we did not start (its gateway was killed) but now own: what
+    ManagedBroker uses of a Popen, by pid. Its parent is init, which reaps it."""
+
+    stderr = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not process_running(self.pid):
+            self.returncode = -1  # its exit status went to init
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            time.sleep(0.02)
+        return -1
+
+    def terminate_and_wait(self, timeout: float) -> None:
+        self.send_signal(signal.SIGTERM)
+        try:
+            self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
 class ManagedBroker:
     """mosquitto as a child process, stopped by its PID.
 
@@ -129,7 +169,7 @@ class ManagedBroker:
         self.acl_file = acl_file
         self.local_socket = local_socket
         self.log = logger or log
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | _Adopted | None = None
         self._lock_fd: int | None = None
         self.restarts = 0  # by restart_if_dead(): the broker died under us
         self.last_exit: str | None = None
@@ -196,12 +236,26 @@ class ManagedBroker:
         return lines
 
     def write_config(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config_text(), encoding="utf-8")
+        return self.config_path
+
+    def config_text(self) -> str:
         lines = [
             "per_listener_settings false",
             f"allow_anonymous {'false' if self.password_file else 'true'}",
-            "persistence false",
-            # Voice is QoS 0 and bursts of it must not be dropped by a small per-client queue.
-            "max_queued_messages 20000",
+            # Sessions and the messages queued for them (the gateway's ingest while it is away)
+            # survive a broker restart: saved every second and at exit.
+            "persistence true",
+            f"persistence_location {self.workdir.absolute()}/",
+            "autosave_interval 1",
+            # A queue is bounded by bytes, not by a message count: a whole fleet flushing its
+            # offline beacons at once (1,000 x 300) must fit the ingest session's queue, and
+            # voice (QoS 0) bursts must not be dropped by a small per-client queue.
+            # (mosquitto 2.0.11 delivers nothing at QoS 1 with "max_queued_messages 0", which
+            # its manual calls "no maximum": a count too large to matter instead.)
+            "max_queued_messages 100000000",
+            f"max_queued_bytes {MAX_QUEUED_BYTES}",
             "max_inflight_messages 100",
             "max_packet_size 65536",
             "set_tcp_nodelay true",
@@ -221,9 +275,7 @@ class ManagedBroker:
             lines.append(f"acl_file {self.acl_file}")
         # Listener options apply to the listener line above them: listeners come last.
         lines += self._listener_lines()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return self.config_path
+        return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 10.0) -> None:
         if self.local_socket:
@@ -235,7 +287,8 @@ class ManagedBroker:
                 "stop it first or use another data directory",
             )
         try:
-            self._stop_stale()
+            if self._adopt_stale():
+                return
             self.write_config()
             self._spawn()
         except BaseException:
@@ -314,26 +367,40 @@ class ManagedBroker:
                 return False
         return True
 
-    def _stop_stale(self, timeout: float = 5.0) -> None:
-        """Stop a broker this workdir's pid file names that still runs this config. We hold the
-        workdir's lock, so its gateway is gone (SIGKILL, a crash): nothing else will stop it."""
+    def _stale_pid(self) -> int | None:
+        """The broker this workdir's pid file names, if it still runs this workdir's config."""
         try:
             pid = int(self.pid_path.read_text().strip())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
-            return
+            return None
         if os.fsencode(self.config_path) not in cmdline:
-            return  # the pid was reused by something else: not ours
+            return None  # the pid was reused by something else: not ours
+        return pid
+
+    def _adopt_stale(self) -> bool:
+        """A broker left running by an earlier gateway (SIGKILL, a crash: we hold the workdir's
+        lock, so that gateway is gone). If it runs exactly the config we would write, take it
+        over: it keeps the sessions and messages it queued for us meanwhile. Otherwise stop it.
+        True if adopted."""
+        pid = self._stale_pid()
+        if pid is None:
+            return False
+        try:
+            same = self.config_path.read_text(encoding="utf-8") == self.config_text()
+        except OSError:
+            same = False
+        if same and self._listening():
+            self.log.warning(
+                "taking over mosquitto pid %d left running by an earlier gateway", pid
+            )
+            self._process = _Adopted(pid)
+            self.reload()  # accounts may have changed since it read them
+            return True
         self.log.warning("stopping mosquitto pid %d left running by an earlier gateway", pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and process_running(pid):
-            time.sleep(0.02)
-        if process_running(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _Adopted(pid).terminate_and_wait(5.0)
         self.pid_path.unlink(missing_ok=True)
+        return False
 
     def reload(self) -> None:
         """Re-read the password file and ACL (mosquitto reloads them on SIGHUP)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -14,8 +16,10 @@ from pathlib import Path
 import mqtt5
 import pytest
 
-from gateway.broker import BrokerNotInstalledError, ManagedBroker, process_running
+from gateway.broker import BrokerNotInstalledError, ManagedBroker, free_port, process_running
 from gateway.locks import LockedError
+from transport.address import BrokerAddress
+from transport.client import MqttClient
 
 
 def test_start_listen_stop(tmp_path: Path) -> None:
@@ -46,7 +50,7 @@ import sys
 import time
 from pathlib import Path
 from gateway.broker import ManagedBroker
-broker = ManagedBroker(Path(sys.argv[1]))
+broker = ManagedBroker(Path(sys.argv[1]), port=int(sys.argv[2]) if len(sys.argv) > 2 else None)
 broker.start()
 print(broker.pid, flush=True)
 sys.stdin.read()
@@ -174,3 +178,57 @@ def test_a_killed_broker_is_restarted_on_the_same_port(tmp_path: Path) -> None:
         assert broker.socket_path.exists()
     finally:
         broker.stop()
+
+
+def test_a_healthy_broker_left_by_a_killed_gateway_is_taken_over_with_its_queue(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER, str(tmp_path), str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert owner.stdout is not None
+    left = int(owner.stdout.readline())
+    address = BrokerAddress("127.0.0.1", port)
+
+    async def subscribe_and_leave() -> None:
+        options = dataclasses.replace(
+            address.client_options("keeper", subscriptions=[("q/#", 1)]),
+            clean_start=False,
+            session_expiry_s=300,
+        )
+        async with MqttClient(options, lambda *_: None):
+            pass
+
+    async def publish(payload: bytes) -> None:
+        async with MqttClient(address.client_options("pub"), lambda *_: None) as client:
+            await client.publish("q/x", payload, qos=1)
+
+    asyncio.run(subscribe_and_leave())
+    owner.kill()  # the gateway dies; its broker goes on queueing for the absent session
+    owner.wait()
+    asyncio.run(publish(b"while the gateway was down"))
+    second = ManagedBroker(tmp_path, port=port)
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.broker"):
+            second.start()
+        assert second.pid == left and process_running(left)
+        assert f"taking over mosquitto pid {left}" in caplog.text
+
+        async def resume() -> bytes:
+            got: asyncio.Queue[bytes] = asyncio.Queue()
+            options = dataclasses.replace(
+                address.client_options("keeper", subscriptions=[("q/#", 1)]),
+                clean_start=False,
+                session_expiry_s=300,
+            )
+            async with MqttClient(options, lambda t, p, q: got.put_nowait(p)):
+                return await asyncio.wait_for(got.get(), 10)
+
+        assert asyncio.run(resume()) == b"while the gateway was down"
+    finally:
+        second.stop()
+    assert not process_running(left)  # stopped like a broker of our own
