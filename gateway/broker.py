@@ -257,6 +257,7 @@ class ManagedBroker:
             "max_queued_messages 100000000",
             f"max_queued_bytes {MAX_QUEUED_BYTES}",
             "max_inflight_messages 100",
+            "sys_interval 1",  # $SYS counters the gateway watches (broker_stats.py)
             "max_packet_size 65536",
             "set_tcp_nodelay true",
             f"log_dest file {self.log_path}",

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from gateway import broker_stats
 from gateway.broker import BrokerUnavailableError
 from gateway.control import ControlPlane
 from gateway.directory import Directory
@@ -39,6 +40,8 @@ class GatewaySettings:
     tick_interval: float = 0.05
     # Downlink voice goes out over this many extra connections (see gateway/relay.py).
     publish_connections: int = 4
+    # Read the broker's $SYS counters (drops, queued bytes): the managed broker allows it.
+    watch_broker: bool = False
 
 
 def _ignore_message(topic: str, payload: bytes, qos: int) -> None:
@@ -75,7 +78,8 @@ class GatewayRunner:
                 password=settings.password,
                 tls=tls,
                 will=Will(status_topic, json.dumps({"v": 1, "state": "offline"}).encode()),
-                subscriptions=topics.gateway_subscriptions(settings.talkgroups),
+                subscriptions=topics.gateway_subscriptions(settings.talkgroups)
+                + (broker_stats.SUBSCRIPTIONS if settings.watch_broker else []),
             ),
             self._on_message,
             on_connect=self._on_connect,
@@ -99,12 +103,16 @@ class GatewayRunner:
         self.control = ControlPlane(directory, self.relay, self.counters, settings.floor, self.log)
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
+        self.broker_stats = broker_stats.BrokerStats()
 
     # ---- MQTT callbacks (reader task) -----------------------------------------------------
 
     def _on_message(self, topic: str, payload: bytes, qos: int) -> None:
         if topic.startswith(topics.TG_PREFIX):
             self.relay.talkgroup_frame(topic, payload)
+            return
+        if topic.startswith("$SYS/"):
+            self.broker_stats.on_message(topic, payload, time.monotonic())
             return
         if topic.endswith("/call/up"):
             parsed = topics.device_topic(topic)

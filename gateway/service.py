@@ -123,6 +123,7 @@ class GatewayService:
             password=password,
             instance=self.config.instance,
             floor=self.config.floor,
+            watch_broker=self.broker is not None,
         )
         self._devices_seen = self.registry.list()
         self.tracking = TrackingService(

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
 
 from gateway.api.routes import devices, events, health, metrics, recordings, talkgroups, tracking
+from gateway.broker_stats import BrokerStatsCollector
 from gateway.metrics import GatewayCollector, LiveGauges, RecorderCollector
 from gateway.service import GatewayService
 from gateway.tracking.errors import TrackingStoreError
@@ -56,6 +57,7 @@ def create_app(service: GatewayService) -> FastAPI:
                 return runner.gauges()
 
             registry.register(GatewayCollector(runner.counters, gauges))
+            registry.register(BrokerStatsCollector(runner.broker_stats))
             if service.recorder is not None:
                 registry.register(RecorderCollector(service.recorder))
             if service.tracking is not None:

@@ -145,7 +145,11 @@ def test_acl_officer_guard_dispatcher(tmp_path: Path, org: Organisation) -> None
     assert _mode(path) == 0o600
     sections = _sections(path.read_text())
     assert set(sections) == {GATEWAY_USER, "T001", "D001"}  # disabled G001 has no rights at all
-    assert sections[GATEWAY_USER] == {f"topic readwrite {ROOT}/#", "topic read owntracks/#"}
+    assert sections[GATEWAY_USER] == {
+        f"topic readwrite {ROOT}/#",
+        "topic read owntracks/#",
+        "topic read $SYS/#",  # the broker's drop counters
+    }
     dev = f"{ROOT}/dev/T001"
     expected = {
         f"topic readwrite {dev}/status",
