@@ -227,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s recorder: %(message)s"
     )
+    # Alembic logs its plugin set-up at INFO when the store is imported: not the recorder's news
+    # (and it would break a live progress line on the terminal the recorder shares).
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway stops us with EOF
     _yield_cpu()
 

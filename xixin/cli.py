@@ -4,45 +4,48 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import cast
 
 from xixin.commands import devices, ingest, quality, sim, up
 from xixin.errors import EXPECTED_ERRORS
+from xixin.logs import setup_logging
+from xixin.options import XixinArgumentParser, add_log_level, add_log_level_everywhere
 
 log = logging.getLogger("xixin")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xixin", description="Xixin intercom gateway (溪心对讲)")
-    parser.add_argument("--log-level", default=os.environ.get("XIXIN_LOG_LEVEL", "INFO"))
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser = XixinArgumentParser(prog="xixin", description="Xixin intercom gateway (溪心对讲)")
+    add_log_level(parser, root=True)
+    # Subparsers (and theirs) are made by the parser's class: usage errors read the same.
+    subparsers = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",  # what the commands register on
+        parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
+    )
     up.add_parser(subparsers)
     devices.add_parser(subparsers)
     ingest.add_parser(subparsers)
     quality.add_parser(subparsers)
     sim.add_parser(subparsers)  # `xixin sim` and `xixin terminal`
+    add_log_level_everywhere(parser)  # `xixin up --log-level debug` as well
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_level)
     # SIGTERM (systemd, docker stop, kill) takes the same way out as Ctrl-C, so every
     # subcommand stops what it started; `up` and `ingest` install their own handlers on top.
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
     try:
-        handler = getattr(args, "handler", None) or args.func
-        code: int = handler(args)
+        code: int = args.handler(args)
     except EXPECTED_ERRORS as exc:
         # Errors raised on purpose carry their explanation: one line, not a traceback.
         print(f"xixin {args.command}: {exc}", file=sys.stderr)

@@ -23,7 +23,6 @@ from firmware_sim.deployment import (
     Deployment,
     DeviceSpec,
     raise_fd_limit,
-    resolve_org,
 )
 from firmware_sim.errors import EnvironmentError_
 from gateway.errors import GatewayError
@@ -31,6 +30,8 @@ from gateway.floor import FloorConfig
 from gateway.runner import GatewayRunner
 from gateway.service import GatewayService, ServiceConfig
 from gateway.store.errors import StoreError, UnknownDeviceError
+from gateway.store.registry import NewDevice
+from xixin.options import load_org_source, make_data_dir, org_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,9 +49,12 @@ class ManagedEnvironment:
     ) -> None:
         self.log = logger or log
         self._own_dir = data_dir is None
-        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="xixin-sim-"))
-        self.org, org_path = resolve_org(org, self.data_dir)
-        self.org_path = org_path
+        # A given directory may not exist yet: made 0700, it holds the terminals' secrets.
+        self.data_dir = (
+            make_data_dir(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="xixin-sim-"))
+        )
+        self.org = load_org_source(org)
+        org_path = self.org_path = org_file(org, self.data_dir)
         raise_fd_limit()
         self.service = GatewayService(
             ServiceConfig(data_dir=self.data_dir, org_path=org_path, floor=floor or FloorConfig()),
@@ -81,17 +85,20 @@ class ManagedEnvironment:
             known = Deployment.load(previous).devices
         specs: dict[str, DeviceSpec] = {}
         started = time.monotonic()
+        new: list[NewDevice] = []
         try:
             for device_id, unit, role in devices:
                 try:
                     device = registry.get(device_id)
                 except UnknownDeviceError:
-                    _, secret = registry.add(device_id, unit, role)
-                    specs[device_id] = DeviceSpec(device_id, unit, role, secret)
+                    new.append(NewDevice(device_id, unit, role, None))
                     continue
                 old = known.get(device_id)
                 secret = old.secret if old and old.secret else registry.rotate(device_id)
                 specs[device_id] = DeviceSpec(device_id, device.unit, device.role, secret)
+            # In one transaction, and one log line, not one per device.
+            for added, secret in registry.add_many(new):
+                specs[added.id] = DeviceSpec(added.id, added.unit, added.role, secret)
         except (StoreError, GatewayError) as exc:
             raise EnvironmentError_(f"provisioning failed: {exc}") from exc
         self.log.info("provisioned %d devices in %.1f s", len(specs), time.monotonic() - started)

@@ -23,8 +23,9 @@ from gateway.broker_auth import sync_broker_auth
 from gateway.errors import GatewayError
 from gateway.store.db import create_db_engine, default_db_url, migrate
 from gateway.store.registry import Device, DeviceRegistry, InvalidDeviceError, NewDevice
-from protocol.org import ROLES, Organisation, default_org, load_org
+from protocol.org import ROLES, Organisation
 from xixin.errors import EXPECTED_OR_OS_ERRORS
+from xixin.options import add_org, load_org_source
 
 DATA_DIR_ENV = "XIXIN_DATA_DIR"
 DEFAULT_DATA_DIR = Path("var")
@@ -45,9 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help=f"data directory (default: ${DATA_DIR_ENV} or ./{DEFAULT_DATA_DIR})",
     )
     common.add_argument("--db", help="database URL (default: SQLite in the data dir)")
-    common.add_argument(
-        "--org", type=Path, help="organisation YAML (default: the shipped Longxi org)"
-    )
+    add_org(common, default=argparse.SUPPRESS)
 
     parser = subparsers.add_parser("devices", help="provision terminals", parents=[common])
     actions = parser.add_subparsers(dest="devices_action", metavar="ACTION", required=True)
@@ -57,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add.add_argument(
         "--grid", "--unit", dest="unit", required=True, help="grid, area or 'centre' it belongs to"
     )
-    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--role", required=True, choices=ROLES, help="what the terminal is for")
     add.add_argument("--name", default=None, help="display name (default: the id)")
     add.add_argument("--json", action="store_true", help="print the result as JSON")
     add.set_defaults(handler=cmd_add)
@@ -86,7 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("rotate", cmd_rotate, "replace the device's secret and print the new one once"),
     ):
         action = actions.add_parser(name, parents=[common], help=text)
-        action.add_argument("device")
+        action.add_argument("device", help="device id")
         if name == "rotate":
             action.add_argument("--json", action="store_true", help="print the result as JSON")
         action.set_defaults(handler=handler)
@@ -104,8 +103,7 @@ def data_dir_of(args: argparse.Namespace) -> Path:
 
 
 def org_of(args: argparse.Namespace) -> Organisation:
-    path: Path | None = getattr(args, "org", None)
-    return default_org() if path is None else load_org(path)
+    return load_org_source(getattr(args, "org", None))
 
 
 @contextmanager
@@ -124,7 +122,7 @@ def _guarded(run: Callable[[], int]) -> int:
     try:
         return run()
     except EXPECTED_OR_OS_ERRORS as exc:
-        print(f"xixin devices: error: {exc}", file=sys.stderr)
+        print(f"xixin devices: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -30,9 +30,11 @@ from typing import Any
 from gateway.store.db import create_db_engine, migrate
 from gateway.store.registry import DeviceRegistry
 from gateway.tracking.config import TrackingConfig, load_tracking_config
-from protocol.org import Organisation, default_org, load_org
+from protocol.org import Organisation
 from transport.address import BrokerAddress
 from xixin.errors import EXPECTED_OR_OS_ERRORS
+from xixin.logs import setup_logging
+from xixin.options import DURATION_HELP, add_org, duration, load_org_source
 
 log = logging.getLogger("xixin.ingest")
 
@@ -52,7 +54,7 @@ class WorkerSpec:
     db_url: str
     username: str | None
     password: str | None
-    org_path: Path | None
+    org: str | None  # an --org value: longxi, synthetic:N or an org file
     tracking_path: Path | None
     connections: int
     share_group: str
@@ -72,9 +74,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--connections", type=int, default=1, help="MQTT connections per worker (default 1)"
     )
-    parser.add_argument("--user", default=os.environ.get("XIXIN_GATEWAY_USER"))
-    parser.add_argument("--password", default=os.environ.get("XIXIN_GATEWAY_PASSWORD"))
-    parser.add_argument("--org", type=Path, help="organisation YAML (default: the Longxi org)")
+    parser.add_argument(
+        "--user",
+        default=os.environ.get("XIXIN_GATEWAY_USER"),
+        help="broker account of the workers (default: $XIXIN_GATEWAY_USER)",
+    )
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("XIXIN_GATEWAY_PASSWORD"),
+        help="its password (default: $XIXIN_GATEWAY_PASSWORD)",
+    )
+    add_org(parser)
     parser.add_argument("--tracking", type=Path, help="tracking settings YAML")
     parser.add_argument("--share-group", help="shared-subscription group (default: the config's)")
     parser.add_argument(
@@ -82,13 +92,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="store beacons of devices that are not in the registry (tests, load generators)",
     )
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.add_argument("--status-every", type=float, default=2.0, help="seconds between lines")
+    parser.add_argument(
+        "--duration", type=duration, help=f"stop after this long ({DURATION_HELP}; default: never)"
+    )
+    parser.add_argument(
+        "--status-every",
+        type=duration,
+        default=2.0,
+        help=f"time between status lines ({DURATION_HELP}; default 2s)",
+    )
     parser.set_defaults(handler=cmd_ingest)
 
 
 def _load(spec: WorkerSpec) -> tuple[Organisation, TrackingConfig]:
-    org = load_org(spec.org_path) if spec.org_path else default_org()
+    org = load_org_source(spec.org)
     config = load_tracking_config(spec.tracking_path) if spec.tracking_path else TrackingConfig()
     config.ingest_workers = spec.connections
     config.share_group = spec.share_group
@@ -103,15 +120,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     try:
         BrokerAddress.parse(args.broker)
-        if args.org:
-            load_org(args.org)  # fail here, once, on a bad organisation file
+        load_org_source(args.org)  # fail here, once, on a bad organisation
         config = load_tracking_config(args.tracking) if args.tracking else TrackingConfig()
         spec = WorkerSpec(
             broker_url=args.broker,
             db_url=args.db,
             username=args.user,
             password=args.password,
-            org_path=args.org,
+            org=args.org,
             tracking_path=args.tracking,
             connections=args.connections,
             share_group=args.share_group or config.share_group,
@@ -231,9 +247,7 @@ def worker_main(spec: WorkerSpec, index: int, counters: Any, parent: int) -> Non
     """One worker process: a TrackingService without a console hub, until SIGTERM."""
     # Ctrl-C in a terminal reaches the whole process group; the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(
-        level=spec.log_level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
-    )
+    setup_logging(spec.log_level, "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     from gateway.tracking.service import BrokerAccount, TrackingService
     from transport.loop import run_event_loop
 

@@ -18,6 +18,7 @@ from codec.jitter import JitterConfig
 from codec.pcm import read_wav, resample
 from codec.protection import ProtectMode
 from codec.quality import RATE, Impairment, QualityConfig, QualityResult, evaluate
+from xixin.options import XixinArgumentParser
 
 DESCRIPTION = (
     "Measure voice quality through the Xixin pipeline under packet loss and jitter. "
@@ -26,10 +27,10 @@ DESCRIPTION = (
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the `quality` subcommand (the lead wires this into gateway/cli.py)."""
+    """Register the `quality` subcommand on the `xixin` command line."""
     parser = subparsers.add_parser("quality", help="measure voice quality", description=DESCRIPTION)
     _arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(handler=run)
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         data = Path(args.speech).read_bytes()
     except OSError as exc:
-        print(f"quality: cannot read {args.speech}: {exc}", file=sys.stderr)
+        print(f"xixin quality: cannot read {args.speech}: {exc}", file=sys.stderr)
         return 2
     try:
         pcm = read_wav(data)
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         )
         result = evaluate(speech, config, seed=args.seed)
     except CodecError as exc:
-        print(f"quality: {exc}", file=sys.stderr)
+        print(f"xixin quality: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -112,7 +113,7 @@ def format_result(result: QualityResult, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xixin quality", description=DESCRIPTION)
+    parser = XixinArgumentParser(prog="xixin quality", description=DESCRIPTION)
     _arguments(parser)
     return run(parser.parse_args(argv))
 

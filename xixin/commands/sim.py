@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, cast
 
 from firmware_sim.deployment import Deployment
 from firmware_sim.errors import SimError
@@ -16,19 +16,14 @@ from firmware_sim.fleet import FleetOptions, plan_fleet
 from firmware_sim.fleet_run import run_fleet
 from firmware_sim.gps import load_geojson_routes
 from firmware_sim.impairment import ImpairmentConfig
-from firmware_sim.scenario_spec import load_scenario, seconds
+from firmware_sim.scenario_spec import load_scenario
 from firmware_sim.voice import load_wav
 from xixin.environment import ManagedEnvironment
 from xixin.errors import EXPECTED_OR_OS_ERRORS
+from xixin.logs import live_line
+from xixin.options import DURATION_HELP, add_org, duration
 
 log = logging.getLogger(__name__)
-
-
-def _duration(text: str) -> float:
-    try:
-        return seconds(text, "duration")
-    except SimError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,41 +35,93 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(default) or an existing deployment (--broker URL --secrets FILE).",
     )
     sim.add_argument("--fleet", type=int, metavar="N", help="number of terminals")
-    sim.add_argument("--org", default="longxi", help="longxi, synthetic:GRIDS or an org YAML")
-    sim.add_argument("--duration", type=_duration, default=60.0, help="e.g. 90s, 10m")
-    sim.add_argument("--processes", type=int, help="worker processes (default: 1 per 1000)")
-    sim.add_argument("--talkers-pct", type=float, default=5.0, help="terminals talking on and on")
-    sim.add_argument("--talk-rate", type=float, default=0.0, help="PTT presses/hour of the rest")
-    sim.add_argument("--beacon-interval", type=_duration, default=5.0)
-    sim.add_argument("--fixed-beacons", action="store_true", help="do not adapt to movement")
-    sim.add_argument("--bad-fix-rate", type=float, default=0.02)
+    add_org(sim, default="longxi")
     sim.add_argument(
-        "--probes", type=int, default=8, help="decoding listeners per process (mouth-to-ear)"
+        "--duration", type=duration, default=60.0, help=f"how long ({DURATION_HELP}; default 60s)"
     )
-    sim.add_argument("--message-ms", type=int, choices=(20, 40, 60), default=20)
+    sim.add_argument(
+        "--processes", type=int, help="worker processes (default: 1 per 1000 terminals)"
+    )
+    sim.add_argument(
+        "--talkers-pct",
+        type=float,
+        default=5.0,
+        help="terminals talking on and on, %% of the fleet (default 5)",
+    )
+    sim.add_argument(
+        "--talk-rate",
+        type=float,
+        default=0.0,
+        help="PTT presses per hour of each of the rest (default 0)",
+    )
+    sim.add_argument(
+        "--beacon-interval",
+        type=duration,
+        default=5.0,
+        help=f"GPS beacon interval ({DURATION_HELP}; default 5s)",
+    )
+    sim.add_argument("--fixed-beacons", action="store_true", help="do not adapt to movement")
+    sim.add_argument(
+        "--bad-fix-rate",
+        type=float,
+        default=0.02,
+        help="fraction of GPS fixes that are wrong, 0-1 (default 0.02)",
+    )
+    sim.add_argument(
+        "--probes",
+        type=int,
+        default=8,
+        help="decoding listeners per process, for mouth-to-ear delay (default 8)",
+    )
+    sim.add_argument(
+        "--message-ms",
+        type=int,
+        choices=(20, 40, 60),
+        default=20,
+        help="voice per MQTT message, ms (default 20)",
+    )
     sim.add_argument("--loss", type=float, default=0.0, help="voice frame loss %%, both ways")
     sim.add_argument("--jitter", type=float, default=0.0, help="voice jitter, ms")
     sim.add_argument("--reorder", type=float, default=0.0, help="reordered frames %%")
-    sim.add_argument("--outage-every", type=_duration, default=0.0, help="mean time between")
-    sim.add_argument("--outage-length", type=_duration, default=20.0)
+    sim.add_argument(
+        "--outage-every",
+        type=duration,
+        default=0.0,
+        help=f"mean time between network outages of a terminal ({DURATION_HELP}; default: none)",
+    )
+    sim.add_argument(
+        "--outage-length",
+        type=duration,
+        default=20.0,
+        help=f"mean length of an outage ({DURATION_HELP}; default 20s)",
+    )
     sim.add_argument("--routes", type=Path, help="patrol routes as GeoJSON (default: grid edges)")
     sim.add_argument(
         "--wav", action="append", default=[], type=Path, help="speech WAV (repeat; default espeak)"
     )
-    sim.add_argument("--json", type=Path, default=Path("sim-report.json"), help="report file")
+    sim.add_argument(
+        "--json",
+        type=Path,
+        default=Path("sim-report.json"),
+        help="report file (default sim-report.json)",
+    )
     sim.add_argument("--broker", help="existing deployment: mqtt://host:port")
     sim.add_argument("--secrets", type=Path, help="existing deployment: secrets JSON")
-    sim.add_argument("--data-dir", type=Path, help="managed mode: keep state here")
-    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument(
+        "--data-dir",
+        type=Path,
+        help="managed mode: keep state here, created 0700 if missing (default: a temporary one)",
+    )
+    sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     sim.set_defaults(handler=cmd_sim)
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="SCENARIO")
     scenario = sim_sub.add_parser("scenario", help="run one scenario file and check it")
-    scenario.add_argument("file", type=Path)
+    scenario.add_argument("file", type=Path, help="scenario YAML")
     scenario.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE", help="override a var"
     )
     scenario.add_argument("--json", type=Path, help="write the result as JSON")
-    scenario.add_argument("--seed", type=int, default=1)
+    scenario.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     scenario.set_defaults(handler=cmd_scenario)
 
     from xixin.commands.terminal import add_terminal_parser
@@ -133,7 +180,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
             f"xixin sim: {devices} terminals on mqtt://{deployment.host}:{deployment.port}, "
             f"{args.duration:g} s, org {args.org}"
         )
-        report = run_fleet(deployment, options, args.processes, json_path=args.json)
+        with live_line() as line:  # log records clear the progress line and redraw it
+            report = run_fleet(
+                deployment, options, args.processes, stream=cast(TextIO, line), json_path=args.json
+            )
         if env is not None:
             report["gateway"] = env.counters()
             args.json.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
@@ -166,7 +216,7 @@ def cmd_scenario(args: argparse.Namespace) -> int:
         print(f"xixin sim: scenario {scenario.name} ({scenario.duration:g} s)")
         result = asyncio.run(ScenarioRunner(scenario, args.seed).run())
     except EXPECTED_OR_OS_ERRORS as exc:
-        print(f"xixin sim scenario: {exc}", file=sys.stderr)
+        print(f"xixin sim: {exc}", file=sys.stderr)
         return 2
     print(result.report())
     if args.json is not None:

@@ -23,9 +23,9 @@ from devices.aio_client import AsyncTerminalClient
 from firmware_sim.audio import open_audio
 from firmware_sim.errors import SimError
 from firmware_sim.softphone import Softphone
-from protocol.org import default_org, load_org
 from transport.address import BrokerAddress
 from xixin.errors import EXPECTED_ERRORS
+from xixin.options import add_org, load_org_source
 
 FIRST_REPEAT_S = 0.6  # a held key starts repeating after ~250-500 ms
 REPEAT_GAP_S = 0.15  # then repeats every ~30-50 ms
@@ -49,8 +49,13 @@ def add_terminal_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     )
     p.add_argument("--tg", action="append", default=[], help="talkgroup (repeat; first = PTT)")
     p.add_argument("--unit", help="the device's grid/area/centre (for its default talkgroups)")
-    p.add_argument("--role", default="officer", choices=("officer", "guard", "dispatcher"))
-    p.add_argument("--org", type=Path, help="organisation YAML (default: Longxi)")
+    p.add_argument(
+        "--role",
+        default="officer",
+        choices=("officer", "guard", "dispatcher"),
+        help="the device's role (for its default talkgroups; default officer)",
+    )
+    add_org(p)
     p.add_argument("--wav-in", type=Path, help="talk from this WAV file instead of a microphone")
     p.add_argument("--wav-out", type=Path, help="write what you hear to this WAV file")
     p.add_argument("--no-card", action="store_true", help="do not try the sound card")
@@ -82,7 +87,7 @@ def _secret(args: argparse.Namespace) -> str | None:
 def _talkgroups(args: argparse.Namespace) -> list[str]:
     if args.tg:
         return list(args.tg)
-    org = load_org(args.org) if args.org else default_org()
+    org = load_org_source(args.org)
     unit, role = args.unit, args.role
     if unit is None:
         from firmware_sim.demo_fleet import DEMO_DEVICES

@@ -20,6 +20,7 @@ from gateway.service import GatewayService, ServiceConfig
 from gateway.store.db import redacted_url
 from transport.loop import run_event_loop
 from xixin.errors import EXPECTED_OR_OS_ERRORS
+from xixin.options import DURATION_HELP, add_org, duration, org_file
 
 if TYPE_CHECKING:
     import uvicorn
@@ -30,17 +31,45 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "up", help="run broker + database + gateway + API/console (the main job)"
     )
     up.add_argument("--demo", action="store_true", help="also start a few simulated terminals")
-    up.add_argument("--duration", type=float, help="stop after this many seconds")
-    up.add_argument("--data-dir", type=Path, default=Path(os.environ.get("XIXIN_DATA_DIR", "var")))
+    up.add_argument(
+        "--duration", type=duration, help=f"stop after this long ({DURATION_HELP}; default: never)"
+    )
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("XIXIN_DATA_DIR", "var")),
+        help="database, broker files, recordings (default: $XIXIN_DATA_DIR or ./var)",
+    )
     up.add_argument("--db", help="database URL (default: SQLite in the data dir)")
-    up.add_argument("--org", type=Path, help="organisation YAML (default: the Longxi 1-3-13 org)")
+    add_org(up)
     up.add_argument("--broker", help="use an external MQTT 5 broker, mqtt(s)://host:port")
-    up.add_argument("--broker-port", type=int, help="port of the managed mosquitto (default: free)")
-    up.add_argument("--gateway-user", default=os.environ.get("XIXIN_GATEWAY_USER"))
-    up.add_argument("--gateway-password", default=os.environ.get("XIXIN_GATEWAY_PASSWORD"))
-    up.add_argument("--http-host", default="127.0.0.1")
-    up.add_argument("--http-port", type=int, default=8080)
-    up.add_argument("--max-burst", type=float, default=30.0, help="max talk burst, seconds")
+    up.add_argument(
+        "--broker-port", type=int, help="TCP port of the managed mosquitto (default: a free one)"
+    )
+    up.add_argument(
+        "--gateway-user",
+        default=os.environ.get("XIXIN_GATEWAY_USER"),
+        help="the gateway's account on an external broker (default: $XIXIN_GATEWAY_USER)",
+    )
+    up.add_argument(
+        "--gateway-password",
+        default=os.environ.get("XIXIN_GATEWAY_PASSWORD"),
+        help="its password (default: $XIXIN_GATEWAY_PASSWORD)",
+    )
+    up.add_argument(
+        "--http-host",
+        default="127.0.0.1",
+        help="address of the console and API (default 127.0.0.1)",
+    )
+    up.add_argument(
+        "--http-port", type=int, default=8080, help="port of the console and API (0: any free one)"
+    )
+    up.add_argument(
+        "--max-burst",
+        type=duration,
+        default=30.0,
+        help=f"longest talk burst before the floor is taken back ({DURATION_HELP}; default 30s)",
+    )
     up.add_argument("--no-queue", action="store_true", help="deny instead of queueing")
     up.set_defaults(handler=cmd_up)
 
@@ -49,7 +78,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = ServiceConfig(
         data_dir=args.data_dir,
         db_url=args.db,
-        org_path=args.org,
         broker_url=args.broker,
         broker_port=args.broker_port,
         gateway_user=args.gateway_user,
@@ -68,6 +96,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 2
     service: GatewayService | None = None
     try:
+        # After the port check: a synthetic org is written into the data directory.
+        config.org_path = org_file(args.org, args.data_dir)
         service = GatewayService(config)
         secrets: dict[str, str] = {}
         if args.demo:
@@ -161,7 +191,7 @@ async def _serve(
             await serving
     _report(service)
     if args.demo and (runner.counters.floor["grant"] == 0 or runner.counters.relayed == 0):
-        print("xixin: the demo saw no grant or relayed frame", file=sys.stderr)
+        print("xixin up: the demo saw no grant or relayed frame", file=sys.stderr)
         return 1
     return 0
 

@@ -199,7 +199,7 @@ def test_errors_are_one_line_and_exit_2(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1
-    assert captured.err.startswith("xixin devices: error: ")
+    assert captured.err.startswith("xixin devices: ")
     assert message in captured.err
 
 
@@ -287,7 +287,7 @@ def test_import_with_bad_rows_names_each_line_and_adds_nothing(
     err = capsys.readouterr().err.splitlines()
     assert [line.split(": ")[2] for line in err[:-1]] == [f"line {n}" for n in (2, 4, 5, 6, 7, 8)]
     assert "already exists" in err[0] and "repeats line 3" in err[3]
-    assert err[-1] == "xixin devices: error: 6 bad row(s); no device was imported"
+    assert err[-1] == "xixin devices: 6 bad row(s); no device was imported"
     assert not secrets_path.exists()
     assert set(_passwd_users(data_dir)) == {GATEWAY_USER, "T001"}
     assert run(["devices", "list", "--json"]) == 0

@@ -29,7 +29,7 @@ def test_registers_on_a_parser_and_prints_the_figures(
     parser = argparse.ArgumentParser(prog="xixin")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["quality", str(speech_file), "--loss", "10", "--jitter", "20"])
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     out = capsys.readouterr().out
     for label in ("PESQ-WB", "STOI", "expand rate", "late rate", "added delay"):
         assert label in out
@@ -71,7 +71,7 @@ def test_errors_are_reported_with_exit_code_2(
     bad.write_bytes(b"RIFF nonsense")
     assert main([str(bad)]) == 2
     assert main([str(bad), "--bitrate", "64"]) == 2
-    assert "quality:" in capsys.readouterr().err
+    assert "xixin quality:" in capsys.readouterr().err
 
 
 def test_runs_as_a_module(speech_file: Path) -> None:
