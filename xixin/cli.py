@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -40,10 +41,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    # What xixin writes (database, recordings, journals, secrets) is its user's only.
+    os.umask(0o077)
     # SIGTERM (systemd, docker stop, kill) takes the same way out as Ctrl-C, so every
     # subcommand stops what it started; `up` and `ingest` install their own handlers on top.
+    # SIGINT is ours too, whatever we inherited: a shell starts background jobs with it
+    # ignored, and `xixin ingest &` then never stopped on Ctrl-C sent to its PID.
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
+    previous_int = (
+        signal.signal(signal.SIGINT, signal.default_int_handler) if on_main_thread else None
+    )
     try:
         code: int = args.handler(args)
     except EXPECTED_ERRORS as exc:
@@ -55,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if on_main_thread:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
     return code
 
 

@@ -88,8 +88,13 @@ def beacon(i: int, now_ms: int) -> bytes:
     ).encode()
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell gives a background job
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
 def test_ingest_workers_share_the_load_and_stop_on_ctrl_c(
-    mosquitto: ManagedBroker, database: str
+    mosquitto: ManagedBroker, database: str, inherited: str
 ) -> None:
     process = subprocess.Popen(
         [
@@ -98,6 +103,7 @@ def test_ingest_workers_share_the_load_and_stop_on_ctrl_c(
             "--workers", "2", "--status-every", "0.3",
         ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ignore_sigint if inherited == "ignored" else None,
     )  # fmt: skip
     try:
         lines = Lines(process)
