@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.broker import BrokerError, ManagedBroker
+from gateway.broker import BrokerError, Listener, ManagedBroker
 from gateway.broker_auth import GATEWAY_USER, ensure_gateway_credentials, sync_broker_auth
 from gateway.directory import Directory, build_directory
 from gateway.errors import ConfigError
@@ -36,7 +36,8 @@ class ServiceConfig:
     db_url: str | None = None
     org_path: Path | None = None
     broker_url: str | None = None  # an external broker; None = start a managed mosquitto
-    broker_port: int | None = None  # managed broker's port; None = a free one
+    # The managed broker's terminal listeners (plain and TLS); port 0 is any free one.
+    listeners: list[Listener] = field(default_factory=lambda: [Listener("127.0.0.1", 0)])
     gateway_user: str | None = None
     gateway_password: str | None = None
     instance: str = "gw1"
@@ -109,7 +110,7 @@ class GatewayService:
             assert user == GATEWAY_USER
             self.broker = ManagedBroker(
                 self.config.data_dir / "broker",
-                port=self.config.broker_port,
+                listeners=self.config.listeners,
                 password_file=password_file,
                 acl_file=acl_file,
                 local_socket=True,

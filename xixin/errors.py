@@ -9,12 +9,18 @@ from gateway.errors import GatewayError
 from protocol.errors import ProtocolError
 from transport.errors import TransportError
 
+
+class UsageError(Exception):
+    """A command line that cannot be carried out (a missing or unreadable setting)."""
+
+
 # Every package's base error: each carries its explanation, so the CLI prints it, not a traceback.
 EXPECTED_ERRORS: Final[tuple[type[Exception], ...]] = (
     GatewayError,
     DevicesError,
     ProtocolError,
     TransportError,
+    UsageError,
 )
 # The same, and what the operating system refuses (a file, a port, a missing program).
 EXPECTED_OR_OS_ERRORS: Final[tuple[type[Exception], ...]] = (*EXPECTED_ERRORS, OSError)

@@ -8,11 +8,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from firmware_sim.errors import SimError
 from firmware_sim.orgs import synthetic_org_yaml
 from firmware_sim.scenario_spec import seconds
 from protocol.org import Organisation, default_org, load_org, parse_org
+from xixin.errors import UsageError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_LEVEL_ENV = "XIXIN_LOG_LEVEL"
@@ -188,3 +190,108 @@ def make_data_dir(path: Path) -> Path:
         else:
             os.chmod(path, 0o700)  # whatever the umask
     return path
+
+
+# ---- secrets: never on a command line (every user of the machine reads it with ps) ----------
+
+DB_ENV = "XIXIN_DB"
+
+
+def _read_secret_file(path: Path, what: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} file {path}: {exc}") from exc
+    if not text:
+        raise UsageError(f"the {what} file {path} is empty")
+    return text
+
+
+def db_url_arg(text: str) -> str:
+    """A `--db` value: refused if it holds a password (see add_database)."""
+    if urlsplit(text).password is not None:
+        raise argparse.ArgumentTypeError(
+            "a password on the command line is visible to every user of this machine (ps): "
+            f"put the database URL in ${DB_ENV} or in a 0600 file given with --db-file"
+        )
+    return text
+
+
+DB_HELP = (
+    "database URL without a password, e.g. sqlite:///var/x.db or "
+    "postgresql+psycopg://xixin@host/xixin (with a password: --db-file or $XIXIN_DB)"
+)
+
+
+def add_database(
+    parser: argparse.ArgumentParser, *, required: bool = False, default: object = None
+) -> None:
+    """`--db URL` (no password in it), or the URL from `--db-file` or $XIXIN_DB."""
+    parser.add_argument(
+        "--db",
+        type=db_url_arg,
+        default=default,
+        help=DB_HELP + ("" if required else " (default: SQLite in the data dir)"),
+    )
+    parser.add_argument(
+        "--db-file",
+        type=Path,
+        default=default,
+        help="a file (mode 0600) holding the database URL",
+    )
+
+
+def database_url(args: argparse.Namespace, *, required: bool) -> str | None:
+    """The database URL of `add_database`'s options: --db, else --db-file, else $XIXIN_DB."""
+    db: str | None = getattr(args, "db", None)
+    if db is not None:
+        return db
+    db_file: Path | None = getattr(args, "db_file", None)
+    if db_file is not None:
+        return _read_secret_file(db_file, "database URL")
+    url = os.environ.get(DB_ENV)
+    if url:
+        return url
+    if required:
+        raise UsageError(f"a database is needed: --db, --db-file or ${DB_ENV}")
+    return None
+
+
+def gateway_password(path: Path | None) -> str | None:
+    """The gateway's password on an external broker: from a file, else $XIXIN_GATEWAY_PASSWORD."""
+    if path is not None:
+        return _read_secret_file(path, "gateway password")
+    return os.environ.get("XIXIN_GATEWAY_PASSWORD")
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:1883`); port 0 is any free port."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT, e.g. 0.0.0.0:1883")
+    try:
+        number = int(port)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port is not a number") from exc
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port is not in 0-65535")
+    return host, number
+
+
+DATA_DIR_ENV = "XIXIN_DATA_DIR"
+DEFAULT_DATA_DIR = Path("var")
+
+
+def default_data_dir() -> Path:
+    from_env = os.environ.get(DATA_DIR_ENV)
+    return Path(from_env) if from_env else DEFAULT_DATA_DIR
+
+
+def data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help=f"the gateway's data directory (default: ${DATA_DIR_ENV} or ./{DEFAULT_DATA_DIR})",
+    )

@@ -25,10 +25,16 @@ from gateway.store.db import create_db_engine, default_db_url, migrate
 from gateway.store.registry import Device, DeviceRegistry, InvalidDeviceError, NewDevice
 from protocol.org import ROLES, Organisation
 from xixin.errors import EXPECTED_OR_OS_ERRORS
-from xixin.options import add_org, load_org_source
+from xixin.options import (
+    DATA_DIR_ENV,
+    DEFAULT_DATA_DIR,
+    add_database,
+    add_org,
+    database_url,
+    default_data_dir,
+    load_org_source,
+)
 
-DATA_DIR_ENV = "XIXIN_DATA_DIR"
-DEFAULT_DATA_DIR = Path("var")
 EXIT_OK = 0
 EXIT_ERROR = 2
 
@@ -45,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=Path,
         help=f"data directory (default: ${DATA_DIR_ENV} or ./{DEFAULT_DATA_DIR})",
     )
-    common.add_argument("--db", help="database URL (default: SQLite in the data dir)")
+    add_database(common, default=argparse.SUPPRESS)
     add_org(common, default=argparse.SUPPRESS)
 
     parser = subparsers.add_parser("devices", help="provision terminals", parents=[common])
@@ -96,10 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def data_dir_of(args: argparse.Namespace) -> Path:
     explicit: Path | None = getattr(args, "data_dir", None)
-    if explicit is not None:
-        return explicit
-    from_env = os.environ.get(DATA_DIR_ENV)
-    return Path(from_env) if from_env else DEFAULT_DATA_DIR
+    return explicit if explicit is not None else default_data_dir()
 
 
 def org_of(args: argparse.Namespace) -> Organisation:
@@ -110,7 +113,7 @@ def org_of(args: argparse.Namespace) -> Organisation:
 def _registry(args: argparse.Namespace) -> Iterator[tuple[DeviceRegistry, Organisation, Path]]:
     data_dir = data_dir_of(args)
     org = org_of(args)
-    engine = create_db_engine(getattr(args, "db", None) or default_db_url(data_dir))
+    engine = create_db_engine(database_url(args, required=False) or default_db_url(data_dir))
     try:
         migrate(engine)
         yield DeviceRegistry(engine, org), org, data_dir

@@ -34,7 +34,15 @@ from protocol.org import Organisation
 from transport.address import BrokerAddress
 from xixin.errors import EXPECTED_OR_OS_ERRORS
 from xixin.logs import setup_logging
-from xixin.options import DURATION_HELP, add_org, duration, load_org_source
+from xixin.options import (
+    DURATION_HELP,
+    add_database,
+    add_org,
+    database_url,
+    duration,
+    gateway_password,
+    load_org_source,
+)
 
 log = logging.getLogger("xixin.ingest")
 
@@ -69,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=(__doc__ or "").split("\n\n")[0],
     )
     parser.add_argument("--broker", required=True, help="MQTT 5 broker, mqtt(s)://host:port")
-    parser.add_argument("--db", required=True, help="database URL (SQLite or PostgreSQL)")
+    add_database(parser, required=True)
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument(
         "--connections", type=int, default=1, help="MQTT connections per worker (default 1)"
@@ -80,9 +88,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="broker account of the workers (default: $XIXIN_GATEWAY_USER)",
     )
     parser.add_argument(
-        "--password",
-        default=os.environ.get("XIXIN_GATEWAY_PASSWORD"),
-        help="its password (default: $XIXIN_GATEWAY_PASSWORD)",
+        "--password-file",
+        type=Path,
+        help="a file (0600) with its password (default: $XIXIN_GATEWAY_PASSWORD)",
     )
     add_org(parser)
     parser.add_argument("--tracking", type=Path, help="tracking settings YAML")
@@ -119,14 +127,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print("xixin ingest: --workers and --connections must be at least 1", file=sys.stderr)
         return EXIT_ERROR
     try:
+        db_url = database_url(args, required=True)
+        assert db_url is not None  # required=True
         BrokerAddress.parse(args.broker)
         load_org_source(args.org)  # fail here, once, on a bad organisation
         config = load_tracking_config(args.tracking) if args.tracking else TrackingConfig()
         spec = WorkerSpec(
             broker_url=args.broker,
-            db_url=args.db,
+            db_url=db_url,
             username=args.user,
-            password=args.password,
+            password=gateway_password(args.password_file),
             org=args.org,
             tracking_path=args.tracking,
             connections=args.connections,
@@ -134,7 +144,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             accept_unprovisioned=args.accept_unprovisioned,
             log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
         )
-        migrate(args.db)
+        migrate(db_url)
     except EXPECTED_OR_OS_ERRORS as exc:
         print(f"xixin ingest: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
@@ -14,16 +15,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.errors import GatewayError
+from gateway.broker import Listener, TlsFiles
+from gateway.certs import SERVER_CERT, SERVER_KEY
+from gateway.errors import ConfigError, GatewayError
 from gateway.floor import FloorConfig
 from gateway.service import GatewayService, ServiceConfig
 from gateway.store.db import redacted_url
 from transport.loop import run_event_loop
 from xixin.errors import EXPECTED_OR_OS_ERRORS
-from xixin.options import DURATION_HELP, add_org, duration, org_file
+from xixin.options import (
+    DURATION_HELP,
+    add_database,
+    add_org,
+    data_dir_option,
+    database_url,
+    duration,
+    gateway_password,
+    host_port,
+    org_file,
+)
 
 if TYPE_CHECKING:
     import uvicorn
+
+# Terminals on this machine; the whole network with --mqtt-listen 0.0.0.0:1883 (or TLS).
+DEFAULT_MQTT_LISTEN = "127.0.0.1:1883"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,27 +50,49 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     up.add_argument(
         "--duration", type=duration, help=f"stop after this long ({DURATION_HELP}; default: never)"
     )
-    up.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("XIXIN_DATA_DIR", "var")),
-        help="database, broker files, recordings (default: $XIXIN_DATA_DIR or ./var)",
-    )
-    up.add_argument("--db", help="database URL (default: SQLite in the data dir)")
+    data_dir_option(up)
+    add_database(up)
     add_org(up)
-    up.add_argument("--broker", help="use an external MQTT 5 broker, mqtt(s)://host:port")
     up.add_argument(
-        "--broker-port", type=int, help="TCP port of the managed mosquitto (default: a free one)"
+        "--mqtt-listen",
+        type=host_port,
+        action="append",
+        metavar="HOST:PORT",
+        help="a plain MQTT listener of the managed broker for terminals, repeatable "
+        f"(default {DEFAULT_MQTT_LISTEN}; 0.0.0.0:1883 for the whole network; port 0: any free)",
     )
+    up.add_argument(
+        "--mqtt-tls-listen",
+        type=host_port,
+        action="append",
+        metavar="HOST:PORT",
+        help="an MQTT-over-TLS listener, repeatable, e.g. 0.0.0.0:8883 (certificates: "
+        "`xixin certs init`, or --tls-cert/--tls-key)",
+    )
+    up.add_argument(
+        "--tls-cert",
+        type=Path,
+        help="server certificate, PEM (default: DATA_DIR/tls/server.pem from `xixin certs init`)",
+    )
+    up.add_argument(
+        "--tls-key", type=Path, help="its private key, PEM (default: DATA_DIR/tls/server.key)"
+    )
+    up.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        help="require terminals on the TLS listeners to show a client certificate of this CA, "
+        "PEM (`xixin certs client` makes them; the password is still required)",
+    )
+    up.add_argument("--broker", help="use an external MQTT 5 broker, mqtt(s)://host:port")
     up.add_argument(
         "--gateway-user",
         default=os.environ.get("XIXIN_GATEWAY_USER"),
         help="the gateway's account on an external broker (default: $XIXIN_GATEWAY_USER)",
     )
     up.add_argument(
-        "--gateway-password",
-        default=os.environ.get("XIXIN_GATEWAY_PASSWORD"),
-        help="its password (default: $XIXIN_GATEWAY_PASSWORD)",
+        "--gateway-password-file",
+        type=Path,
+        help="a file (0600) with its password (default: $XIXIN_GATEWAY_PASSWORD)",
     )
     up.add_argument(
         "--http-host",
@@ -74,14 +112,33 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     up.set_defaults(handler=cmd_up)
 
 
+def _listeners(args: argparse.Namespace) -> list[Listener]:
+    plain = args.mqtt_listen or [host_port(DEFAULT_MQTT_LISTEN)]
+    listeners = [Listener(host, port) for host, port in plain]
+    if args.mqtt_tls_listen:
+        tls_dir = args.data_dir / "tls"
+        files = TlsFiles(
+            args.tls_cert or tls_dir / SERVER_CERT,
+            args.tls_key or tls_dir / SERVER_KEY,
+            args.tls_client_ca,
+        )
+        for path in (files.certfile, files.keyfile, files.client_cafile):
+            if path is not None and not path.is_file():
+                raise ConfigError(
+                    f"TLS file {path} not found: run `xixin certs init --data-dir "
+                    f"{args.data_dir} --host NAME` or give --tls-cert and --tls-key"
+                )
+        listeners += [Listener(host, port, files) for host, port in args.mqtt_tls_listen]
+    return listeners
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     config = ServiceConfig(
         data_dir=args.data_dir,
-        db_url=args.db,
+        db_url=database_url(args, required=False),
         broker_url=args.broker,
-        broker_port=args.broker_port,
         gateway_user=args.gateway_user,
-        gateway_password=args.gateway_password,
+        gateway_password=gateway_password(args.gateway_password_file),
         floor=FloorConfig(max_burst_s=args.max_burst, queue_enabled=not args.no_queue),
     )
     try:
@@ -98,6 +155,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         # After the port check: a synthetic org is written into the data directory.
         config.org_path = org_file(args.org, args.data_dir)
+        config.listeners = _listeners(args)
         service = GatewayService(config)
         secrets: dict[str, str] = {}
         if args.demo:
@@ -118,6 +176,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         http.close()
         service.close()
+
+
+def ipaddress_is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -162,7 +227,19 @@ async def _serve(
         await asyncio.sleep(0.05)
     # Terminals use the TCP listener; the gateway may sit on the managed broker's Unix socket.
     terminals_broker = service.broker.address if service.broker else runner.settings.broker
-    print(f"xixin: broker {terminals_broker.url}  database {redacted_url(service.db_url)}")
+    where_terminals = (
+        "  ".join(item.url for item in service.broker.listeners)
+        if service.broker
+        else terminals_broker.url
+    )
+    print(f"xixin: broker {where_terminals}  database {redacted_url(service.db_url)}")
+    for item in service.broker.listeners if service.broker else []:
+        if item.tls is None and not ipaddress_is_loopback(item.host):
+            print(
+                f"xixin: warning: {item.url} is plain MQTT beyond this machine: terminal "
+                "passwords cross the network in clear (use --mqtt-tls-listen)",
+                file=sys.stderr,
+            )
     host, port = http.getsockname()[:2]
     where = f"[{host}]" if ":" in host else host
     print(f"xixin: console and API on http://{where}:{port}/  (Ctrl-C stops)")

@@ -25,6 +25,8 @@ def test_up_demo_shows_grants_and_relayed_frames(tmp_path: Path) -> None:
             "-m",
             "xixin.cli",
             "up",
+            "--mqtt-listen",
+            "127.0.0.1:0",
             "--demo",
             "--duration",
             "8",
@@ -59,6 +61,8 @@ def test_up_serves_console_and_api_and_stops_cleanly(tmp_path: Path, how: str) -
             "-m",
             "xixin.cli",
             "up",
+            "--mqtt-listen",
+            "127.0.0.1:0",
             "--data-dir",
             str(tmp_path),
             "--http-port",
@@ -111,6 +115,10 @@ def test_up_with_its_http_port_taken_says_so_and_starts_nothing(tmp_path: Path) 
                 "-m",
                 "xixin.cli",
                 "up",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
                 "--data-dir",
                 str(tmp_path / "var"),
                 "--http-port",
@@ -133,7 +141,8 @@ def test_up_with_a_broken_org_file_names_the_problem_without_a_traceback(
 ) -> None:
     org = tmp_path / "org.yaml"
     org.write_text("centre: [unclosed\n", encoding="utf-8")
-    args = ["up", "--data-dir", str(tmp_path / "var"), "--http-port", "0", "--org", str(org)]
+    args = ["up", "--mqtt-listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "var")]
+    args += ["--http-port", "0", "--org", str(org)]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"xixin up: {org}: not valid YAML")
