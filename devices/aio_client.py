@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
@@ -97,7 +98,10 @@ class AsyncTerminalClient:
         backoff_max: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: connect over TLS with this context (devices.tls.client_tls_context)."""
+        self.tls = tls
         self.device_id = device_id
         self.secret = secret
         self.host, self.port, self.keep_alive = host, port, keep_alive
@@ -147,6 +151,7 @@ class AsyncTerminalClient:
             subscriptions=self.session.base_subscriptions(),
             backoff_initial=self.backoff[0],
             backoff_max=self.backoff[1],
+            tls=self.tls,
         )
 
     def launch(self) -> None:

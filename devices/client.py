@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -111,7 +112,9 @@ class TerminalClient:
         beacons: BeaconQueue | None = None,
         player: VoicePlayer | None = None,
         logger: logging.Logger | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: connect over TLS with this context (devices.tls.client_tls_context)."""
         self.device_id = device_id
         self.host, self.port, self.keep_alive = host, port, keep_alive
         self.log = logger or log
@@ -126,6 +129,8 @@ class TerminalClient:
         )
         if secret is not None:
             self._mqtt.username_pw_set(device_id, secret)
+        if tls is not None:
+            self._mqtt.tls_set_context(tls)
         will = self.session.will()
         self._mqtt.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         # An exception in a callback (ours or an integrator's on_frame/on_control) is logged by

@@ -41,18 +41,25 @@ class Deployment:
     host: str
     port: int
     devices: dict[str, DeviceSpec]
+    tls: bool = False  # mqtts://: terminals connect over TLS
+    cafile: str | None = None  # the CA they trust (None: the system's store)
 
     def save(self, path: Path) -> None:
-        body = {
-            "broker": f"mqtt://{self.host}:{self.port}",
+        body: dict[str, object] = {
+            "broker": f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}",
             "devices": [asdict(d) for d in self.devices.values()],
         }
+        if self.cafile is not None:
+            body["cafile"] = self.cafile
         path.write_text(json.dumps(body, indent=1), encoding="utf-8")
         os.chmod(path, 0o600)
 
     @classmethod
-    def load(cls, path: Path, broker_url: str | None = None) -> Deployment:
-        """Read a secrets file: {"broker": url, "devices": [{id, unit, role, secret}, …]}."""
+    def load(
+        cls, path: Path, broker_url: str | None = None, cafile: str | None = None
+    ) -> Deployment:
+        """Read a secrets file: {"broker": url, "devices": [{id, unit, role, secret}, …],
+        "cafile": optional CA for mqtts://}; `broker_url` and `cafile` override the file's."""
         try:
             body = json.loads(path.read_text(encoding="utf-8"))
             devices = {
@@ -60,11 +67,12 @@ class Deployment:
                 for d in body["devices"]
             }
             address = BrokerAddress.parse(broker_url or body["broker"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise EnvironmentError_(f"cannot use secrets file {path}: {exc}") from exc
+            ca = cafile or body.get("cafile")
         except BrokerUrlError as exc:
             raise EnvironmentError_(str(exc)) from exc
-        return cls(address.host, address.port, devices)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise EnvironmentError_(f"cannot use secrets file {path}: {exc}") from exc
+        return cls(address.host, address.port, devices, address.tls, ca)
 
 
 def resolve_org(source: str, work_dir: Path | None = None) -> tuple[Organisation, Path | None]:

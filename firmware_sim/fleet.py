@@ -21,6 +21,7 @@ from typing import Any
 
 from devices.aio_client import AsyncTerminalClient
 from devices.beacons import BeaconJournal, BeaconQueue
+from devices.tls import client_tls_context
 from firmware_sim.deployment import DeviceSpec, resolve_org
 from firmware_sim.errors import SimError
 from firmware_sim.firmware import Firmware
@@ -109,6 +110,8 @@ class WorkerSpec:
     devices: list[DeviceSpec]
     talkers: set[str]
     options: FleetOptions
+    tls: bool = False
+    cafile: str | None = None  # the CA terminals trust on mqtts:// (None: the system's)
 
 
 def _profile(org: Organisation, device: DeviceSpec) -> TerminalProfile:
@@ -152,6 +155,8 @@ class Worker:
             if len(probes) < options.probes and device.unit not in probe_units:
                 probe_units.add(device.unit)
                 probes.add(device.id)
+        # One TLS context for the worker's terminals (contexts do not cross processes).
+        tls = client_tls_context(spec.cafile) if spec.tls else None
         for n, device in enumerate(spec.devices):
             talker = device.id in spec.talkers
             if talker:
@@ -186,6 +191,7 @@ class Worker:
                 gate=Impairment(options.impairment, rng) if options.impairment.active else None,
                 backoff_max=5.0,
                 logger=self.log,
+                tls=tls,
             )
             firmware = Firmware(
                 _profile(self.org, device),

@@ -41,7 +41,9 @@ def split_workers(
         part: list[DeviceSpec] = devices[index * share : (index + 1) * share]
         if part:
             mine = {d.id for d in part} & talkers
-            specs.append(WorkerSpec(index, deployment.host, deployment.port, part, mine, options))
+            where = (deployment.host, deployment.port)
+            tls = (deployment.tls, deployment.cafile)
+            specs.append(WorkerSpec(index, *where, part, mine, options, *tls))
     return specs
 
 

@@ -105,7 +105,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=Path("sim-report.json"),
         help="report file (default sim-report.json)",
     )
-    sim.add_argument("--broker", help="existing deployment: mqtt://host:port")
+    sim.add_argument("--broker", help="existing deployment: mqtt://host:port or mqtts://host:port")
+    sim.add_argument(
+        "--cafile", help="existing deployment over mqtts://: the CA terminals trust, PEM"
+    )
     sim.add_argument("--secrets", type=Path, help="existing deployment: secrets JSON")
     sim.add_argument(
         "--data-dir",
@@ -149,7 +152,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         if args.broker or args.secrets:
             if not args.secrets:
                 raise SimError("--broker needs --secrets FILE (device ids, units, roles, secrets)")
-            deployment = Deployment.load(args.secrets, args.broker)
+            deployment = Deployment.load(args.secrets, args.broker, args.cafile)
             journals = Path(args.data_dir or ".") / "sim-journals"
             org_path = None
         else:

@@ -20,6 +20,7 @@ import tty
 from pathlib import Path
 
 from devices.aio_client import AsyncTerminalClient
+from devices.tls import client_tls_context
 from firmware_sim.audio import open_audio
 from firmware_sim.errors import SimError
 from firmware_sim.softphone import Softphone
@@ -31,6 +32,9 @@ FIRST_REPEAT_S = 0.6  # a held key starts repeating after ~250-500 ms
 REPEAT_GAP_S = 0.15  # then repeats every ~30-50 ms
 
 
+SECRET_ENV = "XIXIN_DEVICE_SECRET"
+
+
 def add_terminal_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "terminal",
@@ -39,13 +43,22 @@ def add_terminal_parser(subparsers: argparse._SubParsersAction[argparse.Argument
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--device", required=True, help="device id, e.g. T001")
-    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://host:port")
-    p.add_argument("--secret", help="the device's secret (or --secrets FILE)")
+    p.add_argument(
+        "--broker", default="mqtt://127.0.0.1:1883", help="mqtt://host:port or mqtts://host:port"
+    )
+    p.add_argument(
+        "--cafile",
+        type=Path,
+        help="with mqtts://: the CA to trust, PEM (`xixin certs init` writes var/tls/ca.pem; "
+        "default: the system's CA store)",
+    )
+    p.add_argument("--cert", type=Path, help="with mqtts://: this terminal's certificate, PEM")
+    p.add_argument("--key", type=Path, help="with mqtts://: its private key, PEM")
     p.add_argument(
         "--secrets",
         type=Path,
         help="secrets JSON: {id: secret} (xixin up --demo writes var/demo-secrets.json) or "
-        "the file xixin sim writes",
+        f"the file xixin sim writes; or the secret alone in ${SECRET_ENV}",
     )
     p.add_argument("--tg", action="append", default=[], help="talkgroup (repeat; first = PTT)")
     p.add_argument("--unit", help="the device's grid/area/centre (for its default talkgroups)")
@@ -63,8 +76,10 @@ def add_terminal_parser(subparsers: argparse._SubParsersAction[argparse.Argument
 
 
 def _secret(args: argparse.Namespace) -> str | None:
-    if args.secret:
-        return str(args.secret)
+    # Never a command-line option: every user of the machine reads those (ps).
+    from_env = os.environ.get(SECRET_ENV)
+    if from_env:
+        return from_env
     path = args.secrets
     if path is None:
         default = Path(os.environ.get("XIXIN_DATA_DIR", "var")) / "demo-secrets.json"
@@ -110,7 +125,12 @@ def cmd_terminal(args: argparse.Namespace) -> int:
         print(f"xixin terminal: {exc}", file=sys.stderr)
         return 2
     print(f"xixin terminal: {audio_note}")
-    client = AsyncTerminalClient(args.device, secret, address.host, address.port)
+    try:
+        tls = client_tls_context(args.cafile, args.cert, args.key) if address.tls else None
+    except EXPECTED_ERRORS as exc:
+        print(f"xixin terminal: {exc}", file=sys.stderr)
+        return 2
+    client = AsyncTerminalClient(args.device, secret, address.host, address.port, tls=tls)
     phone = Softphone(client, talkgroups, mic, speaker)
     try:
         return asyncio.run(_main(phone))
