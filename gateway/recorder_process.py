@@ -103,6 +103,8 @@ class RecorderLink:
         self._flush_scheduled = False
         self._heads: dict[tuple[str, str], bytes] = {}  # (floor, talker) -> encoded record head
         self.dropped = 0
+        self.restarts = 0  # the recorder process died and another one was started
+        self.lost_bytes = 0  # records that were waiting for a recorder that died
 
     @property
     def pid(self) -> int | None:
@@ -157,16 +159,44 @@ class RecorderLink:
                 self._queued += len(data)
         try:
             self._write_queue()
-        except OSError as exc:  # the recorder died: keep relaying, say so once
-            self.log.error("recorder process is gone (%s); recording stopped", exc)
-            self._fd = -1
-            self._queue.clear()
-            self._queued = 0
+        except OSError as exc:  # the recorder died: keep relaying, start another one
+            self._restart(exc)
             return
         if self._queue and not self._flush_scheduled:  # the pipe was full: try again soon
             self._flush_scheduled = True
             with contextlib.suppress(RuntimeError):  # no loop: stop() writes the rest
                 asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._flush)
+
+    def _restart(self, why: OSError) -> None:
+        """A new recorder process for the one that died. What waited in the pipe and the
+        backlog is lost (counted); bursts it had open were closed by its index at death."""
+        self.restarts += 1
+        self.lost_bytes += self._queued
+        self._queue.clear()
+        self._queued = 0
+        self._head_written = 0
+        self._heads.clear()
+        old, self._process = self._process, None
+        if old is not None:
+            with contextlib.suppress(OSError):
+                if old.stdin is not None:
+                    old.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                old.wait(1.0)
+        self._fd = -1
+        self.log.error(
+            "recorder process is gone (%s); starting another one (restart %d)", why, self.restarts
+        )
+        try:
+            self.start()
+        except OSError as exc:
+            self.log.error("cannot start the recorder process: %s", exc)
+
+    def problem(self) -> str | None:
+        """Why recording is not working, for health; None while it is."""
+        if self._process is None or self._process.poll() is not None:
+            return f"recorder process not running ({self.restarts} restarts)"
+        return None
 
     def _write_queue(self) -> None:
         """Write queued bytes until the pipe is full (non-blocking; partial writes are fine)."""

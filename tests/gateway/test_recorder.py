@@ -280,3 +280,30 @@ def test_recording_losses_and_backlog_are_exported(tmp_path: Path) -> None:
     text = generate_latest(registry).decode()
     assert "xixin_recording_frames_dropped_total 5.0" in text
     assert "xixin_recorder_backlog_bytes 1234.0" in text
+
+
+def test_a_recorder_that_dies_is_replaced_and_recording_goes_on(tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import signal
+
+    link = RecorderLink(tmp_path / "rec", None)
+    link.start()
+    first = link.pid
+    assert first is not None and link.problem() is None
+    os.kill(first, signal.SIGKILL)
+
+    async def talk_until_replaced() -> None:
+        while link.restarts == 0:  # the next flush into the dead pipe starts another one
+            for wire in opus_frames(50, burst=5):
+                link.tap("grid-01", "T001", wire)
+            await asyncio.sleep(0.01)
+        for wire in opus_frames(50, burst=6):
+            link.tap("grid-01", "T001", wire)
+
+    asyncio.run(talk_until_replaced())
+    assert link.restarts == 1 and link.pid not in (None, first)
+    assert link.problem() is None
+    link.stop()  # writes what is queued, then the recorder closes its bursts
+    recorded = [p.name for p in (tmp_path / "rec").rglob("*.opus")]
+    assert any("-b6." in name for name in recorded), recorded
