@@ -43,6 +43,7 @@ import mqtt5  # noqa: E402
 
 from bench.common import CpuCap, cpu_seconds  # noqa: E402
 from gateway.broker import ManagedBroker  # noqa: E402
+from protocol import topics  # noqa: E402
 from transport.address import BrokerAddress  # noqa: E402
 from transport.loop import run_event_loop  # noqa: E402
 
@@ -139,7 +140,7 @@ def beacons(count: int, t0: float) -> list[tuple[str, bytes]]:
             f'{{"v":1,"ts":{ts},"lat":{lat:.6f},"lon":{GRID_LON + device * 1e-6:.6f},'
             f'"acc":5.0,"spd":1.2,"crs":90.0,"alt":12.0,"bat":86,"sat":9}}'
         ).encode()
-        out.append((f"xixin/v1/dev/B{device:04d}/gps", payload))
+        out.append((topics.gps(f"B{device:04d}"), payload))
     return out
 
 

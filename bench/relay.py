@@ -38,6 +38,7 @@ from bench.common import cpu_seconds, percentile  # noqa: E402
 from codec.frame import FLAG_START, VoiceFrame, encode_frame  # noqa: E402
 from gateway.broker import ManagedBroker  # noqa: E402
 from gateway.relay import publish_head  # noqa: E402
+from protocol import topics  # noqa: E402
 from transport.address import BrokerAddress  # noqa: E402
 from transport.client import ClientOptions, MqttClient  # noqa: E402
 from transport.loop import run_event_loop  # noqa: E402
@@ -167,7 +168,7 @@ class Load:
                 self.address.host,
                 self.address.port,
                 "bench-rx",
-                subscriptions=[("xixin/v1/tg/+/down", 0), ("xixin/v1/dev/+/ctrl/down", 1)],
+                subscriptions=[(topics.tg_down("+"), 0), (topics.ctrl_down("+"), 1)],
             ),
             self._on_down,
         )
@@ -203,7 +204,7 @@ class Load:
         for i in range(bursts):
             body = {"v": 1, "type": "floor_request", "id": f"b{i}", "tg": tg_of(i)}
             self.tx(i).publish_nowait(
-                f"xixin/v1/dev/{dev_of(i)}/ctrl/up", json.dumps(body).encode(), qos=1
+                topics.ctrl_up(dev_of(i)), json.dumps(body).encode(), qos=1
             )
         await asyncio.wait_for(self.grant_event.wait(), 20)
         # The grants' control traffic (floor_taken broadcasts, acks, events) settles first:
@@ -215,18 +216,18 @@ class Load:
         for i in range(bursts):
             body = {"v": 1, "type": "floor_release", "id": f"r{i}", "tg": tg_of(i)}
             self.tx(i).publish_nowait(
-                f"xixin/v1/dev/{dev_of(i)}/ctrl/up", json.dumps(body).encode(), qos=1
+                topics.ctrl_up(dev_of(i)), json.dumps(body).encode(), qos=1
             )
         await asyncio.sleep(0.3)
 
     def stream(self, bursts: int, via_gateway: bool) -> Stream:
         if via_gateway:
-            topics = [f"xixin/v1/tg/{tg_of(i)}/up/{dev_of(i)}" for i in range(bursts)]
+            up_topics = [topics.tg_up(tg_of(i), dev_of(i)) for i in range(bursts)]
             burst_ids = [self.grants[dev_of(i)] for i in range(bursts)]
         else:
-            topics = [f"xixin/v1/tg/{tg_of(i)}/down" for i in range(bursts)]
+            up_topics = [topics.tg_down(tg_of(i)) for i in range(bursts)]
             burst_ids = [1] * bursts
-        return Stream(topics, burst_ids, [self.tx(i).publish_raw for i in range(bursts)])
+        return Stream(up_topics, burst_ids, [self.tx(i).publish_raw for i in range(bursts)])
 
     async def play(self, stream: Stream, seconds: float) -> tuple[int, list[float]]:
         """Send `seconds` of every burst of `stream` (continuing its sequence numbers)."""

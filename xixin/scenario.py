@@ -36,6 +36,7 @@ from firmware_sim.terminal import Scheduler, SimTerminal
 from firmware_sim.voice import phrase_reel
 from gateway.broker_auth import ensure_gateway_credentials
 from gateway.floor import FloorConfig
+from protocol import topics
 from transport.client import ClientOptions, MqttClient
 from xixin.checks import CheckContext, evaluate
 from xixin.environment import ManagedEnvironment
@@ -109,7 +110,7 @@ class GpsChecker:
             await asyncio.sleep(0.01)
 
     async def _on_connect(self) -> None:
-        await self.client.subscribe([("xixin/v1/dev/+/gps", 1)])
+        await self.client.subscribe([(topics.gps("+"), 1)])
         self.subscribed_at.append(time.monotonic())
 
     def _on_message(self, topic: str, payload: bytes, qos: int) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Final, Literal, Self
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from protocol.control import encode, is_utf8
+from protocol.ids import DEVICE_ID_RE
 from protocol.limits import MAX_JSON_BYTES
 
 #: Largest value of an `Integer` column on every supported database (PostgreSQL's is 32-bit;
@@ -37,7 +38,7 @@ class DeviceOut(BaseModel):
 
 
 class DeviceCreate(BaseModel):
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    id: str = Field(pattern=f"^{DEVICE_ID_RE.pattern}$")  # the whole string (Rust regex `$`)
     unit: str
     role: Literal["officer", "guard", "dispatcher"]
     name: str | None = None
