@@ -236,5 +236,21 @@ CHECKERS: dict[str, Callable[[CheckContext, dict[str, Any]], Verdict]] = {
 }
 
 
-def evaluate(check: Check, context: CheckContext) -> Verdict:
-    return CHECKERS[check.that](context, check.args)
+# Bounds on how long something took. On a loaded machine (a CI runner, a laptop compiling) they
+# measure the machine, not the product: `enforce_timing=False` (the test suite) still needs the
+# thing to have happened and been measured, and reports the figure; benchmarks judge it.
+TIMING_CHECKS = frozenset({"access_time", "mouth_to_ear"})
+
+
+def evaluate(check: Check, context: CheckContext, *, enforce_timing: bool = True) -> Verdict:
+    checker = CHECKERS[check.that]
+    if enforce_timing:
+        return checker(context, check.args)
+    if check.that == "queue_wait":  # that it waited (min) is behaviour; how long at most, timing
+        args = {k: v for k, v in check.args.items() if k != "max_ms"}
+        ok, detail = checker(context, args)
+        return ok, f"{detail} [max_ms {check.args.get('max_ms', '-')} reported, not enforced]"
+    ok, detail = checker(context, check.args)
+    if check.that in TIMING_CHECKS and not ok and " over " in detail:  # measured, but slow
+        return True, f"{detail} [timing reported, not enforced]"
+    return ok, detail
