@@ -118,6 +118,13 @@ def parse_native(device: str, payload: bytes, server_time: float) -> Fix:
     """`{"v":1,"ts":ms,"lat":..,"lon":..,[acc,spd,crs,alt,bat,sat,valid]}` -> Fix."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise BeaconEncodingError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    # msgspec skips unknown fields without reading them as text: check the whole payload is
+    # UTF-8 (JSON is), cheaply, as the common beacon is ASCII.
+    if not payload.isascii():
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BeaconEncodingError(f"payload is not UTF-8 JSON: {exc}") from exc
     try:
         beacon = _native_decoder.decode(payload)
     except msgspec.ValidationError as exc:

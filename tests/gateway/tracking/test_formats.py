@@ -107,6 +107,9 @@ def test_native_minimal_beacon() -> None:
     [
         (b"not json", BeaconEncodingError, "JSON"),
         (b"\xff\xfe", BeaconEncodingError, "JSON"),
+        # Invalid UTF-8 in a key msgspec would skip unread: refused all the same.
+        (b'{"v":1,"ts":1,"lat":0,"lon":0,"note":"\xff"}', BeaconEncodingError, "UTF-8"),
+        (b'{"v":1,"ts":1,"lat":0,"lon":0,"\xc3":1}', BeaconEncodingError, "UTF-8"),
         (b"[1, 2]", BeaconEncodingError, "object"),
         (b'{"ts":1,"lat":0,"lon":0}', BeaconVersionError, "'v'"),
         (b'{"v":2,"ts":1,"lat":0,"lon":0}', BeaconVersionError, "'v'"),
