@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
 
 from gateway.api.routes import devices, events, health, metrics, recordings, talkgroups, tracking
-from gateway.metrics import GatewayCollector, LiveGauges, RecorderCollector
+from gateway.metrics import GatewayCollector, LiveGauges, RecorderCollector, ServiceCollector
 from gateway.service import GatewayService
 from gateway.tracking.errors import TrackingStoreError
 from gateway.tracking.metrics import TrackingCollector
@@ -56,6 +56,7 @@ def create_app(service: GatewayService) -> FastAPI:
                 return runner.gauges()
 
             registry.register(GatewayCollector(runner.counters, gauges))
+            registry.register(ServiceCollector(service.writers, lambda: service.broker_restarts))
             if service.recorder is not None:
                 registry.register(RecorderCollector(service.recorder))
             if service.tracking is not None:
