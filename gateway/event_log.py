@@ -78,7 +78,9 @@ class EventWriter:
         if stored:
             self.core.submit(stored)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """Write what is in memory, or journal it if the database is down (a locked SQLite
+        takes its 5 s busy timeout to say so: hence the margin)."""
         self.core.stop(timeout)
 
     @property
