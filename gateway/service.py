@@ -71,6 +71,8 @@ class GatewayService:
         self.hub = EventHub()
         # Where the writers spill during a database outage (gateway/durable.py).
         self.journal_dir = config.data_dir / "journal"
+        self.journal_dir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.journal_dir, 0o700)
         self.writer = EventWriter(
             self.engine, journal_dir=self.journal_dir / "events", logger=self.log
         )
