@@ -1,26 +1,45 @@
-"""Gateway events off the hot path: batched into the database by one writer thread, and fanned
-out to live subscribers (console WebSockets) through bounded queues."""
+"""Gateway events off the hot path: batched into the database by one durable writer thread
+(retried, journalled past a bound: gateway/durable.py), and fanned out to live subscribers
+(console WebSockets) through bounded queues."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
+import msgspec
 import sqlalchemy
 
+from gateway.durable import DurableWriter
 from gateway.events import GatewayEvent
 from gateway.store.schema import floor_events, presence_events
 
 log = logging.getLogger(__name__)
 
-_STOP = None
+#: The kinds stored here (floor_events, presence_events); alarms are stored by tracking.
+STORED_KINDS: Final = frozenset({"floor", "presence"})
+
+_decode_event = msgspec.json.Decoder(tuple[str, str | None, int, dict[str, Any]]).decode
+
+
+def encode_event(event: GatewayEvent) -> bytes:
+    """An event as one journal line: [kind, device, wall_ms, data]."""
+    return msgspec.json.encode((event.kind, event.device, event.wall_ms, event.data))
+
+
+def decode_event(line: bytes) -> GatewayEvent:
+    kind, device, wall_ms, data = _decode_event(line)
+    return GatewayEvent(kind, device, wall_ms, data)
 
 
 class EventWriter:
-    """One thread owns the database writes; `submit` never blocks the event loop."""
+    """One thread owns the database writes; `submit` never blocks the event loop, never drops.
+
+    A `DurableWriter` (gateway/durable.py): a failed batch (database locked or down) is retried
+    with capped backoff; past `memory_limit` events they go to the journal in `journal_dir`.
+    """
 
     def __init__(
         self,
@@ -28,52 +47,72 @@ class EventWriter:
         *,
         max_batch: int = 500,
         max_wait: float = 0.2,
+        journal_dir: Path | None = None,
+        memory_limit: int = 20_000,
         logger: logging.Logger | None = None,
+        **durable: Any,
     ) -> None:
         self.engine = engine
-        self.max_batch = max_batch
-        self.max_wait = max_wait
         self.log = logger or log
-        self._queue: queue.Queue[GatewayEvent | None] = queue.Queue(maxsize=100_000)
-        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
         self.written = 0
-        self.dropped = 0
+        self.core: DurableWriter[GatewayEvent] = DurableWriter(
+            self._write,
+            name="event-writer",
+            label="event writer",
+            noun="events",
+            encode=encode_event,
+            decode=decode_event,
+            journal_dir=journal_dir,
+            memory_limit=memory_limit,
+            max_batch=max_batch,
+            max_wait=max_wait,
+            logger=self.log,
+            **durable,
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        self.core.start()
 
     def submit(self, events: list[GatewayEvent]) -> None:
-        for event in events:
-            try:
-                self._queue.put_nowait(event)
-            except queue.Full:
-                self.dropped += 1
+        stored = [event for event in events if event.kind in STORED_KINDS]
+        if stored:
+            self.core.submit(stored)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join(timeout)
+    def stop(self, timeout: float = 15.0) -> None:
+        """Write what is in memory, or journal it if the database is down (a locked SQLite
+        takes its 5 s busy timeout to say so: hence the margin)."""
+        self.core.stop(timeout)
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            batch = [first] if first is not None else []
-            stop = first is None
-            while not stop and len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get(timeout=self.max_wait)
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
-            if batch:
-                self._write(batch)
-            if stop:
-                return
+    @property
+    def dropped(self) -> int:
+        """Events lost: only ones the journal could not encode (logged); never a full queue."""
+        return self.core.lost
+
+    @property
+    def failures(self) -> int:
+        return self.core.failures
+
+    @property
+    def alive(self) -> bool:
+        return self.core.alive
+
+    @property
+    def backlog(self) -> int:
+        return self.core.backlog
+
+    @property
+    def journal_items(self) -> int:
+        return self.core.journal_items
+
+    @property
+    def outage_s(self) -> float:
+        return self.core.outage_s
+
+    def problem(self) -> str | None:
+        return self.core.problem()
 
     def _write(self, batch: list[GatewayEvent]) -> None:
+        """Store a batch in one transaction, or raise (the writer retries the same batch)."""
         floors: list[dict[str, Any]] = []
         presence: list[dict[str, Any]] = []
         for event in batch:
@@ -100,15 +139,12 @@ class EventWriter:
                         "ts": ts,
                     }
                 )
-        try:
-            with self.engine.begin() as conn:
-                if floors:
-                    conn.execute(floor_events.insert(), floors)
-                if presence:
-                    conn.execute(presence_events.insert(), presence)
-            self.written += len(floors) + len(presence)
-        except sqlalchemy.exc.SQLAlchemyError:
-            self.log.exception("could not store %d gateway events", len(batch))
+        with self.engine.begin() as conn:
+            if floors:
+                conn.execute(floor_events.insert(), floors)
+            if presence:
+                conn.execute(presence_events.insert(), presence)
+        self.written += len(floors) + len(presence)
 
 
 class EventHub:

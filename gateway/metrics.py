@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from gateway.durable import WriterStatus
 
 
 @dataclass(slots=True)
@@ -112,6 +114,56 @@ class RecorderCollector(Collector):
             "xixin_recorder_backlog_bytes",
             "Frames waiting in the gateway for the recorder process",
             self.recorder.backlog,
+        )
+
+
+class ServiceCollector(Collector):
+    """Durable database writers (backlog, journal, outage) and managed broker restarts."""
+
+    def __init__(
+        self,
+        writers: Callable[[], Iterable[tuple[str, WriterStatus]]],
+        broker_restarts: Callable[[], int],
+    ) -> None:
+        self.writers = writers
+        self.broker_restarts = broker_restarts
+
+    def collect(self) -> Iterator[Metric]:
+        writers = list(self.writers())
+        yield _family(
+            GaugeMetricFamily,
+            "xixin_writer_backlog",
+            "Items submitted to a database writer and not yet committed (memory and journal)",
+            {name: w.backlog for name, w in writers},
+            "writer",
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "xixin_writer_journal_items",
+            "Items of a database writer waiting in its on-disk journal",
+            {name: w.journal_items for name, w in writers},
+            "writer",
+        )
+        outage = GaugeMetricFamily(
+            "xixin_writer_outage_seconds",
+            "Seconds since a database writer's writes began failing (0 while they succeed)",
+            labels=["writer"],
+        )
+        for name, writer in sorted(writers, key=lambda item: item[0]):
+            outage.add_metric([name], writer.outage_s)
+        yield outage
+        yield _family(
+            GaugeMetricFamily,
+            "xixin_writer_alive",
+            "1 while a database writer's thread runs",
+            {name: int(w.alive) for name, w in writers},
+            "writer",
+        )
+        yield _family(
+            CounterMetricFamily,
+            "xixin_broker_restarts",
+            "Restarts of the managed broker after it died",
+            self.broker_restarts(),
         )
 
 

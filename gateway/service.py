@@ -13,6 +13,7 @@ from pathlib import Path
 from gateway.broker import BrokerError, Listener, ManagedBroker
 from gateway.broker_auth import GATEWAY_USER, ensure_gateway_credentials, sync_broker_auth
 from gateway.directory import Directory, build_directory
+from gateway.durable import WriterStatus
 from gateway.errors import ConfigError
 from gateway.event_log import EventHub, EventWriter
 from gateway.floor import FloorConfig
@@ -69,7 +70,13 @@ class GatewayService:
         self.registry = DeviceRegistry(self.engine, self.org)
         self.broker: ManagedBroker | None = None
         self.hub = EventHub()
-        self.writer = EventWriter(self.engine, logger=self.log)
+        # Where the writers spill during a database outage (gateway/durable.py).
+        self.journal_dir = config.data_dir / "journal"
+        self.journal_dir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.journal_dir, 0o700)
+        self.writer = EventWriter(
+            self.engine, journal_dir=self.journal_dir / "events", logger=self.log
+        )
         self.recordings_dir = config.data_dir / "recordings"
         self.recorder = (
             RecorderLink(self.recordings_dir, self.db_url, logger=self.log)
@@ -129,7 +136,7 @@ class GatewayService:
         self._devices_seen = self.registry.list()
         self.tracking = TrackingService(
             self.engine, self.org, self.registry, BrokerAccount(address, user, password),
-            self.hub, self.config.tracking, logger=self.log,
+            self.hub, self.config.tracking, journal_dir=self.journal_dir, logger=self.log,
         )  # fmt: skip
         self.runner = GatewayRunner(
             settings,
@@ -188,6 +195,27 @@ class GatewayService:
         if self.broker is None or self.broker.running:
             return None
         return f"managed broker not running ({self.broker.last_exit or 'stopped'}); restarting"
+
+    def writers(self) -> list[tuple[str, WriterStatus]]:
+        """(name, writer) of every durable database writer: gateway events, then tracking's."""
+        writers: list[tuple[str, WriterStatus]] = [("events", self.writer)]
+        if self.tracking is not None:
+            writers += self.tracking.writers()
+        return writers
+
+    def writer_problems(self) -> list[str]:
+        """Writers that are not healthy: a dead thread, or writes failing (the backlog grows)."""
+        return [p for _, writer in self.writers() if (p := writer.problem()) is not None]
+
+    def problems(self) -> list[str]:
+        """Everything that makes the gateway degraded besides its MQTT link: broker, writers."""
+        broker = self.broker_problem()
+        return ([broker] if broker else []) + self.writer_problems()
+
+    @property
+    def broker_restarts(self) -> int:
+        """Restarts of the managed broker by the supervisor (0 on an external broker)."""
+        return self.broker.restarts if self.broker is not None else 0
 
     async def _watch_devices(self) -> None:
         """Pick up changes made by `xixin devices …` in another process."""

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.api.routes import devices, events, health, metrics, recordings, talkgroups, tracking
 from gateway.broker_stats import BrokerStatsCollector
-from gateway.metrics import GatewayCollector, LiveGauges, RecorderCollector
+from gateway.metrics import GatewayCollector, LiveGauges, RecorderCollector, ServiceCollector
 from gateway.service import GatewayService
 from gateway.tracking.errors import TrackingStoreError
 from gateway.tracking.metrics import TrackingCollector
@@ -58,6 +58,7 @@ def create_app(service: GatewayService) -> FastAPI:
 
             registry.register(GatewayCollector(runner.counters, gauges))
             registry.register(BrokerStatsCollector(runner.broker_stats))
+            registry.register(ServiceCollector(service.writers, lambda: service.broker_restarts))
             if service.recorder is not None:
                 registry.register(RecorderCollector(service.recorder))
             if service.tracking is not None:

@@ -29,8 +29,10 @@ ServiceDep = Annotated[GatewayService, Depends(get_service)]
 RunnerDep = Annotated[GatewayRunner, Depends(get_runner)]
 
 
-def get_view(runner: RunnerDep) -> GatewayView:
-    return GatewayView(runner)
+def get_view(runner: RunnerDep, service: ServiceDep) -> GatewayView:
+    return GatewayView(
+        runner, problems=service.problems, broker_restarts=lambda: service.broker_restarts
+    )
 
 
 def get_recordings(service: ServiceDep) -> RecordingsService:

@@ -17,11 +17,13 @@ DB_INT_MAX: Final = 2**31 - 1
 
 
 class Health(BaseModel):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded"]  # ok: connected and no problems
     broker: str
     mqtt_connected: bool
     devices: int
     devices_online: int
+    problems: list[str] = []  # why it is degraded, one line each
+    broker_restarts: int = 0  # the managed broker restarted by the supervisor
 
 
 class DeviceOut(BaseModel):

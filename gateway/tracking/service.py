@@ -13,15 +13,18 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import sqlalchemy
 
+from gateway.durable import DurableWriter, WriterStatus
 from gateway.event_log import EventHub
 from gateway.events import GatewayEvent
 from gateway.store.registry import Device, DeviceRegistry
 from gateway.tracking.config import TrackingConfig
-from gateway.tracking.errors import GeofenceError, TrackingStoreError
+from gateway.tracking.errors import GeofenceError
 from gateway.tracking.geofence import GeofenceSpec, build_geometry
 from gateway.tracking.ingest import IngestWorker
 from gateway.tracking.model import Fix, TrackingEvent
@@ -83,8 +86,12 @@ class TrackingService:
         *,
         clock: Callable[[], float] = time.time,
         client_id_prefix: str | None = None,
+        journal_dir: Path | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
+        """`journal_dir`: where the position and event writers spill past their memory bound
+        and during a database outage (`<journal_dir>/positions`, `…/track_events`); None keeps
+        the backlog in memory only."""
         self.engine = engine
         # MQTT client ids must be unique on the broker: several processes need their own.
         self.client_id_prefix = client_id_prefix or f"xixin-ingest-{id(self) & 0xFFFF:04x}"
@@ -109,12 +116,26 @@ class TrackingService:
             engine,
             max_batch=self.config.writer_max_batch,
             max_wait=self.config.writer_max_wait_s,
+            journal_dir=journal_dir / "positions" if journal_dir else None,
+            logger=self.log,
+        )
+        # Alarms and geofence transitions: stored by a durable writer like positions.
+        self.event_writer: DurableWriter[TrackingEvent] = DurableWriter(
+            self.repository.insert_events,
+            name="track-event-writer",
+            label="alarm writer",
+            noun="alarm/geofence events",
+            encode=msgspec.json.encode,
+            decode=msgspec.json.Decoder(TrackingEvent).decode,
+            journal_dir=journal_dir / "track_events" if journal_dir else None,
+            memory_limit=20_000,
+            max_batch=500,
+            max_wait=0.05,
             logger=self.log,
         )
         self.workers: list[IngestWorker] = []
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._event_tasks: set[asyncio.Task[None]] = set()
 
     # ---- devices and fences ----------------------------------------------------------------------
 
@@ -139,6 +160,7 @@ class TrackingService:
         """Run until stop(): ingest workers, the tick loop and the device refresh."""
         await asyncio.to_thread(self._prepare)
         self.writer.start()
+        self.event_writer.start()
         account = self.broker
         for index in range(max(1, self.config.ingest_workers)):
             self.workers.append(
@@ -172,9 +194,9 @@ class TrackingService:
                 for worker in self.workers:
                     await worker.close()
         finally:
-            await asyncio.to_thread(self.writer.stop)
-            if self._event_tasks:
-                await asyncio.gather(*self._event_tasks, return_exceptions=True)
+            await asyncio.gather(
+                asyncio.to_thread(self.writer.stop), asyncio.to_thread(self.event_writer.stop)
+            )
 
     async def _until_ready(self, readies: list[asyncio.Event]) -> None:
         await asyncio.gather(*(r.wait() for r in readies))
@@ -251,15 +273,7 @@ class TrackingService:
             self.hub.publish(out)
 
     def _store_events(self, events: list[TrackingEvent]) -> None:
-        async def store() -> None:
-            try:
-                await asyncio.to_thread(self.repository.insert_events, events)
-            except TrackingStoreError:
-                self.log.exception("tracking events lost")
-
-        task = asyncio.get_running_loop().create_task(store())
-        self._event_tasks.add(task)
-        task.add_done_callback(self._event_tasks.discard)
+        self.event_writer.submit(events)
 
     def observe_gateway_events(self, events: list[GatewayEvent]) -> None:
         """Event sink for the control plane: SOS alarms are stored with the last position."""
@@ -294,6 +308,10 @@ class TrackingService:
     async def delete_geofence(self, fence_id: str) -> None:
         await asyncio.to_thread(self.repository.delete_geofence, fence_id)
         self.pipeline.set_fences(await asyncio.to_thread(self.repository.geofences))
+
+    def writers(self) -> list[tuple[str, WriterStatus]]:
+        """(name, writer) of each durable writer, for health and metrics."""
+        return [("positions", self.writer), ("track_events", self.event_writer)]
 
     def stats(self) -> dict[str, Any]:
         counters = self.pipeline.counters

@@ -14,16 +14,15 @@ import gc
 import itertools
 import logging
 import operator
-import queue
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
 import sqlalchemy
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.durable import DurableWriter
 from gateway.tracking.errors import TrackingStoreError
 from gateway.tracking.model import Fix, TrackPoint
 
@@ -92,26 +91,31 @@ class BatchInserter:
 
     def _connect(self) -> Any:
         if self._connection is None:
-            self._connection = self.engine.raw_connection()
-            if self.dialect == "sqlite":
-                # Rows of many devices land on as many B-tree leaves; a page cache that holds
-                # them all (64 MiB instead of SQLite's 2 MiB) turns re-reads into cache hits.
-                cursor = self._connection.cursor()
-                cursor.execute(f"PRAGMA cache_size=-{SQLITE_WRITER_CACHE_KIB}")
+            connection = self.engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                if self.dialect == "sqlite":
+                    # Rows of many devices land on as many B-tree leaves; a page cache that holds
+                    # them all (64 MiB instead of SQLite's 2 MiB) turns re-reads into cache hits.
+                    cursor.execute(f"PRAGMA cache_size=-{SQLITE_WRITER_CACHE_KIB}")
+                else:
+                    cursor.execute(_PG_STAGE)
+                    cursor.execute(_PG_STAGE_TEXT)
                 cursor.close()
-            else:
-                cursor = self._connection.cursor()
-                cursor.execute(_PG_STAGE)
-                cursor.execute(_PG_STAGE_TEXT)
-                cursor.close()
-                self._connection.commit()
+                connection.commit()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    connection.close()
+                raise
+            self._connection = connection
         return self._connection
 
     def insert(self, rows: Sequence[PositionRow]) -> int:
+        """Insert and commit `rows`; TrackingStoreError on any failure (connecting included)."""
         if not rows:
             return 0
-        connection = self._connect()
         try:
+            connection = self._connect()
             cursor = connection.cursor()
             try:
                 if self.dialect == "sqlite":
@@ -143,11 +147,26 @@ class BatchInserter:
                 log.debug("closing the position connection failed", exc_info=True)
 
 
+_decode_row = msgspec.json.Decoder(list).decode
+
+
+def encode_row(row: PositionRow) -> bytes:
+    """A row as one journal line (JSON array; floats round-trip exactly)."""
+    return _encode(row)
+
+
+def decode_row(line: bytes) -> PositionRow:
+    row: PositionRow = tuple(_decode_row(line))
+    return row
+
+
 class PositionWriter:
     """One thread owns position writes; `submit` never blocks the MQTT reader.
 
-    Rows wait in memory until committed; a failed batch is retried (with backoff) rather than
-    dropped, so a database restart costs latency, not positions.
+    A `DurableWriter` (gateway/durable.py): rows wait in memory until committed; a failed batch
+    (database down, connection refused, …) is retried with capped backoff rather than dropped;
+    past `memory_limit` rows they go to the on-disk journal in `journal_dir` and are written when
+    the database is back. So a database restart costs latency, not positions.
     """
 
     def __init__(
@@ -157,80 +176,86 @@ class PositionWriter:
         max_batch: int = 5000,
         max_wait: float = 0.05,
         on_commit: CommitCallback | None = None,
-        retry_delay: float = 0.5,
+        retry_delay: float = 0.1,
+        backoff_max: float = 5.0,
+        journal_dir: Path | None = None,
+        memory_limit: int = 100_000,
         logger: logging.Logger | None = None,
+        **durable: Any,
     ) -> None:
         self.inserter = BatchInserter(engine)
-        self.max_batch = max_batch
-        self.max_wait = max_wait
         self.on_commit = on_commit
-        self.retry_delay = retry_delay
         self.log = logger or log
-        self._queue: queue.SimpleQueue[list[PositionRow] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="position-writer", daemon=True)
-        self._lock = threading.Lock()
-        self.pending = 0
         self.offered = 0
         self.inserted = 0
-        self.batches = 0
-        self.failures = 0
+        self.core: DurableWriter[PositionRow] = DurableWriter(
+            self._insert,
+            name="position-writer",
+            label="position writer",
+            noun="positions",
+            encode=encode_row,
+            decode=decode_row,
+            journal_dir=journal_dir,
+            memory_limit=memory_limit,
+            max_batch=max_batch,
+            max_wait=max_wait,
+            backoff_initial=retry_delay,
+            backoff_max=backoff_max,
+            logger=self.log,
+            **durable,
+        )
+        self.submit = self.core.submit
 
     def start(self) -> None:
-        self._thread.start()
-
-    def submit(self, rows: list[PositionRow]) -> None:
-        if rows:
-            with self._lock:
-                self.pending += len(rows)
-            self._queue.put(rows)
+        self.core.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout)
-        self.inserter.close()
+        """Write what is queued (or journal it while the database is down), then stop."""
+        self.core.stop(timeout)
+        if not self.core.alive:
+            self.inserter.close()
 
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = list(first)
-            deadline = time.monotonic() + self.max_wait
-            while len(batch) < self.max_batch:
-                remaining = deadline - time.monotonic()
-                try:
-                    more = (
-                        self._queue.get(timeout=remaining)
-                        if remaining > 0
-                        else (self._queue.get_nowait())
-                    )
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.extend(more)
-            self._write(batch)
-
-    def _write(self, batch: list[PositionRow]) -> None:
-        while True:
-            try:
-                inserted = self.inserter.insert(batch)
-                break
-            except TrackingStoreError as exc:
-                self.failures += 1
-                self.log.warning("position batch failed (%s); retrying", exc)
-                time.sleep(self.retry_delay)
-        with self._lock:
-            self.pending -= len(batch)
+    def _insert(self, batch: list[PositionRow]) -> None:
+        inserted = self.inserter.insert(batch)  # raises on any failure, connect included
         self.offered += len(batch)
         self.inserted += inserted
-        self.batches += 1
         if self.on_commit is not None:
-            self.on_commit(len(batch), inserted)
+            try:
+                self.on_commit(len(batch), inserted)
+            except Exception:  # the rows are committed: a failing observer must not retry them
+                self.log.exception("position on_commit callback failed")
+
+    @property
+    def pending(self) -> int:
+        """Rows submitted and not yet committed (memory and journal)."""
+        return self.core.backlog
+
+    @property
+    def failures(self) -> int:
+        return self.core.failures
+
+    @property
+    def batches(self) -> int:
+        return self.core.batches
+
+    @property
+    def alive(self) -> bool:
+        return self.core.alive
+
+    @property
+    def backlog(self) -> int:
+        return self.core.backlog
+
+    @property
+    def journal_items(self) -> int:
+        return self.core.journal_items
+
+    @property
+    def outage_s(self) -> float:
+        return self.core.outage_s
+
+    def problem(self) -> str | None:
+        return self.core.problem()
 
 
 @contextlib.contextmanager

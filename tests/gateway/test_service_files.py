@@ -14,6 +14,7 @@ def test_the_data_directory_is_private(tmp_path: Path) -> None:
     service = GatewayService(ServiceConfig(data_dir=data_dir, record=False))
     try:
         assert data_dir.stat().st_mode & 0o777 == 0o700
+        assert (data_dir / "journal").stat().st_mode & 0o777 == 0o700  # outage spill (§10.2)
     finally:
         service.close()
 

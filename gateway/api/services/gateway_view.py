@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.api.schemas import DeviceOut, FloorOut, Health, QueueEntry, TalkgroupOut
@@ -25,18 +25,34 @@ def floor_out(floor: Floor) -> FloorOut:
 class GatewayView:
     """Devices, talkgroups and floors as the API shows them, and the few actions it may take."""
 
-    def __init__(self, runner: GatewayRunner) -> None:
+    def __init__(
+        self,
+        runner: GatewayRunner,
+        problems: Callable[[], list[str]] = list,
+        broker_restarts: Callable[[], int] = int,
+    ) -> None:
+        """`problems`: what else degrades the gateway (broker, database writers:
+        GatewayService.problems); `broker_restarts`: the managed broker's restart count."""
         self._runner = runner
         self._control = runner.control
+        self._problems = problems
+        self._broker_restarts = broker_restarts
 
     def health(self) -> Health:
+        """`ok` only when connected to the broker and nothing else is wrong."""
         connected = self._runner.client.is_connected
+        broker = self._runner.settings.broker.url
+        problems = ([] if connected else [f"not connected to the broker at {broker}"]) + (
+            self._problems()
+        )
         return Health(
-            status="ok" if connected else "degraded",
-            broker=self._runner.settings.broker.url,
+            status="degraded" if problems else "ok",
+            broker=broker,
             mqtt_connected=connected,
             devices=len(self._control.directory.devices),
             devices_online=self._runner.gauges().devices_online,
+            problems=problems,
+            broker_restarts=self._broker_restarts(),
         )
 
     def is_known(self, device_id: str) -> bool:

@@ -53,3 +53,18 @@ def test_talkgroups_floors_and_revoke() -> None:
     revoked = view.revoke(TG)
     assert revoked is not None and revoked.holder != "T001"
     assert view.revoke("no-such-floor") is None
+
+
+def test_health_lists_problems_and_is_ok_only_without_them() -> None:
+    directory = build_directory(default_org(), TEST_DEVICES)
+    runner = GatewayRunner(GatewaySettings(BrokerAddress("127.0.0.1", 1)), directory)
+    problems: list[str] = []
+    view = GatewayView(runner, problems=lambda: list(problems), broker_restarts=lambda: 2)
+    health = view.health()  # never connected: that alone degrades it
+    assert health.status == "degraded" and health.broker_restarts == 2
+    assert health.problems == ["not connected to the broker at mqtt://127.0.0.1:1"]
+    runner.client._connected.set()
+    assert view.health().status == "ok" and view.health().problems == []
+    problems.append("position writer: database unreachable for 12 s, 3400 positions waiting")
+    health = view.health()
+    assert health.status == "degraded" and health.problems == problems
