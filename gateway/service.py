@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,9 +209,15 @@ class GatewayService:
         return [p for _, writer in self.writers() if (p := writer.problem()) is not None]
 
     def problems(self) -> list[str]:
-        """Everything that makes the gateway degraded besides its MQTT link: broker, writers."""
-        broker = self.broker_problem()
-        return ([broker] if broker else []) + self.writer_problems()
+        """Everything that makes the gateway degraded besides its MQTT link: the broker (down,
+        or dropping messages), the database writers, the recorder."""
+        found = [self.broker_problem()]
+        if self.runner is not None:
+            found.append(self.runner.broker_stats.problem(time.monotonic()))
+        found += self.writer_problems()
+        if self.recorder is not None and self.runner is not None:
+            found.append(self.recorder.problem())
+        return [problem for problem in found if problem is not None]
 
     @property
     def broker_restarts(self) -> int:
@@ -252,8 +259,12 @@ class GatewayService:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(tracking, 15)
             runner.stop()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await asyncio.wait_for(task, 10)
+            except asyncio.CancelledError:
+                pass
+            except TimeoutError:  # wait_for has cancelled it: the rest must still stop
+                self.log.warning("the gateway's MQTT connections did not close within 10 s")
             self.writer.stop()
             if self.recorder is not None:
                 await asyncio.to_thread(self.recorder.stop)
