@@ -48,7 +48,7 @@ class Budgets:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._new(key, now)
-        else:
+        elif now > bucket.stamp:  # a clock that steps back refills nothing, takes nothing
             tokens = bucket.tokens + (now - bucket.stamp) * self.rate
             bucket.tokens = tokens if tokens < self.burst else self.burst
             bucket.stamp = now
@@ -72,7 +72,7 @@ class Budgets:
         bucket = self._buckets.get(key)
         if bucket is None:
             return self.burst
-        return min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
+        return min(self.burst, bucket.tokens + max(0.0, now - bucket.stamp) * self.rate)
 
     def _new(self, key: str, now: float) -> TokenBucket:
         if now >= self._next_sweep:

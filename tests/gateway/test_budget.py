@@ -67,3 +67,11 @@ def test_bad_budgets_are_refused() -> None:
 
 def test_the_beacon_burst_holds_a_full_offline_store() -> None:
     assert limits.BEACON_BURST >= limits.BEACON_STORE + limits.BEACON_WINDOW
+
+
+def test_a_clock_stepping_back_neither_refills_nor_takes() -> None:
+    budget = Budgets(rate=1.0, burst=2)
+    assert budget.allow("a", 100.0) and budget.allow("a", 100.0)
+    assert not budget.allow("a", 50.0)
+    assert budget.tokens("a", 50.0) == 0.0
+    assert budget.allow("a", 101.0)
