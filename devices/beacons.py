@@ -21,6 +21,7 @@ from pathlib import Path
 
 from devices.errors import DevicesError
 from devices.session import Beacon, SessionError
+from protocol.limits import BEACON_STORE, BEACON_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,8 @@ class BeaconQueue:
 
     def __init__(
         self,
-        capacity: int = 2000,
-        window: int = 16,
+        capacity: int = BEACON_STORE,  # the gateway's beacon burst holds this many (§7)
+        window: int = BEACON_WINDOW,
         journal: BeaconJournal | None = None,
         logger: logging.Logger | None = None,
     ) -> None:

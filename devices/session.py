@@ -98,6 +98,7 @@ class SessionCounters:
     own_echo: int = 0
     bad_frames: int = 0
     bad_json: int = 0
+    unknown_topic: int = 0
 
 
 class TerminalSession:
@@ -351,6 +352,7 @@ class TerminalSession:
             if body is None:
                 return Dropped("bad_json")
             return PeerStatus(peer, body)
+        self.counters.unknown_topic += 1
         return Dropped("unknown_topic")
 
     def _json(self, payload: bytes) -> dict[str, Any] | None:

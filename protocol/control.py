@@ -51,6 +51,7 @@ ERROR_CODES: Final = frozenset(
         "unknown_device",
         "disabled",
         "stunned",
+        "rate_limited",
         "internal",
     }
 )

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable, Mapping, Set
 from typing import Any
 
+from gateway.budget import Budgets
 from gateway.control.affiliation import Affiliations, SosAlarms
 from gateway.control.announce import FloorAnnouncer
 from gateway.control.calls import CALL_IDLE_S, PrivateCalls
@@ -28,7 +29,7 @@ from gateway.floor import Floor, FloorConfig, FloorEvent, Priority
 from gateway.floors import FloorTable
 from gateway.metrics import Counters
 from gateway.relay import Relay
-from protocol import topics
+from protocol import limits, topics
 from protocol.control import (
     Affiliate,
     CommandAck,
@@ -45,6 +46,8 @@ from protocol.control import (
 
 log = logging.getLogger(__name__)
 _UNANSWERED = (CommandAck, ReceiverReport)  # requests the protocol never replies to
+_RESERVED = (FloorRelease, Sos)  # still handled over the budget, from the reserve (§5.1)
+_RESERVED_TYPES = (b'"floor_release"', b'"sos"')  # what a cheap look at the bytes can tell
 
 
 class ControlPlane:
@@ -75,6 +78,9 @@ class ControlPlane:
         self.calls = PrivateCalls(self.floors, self.floor_config, call_idle_s)
         self.timers = FloorTimers()
         self._announcer = FloorAnnouncer(self.floors, self.out)
+        # Per-device control budgets (§5.1), checked before a message is parsed.
+        self.budget = Budgets(limits.CONTROL_RATE, limits.CONTROL_BURST)
+        self.reserve = Budgets(limits.CONTROL_RESERVE_RATE, limits.CONTROL_RESERVE_BURST)
         for tg in directory.talkgroups:
             self._add_talkgroup(tg)
 
@@ -155,6 +161,16 @@ class ControlPlane:
 
     def _on_control(self, device: str, payload: bytes, now: float, wall_ms: int) -> None:
         self.counters.control_in += 1
+        reserved = False
+        if not self.budget.allow(device, now):
+            # Over budget: refused unparsed, unless it looks like a release or an SOS and the
+            # reserve has room (checked again once parsed). No JSON is read for the flood.
+            if not (
+                any(kind in payload for kind in _RESERVED_TYPES) and self.reserve.allow(device, now)
+            ):
+                self._rate_limited(device, payload, now, None)
+                return
+            reserved = True
         info = self.directory.get(device)
         if info is None:
             self.out.reject(
@@ -166,6 +182,9 @@ class ControlPlane:
             return
         try:
             request = parse_request(payload)
+            if reserved and not isinstance(request, _RESERVED):
+                self._rate_limited(device, payload, now, request)
+                return
             if not info.enabled:
                 raise ControlError(
                     "disabled",
@@ -178,6 +197,44 @@ class ControlPlane:
             self.out.reject(exc.code, device, "refused control from %s: %s", device, exc)
             if exc.reply:
                 self.out.reply(device, "error", re=exc.re_id, code=exc.code, message=exc.message)
+
+    def _rate_limited(
+        self, device: str, payload: bytes, now: float, request: Request | None
+    ) -> None:
+        """A control message over the device's budget: counted, logged once per device, and
+        answered with `error` `rate_limited` at most once per RATE_LIMITED_REPLY_INTERVAL_S (a
+        reply to every refused message would be a flood of its own); only then is the message
+        parsed, for its id. `ack` and `rr` are never answered (§5.1)."""
+        self.out.reject(
+            "rate_limited",
+            device,
+            "control messages from %s over its budget (%g/s, burst %d): refused and counted",
+            device,
+            limits.CONTROL_RATE,
+            limits.CONTROL_BURST,
+        )
+        if not self.budget.note(device, now, limits.RATE_LIMITED_REPLY_INTERVAL_S):
+            return
+        re_id: str | None = None
+        if request is None:
+            try:
+                request = parse_request(payload)
+            except ControlError as exc:
+                if not exc.reply:
+                    return
+                re_id = exc.re_id
+        if request is not None:
+            if isinstance(request, _UNANSWERED):
+                return
+            re_id = request.id
+        self.out.reply(
+            device,
+            "error",
+            re=re_id,
+            code="rate_limited",
+            message=f"over the control budget of {limits.CONTROL_RATE:g} messages/s "
+            f"(burst {limits.CONTROL_BURST}); refused, not handled",
+        )
 
     def _dispatch(self, info: DeviceInfo, request: Request, now: float, wall_ms: int) -> None:
         if isinstance(request, FloorRequest):

@@ -17,6 +17,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from gateway.budget import Budgets
 from gateway.log_once import LogOnce
 from gateway.tracking.alarms import AlarmEngine
 from gateway.tracking.config import TrackingConfig
@@ -39,7 +40,7 @@ from gateway.tracking.geofence import (
 from gateway.tracking.live import LiveTracker, StatusChange
 from gateway.tracking.model import Fix, StatusReport, TrackingEvent
 from gateway.tracking.store import PositionRow, fix_row
-from protocol import topics
+from protocol import limits, topics
 from protocol.control import ControlError, parse_status
 from protocol.ids import DEVICE_ID_RE
 from protocol.org import Organisation
@@ -70,6 +71,7 @@ def ingest_subscriptions(share_group: str | None) -> list[tuple[str, int]]:
 class IngestCounters:
     received: Counter[str] = field(default_factory=Counter)  # by format
     rejected: Counter[str] = field(default_factory=Counter)  # parse errors by reason
+    # ...and "rate_limited": over the sender's beacon budget (§7), refused before parsing
     # ...and "internal": a message the pipeline failed on (a bug), counted and skipped
     ignored: int = 0  # OwnTracks types other than location/lwt, foreign topics
 
@@ -117,6 +119,9 @@ class TrackingPipeline:
         self._dirty: dict[str, Fix] = {}
         self._last_push = 0.0
         self._failures = LogOnce(self.log, MAX_LOGGED_FAILURES)
+        # Per-sender beacon budget (§7): device id, or the OwnTracks topic before it is mapped.
+        self.budget = Budgets(limits.BEACON_RATE, limits.BEACON_BURST)
+        self._limited = LogOnce(self.log)
 
     def set_fences(self, custom: Iterable[GeofenceSpec]) -> None:
         """Grids of the organisation plus these custom fences."""
@@ -132,10 +137,16 @@ class TrackingPipeline:
                 device, _, rest = topic[len(topics.DEV_PREFIX) :].partition("/")
                 if rest == "gps":
                     self.counters.received["native"] += 1
+                    if not self.budget.allow(device, now):
+                        self._rate_limited(device)
+                        return
                     self._check_device(device)
                     self._offer(parse_native(device, payload, now), now)
                 elif rest == "nmea":
                     self.counters.received["nmea"] += 1
+                    if not self.budget.allow(device, now):
+                        self._rate_limited(device)
+                        return
                     self._check_device(device)
                     for fix in parse_nmea(device, payload, now):
                         self._offer(fix, now)
@@ -145,6 +156,9 @@ class TrackingPipeline:
                     self.counters.ignored += 1
             elif topic.startswith(OWNTRACKS_ROOT + "/"):
                 self.counters.received["owntracks"] += 1
+                if not self.budget.allow(topic, now):
+                    self._rate_limited(topic)
+                    return
                 result = parse_owntracks(topic, payload, now, self.owntracks)
                 if isinstance(result, Fix):
                     self._offer(result, now)
@@ -159,6 +173,17 @@ class TrackingPipeline:
             self.log.debug("beacon on %s refused: %s", topic, exc)
         except Exception as exc:  # a bug, not bad input: it must not cost the next messages
             self.internal_error(topic, exc)
+
+    def _rate_limited(self, sender: str) -> None:
+        """A beacon over its sender's budget: counted, logged once per sender, not parsed."""
+        self.counters.rejected["rate_limited"] += 1
+        self._limited.warning(
+            sender,
+            "beacons from %s over the budget (%g/s, burst %d): refused and counted",
+            sender,
+            limits.BEACON_RATE,
+            limits.BEACON_BURST,
+        )
 
     def internal_error(self, topic: str, exc: Exception) -> None:
         """Count a message the pipeline failed on as rejected (`internal`) and log it with its

@@ -186,6 +186,7 @@ def test_floor_broadcasts_late_entry_and_peer_status() -> None:
     assert peer == PeerStatus("T001", {"v": 1, "state": "online"})
     assert s.on_message("xixin/v1/dev/D001/ctrl/down", b"[1]") == Dropped("bad_json")
     assert s.on_message("elsewhere", b"{}") == Dropped("unknown_topic")
+    assert s.counters.unknown_topic == 1, "every drop is counted"
 
 
 def test_commands_stun_and_revive() -> None:

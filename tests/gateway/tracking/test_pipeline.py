@@ -18,6 +18,7 @@ from gateway.tracking.config import (
 from gateway.tracking.errors import TrackingError
 from gateway.tracking.live import LiveConfig
 from gateway.tracking.pipeline import TrackingPipeline, ingest_subscriptions
+from protocol import limits
 from protocol.org import default_org
 
 ORG = default_org()
@@ -230,3 +231,20 @@ def test_a_message_the_pipeline_fails_on_is_counted_logged_once_and_skipped(
     (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "T666" in record.getMessage() and record.exc_info is not None
     assert isinstance(record.exc_info[1], RuntimeError)
+
+
+def test_beacons_over_the_senders_budget_are_refused_and_counted() -> None:
+    p = pipeline(require_provisioned=False)
+    burst = limits.BEACON_BURST
+    for i in range(burst + 5):  # a full offline store at once passes; past the burst, refused
+        p.handle("xixin/v1/dev/T001/gps", gps(T0 - 3000 + i, G1), T0)
+    assert len(p.take_rows()) == burst
+    assert p.counters.rejected == {"rate_limited": 5}
+    assert p.counters.received["native"] == burst + 5
+    p.handle("xixin/v1/dev/T002/gps", gps(T0, G2), T0)  # another sender is not touched
+    p.handle("xixin/v1/dev/T001/nmea", b"not even nmea", T0)  # nor parsed when over budget
+    p.handle("owntracks/u/phone", b"{}", T0)
+    assert len(p.take_rows()) == 1
+    assert p.counters.rejected == {"rate_limited": 6, "unknown_device": 1}  # parsed: in budget
+    p.handle("xixin/v1/dev/T001/gps", gps(T0, G1), T0 + 1.0)
+    assert len(p.take_rows()) == 1, "the budget refills at its rate"
