@@ -256,7 +256,9 @@ class ManagedBroker:
             # its manual calls "no maximum": a count too large to matter instead.)
             "max_queued_messages 100000000",
             f"max_queued_bytes {MAX_QUEUED_BYTES}",
-            "max_inflight_messages 100",
+            # QoS 1 messages unacknowledged at once per client: the ingest acknowledges beacons
+            # only once they are stored (tens of ms later), so it needs a wide window.
+            "max_inflight_messages 20000",
             "sys_interval 1",  # $SYS counters the gateway watches (broker_stats.py)
             "max_packet_size 65536",
             "set_tcp_nodelay true",

@@ -22,6 +22,10 @@ process dies; `xixin up` always gives one (`data_dir/journal/<name>`).
 
 Stopping writes what is in memory; if the database is down then, memory (and the batch in
 flight) goes to the front of the journal and the thread ends — the next start writes it.
+
+`submit(items, on_durable)`: `on_durable()` is called (on the writer thread) once every item of
+that submission is committed or in the journal — the moment its sender may be told it is kept
+(the tracking ingest sends its MQTT acks then).
 """
 
 from __future__ import annotations
@@ -42,6 +46,24 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _STOP: Final = None
+
+
+class _Pending:
+    """The items of one submission not yet durable, and whom to tell when none are left."""
+
+    __slots__ = ("done", "remaining")
+
+    def __init__(self, done: Callable[[], None], remaining: int) -> None:
+        self.done = done
+        self.remaining = remaining
+
+    def settle(self, count: int) -> None:
+        self.remaining -= count
+        if self.remaining == 0:
+            self.done()
+
+
+_Chunk = tuple[list[T], "_Pending | None"]
 _FIRST_SEQ: Final = 10**11  # room below for segments spilled to the front at stop
 _SUFFIX: Final = ".jsonl"
 
@@ -249,7 +271,7 @@ class DurableWriter(Generic[T]):
         self._decode = decode
         self.journal_dir = journal_dir
         self._journal: Journal[T] | None = None
-        self._inbox: queue.SimpleQueue[list[T] | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Chunk[T] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
@@ -258,9 +280,10 @@ class DurableWriter(Generic[T]):
         # Counters: `_submitted` under the lock (any thread); the rest by the writer thread.
         self._submitted = 0
         self._taken = 0
-        self._memory: collections.deque[list[T]] = collections.deque()
+        self._memory: collections.deque[_Chunk[T]] = collections.deque()
         self._memory_items = 0
         self._batch: list[T] | None = None
+        self._batch_pending: list[tuple[_Pending, int]] = []  # whose items the batch holds
         self._batch_seq: int | None = None  # the journal segment the batch came from
         self.written = 0
         self.batches = 0
@@ -279,12 +302,17 @@ class DurableWriter(Generic[T]):
         self._started = True
         self._thread.start()
 
-    def submit(self, items: list[T]) -> None:
-        """Queue items for writing: O(1), never blocks, never drops."""
-        if items:
-            with self._lock:
-                self._submitted += len(items)
-            self._inbox.put(items)
+    def submit(self, items: list[T], on_durable: Callable[[], None] | None = None) -> None:
+        """Queue items for writing: O(1), never blocks, never drops. `on_durable` is called
+        on the writer thread once they are all committed or journalled (at once for none)."""
+        if not items:
+            if on_durable is not None:
+                on_durable()
+            return
+        with self._lock:
+            self._submitted += len(items)
+        pending = None if on_durable is None else _Pending(on_durable, len(items))
+        self._inbox.put((items, pending))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Write what is in memory (or journal it if the database is down), then stop."""
@@ -415,7 +443,7 @@ class DurableWriter(Generic[T]):
 
     def _absorb(self) -> None:
         """Take everything queued now, without waiting."""
-        chunks: list[list[T] | None] = []
+        chunks: list[_Chunk[T] | None] = []
         while True:
             try:
                 chunks.append(self._inbox.get_nowait())
@@ -424,49 +452,67 @@ class DurableWriter(Generic[T]):
         if chunks:
             self._accept(chunks)
 
-    def _accept(self, chunks: list[list[T] | None]) -> None:
+    def _accept(self, chunks: list[_Chunk[T] | None]) -> None:
         """Into memory, or past the bound (or behind a non-empty journal) into the journal."""
         journal = self._journal
         spill: list[T] = []
+        spilled: list[_Chunk[T]] = []
         for chunk in chunks:
             if chunk is None:
                 self._stopping = True
                 continue
-            self._taken += len(chunk)
+            items = chunk[0]
+            self._taken += len(items)
             if journal is not None and (
-                spill or journal.items or self._memory_items + len(chunk) > self.memory_limit
+                spill or journal.items or self._memory_items + len(items) > self.memory_limit
             ):
-                spill.extend(chunk)
+                spill.extend(items)
+                spilled.append(chunk)
             else:
                 self._memory.append(chunk)
-                self._memory_items += len(chunk)
+                self._memory_items += len(items)
         if spill:
             assert journal is not None
             try:
                 journal.append(spill)
-                self.spilled += len(spill)
             except Exception:  # disk full or gone: hold them in memory rather than lose them
                 self.internal_errors += 1
                 self.log.exception(
                     "%s: cannot append %d %s to the journal; holding them in memory",
                     self.label, len(spill), self.noun,
                 )  # fmt: skip
-                self._memory.append(spill)
+                self._memory.extend(spilled)
                 self._memory_items += len(spill)
+                return
+            self.spilled += len(spill)
+            for items, pending in spilled:  # in the journal, fsync'd: kept
+                if pending is not None:
+                    pending.settle(len(items))
 
     def _take_memory(self) -> None:
         batch: list[T] = []
+        owners: list[tuple[_Pending, int]] = []
         memory = self._memory
         while memory and len(batch) < self.max_batch:
-            chunk = memory[0]
+            items, pending = memory[0]
             room = self.max_batch - len(batch)
-            if len(chunk) <= room:
-                batch.extend(memory.popleft())
+            if len(items) <= room:
+                memory.popleft()
+                taken = items
             else:
-                batch.extend(chunk[:room])
-                memory[0] = chunk[room:]
+                taken = items[:room]
+                memory[0] = (items[room:], pending)
+            batch.extend(taken)
+            if pending is not None:
+                owners.append((pending, len(taken)))
         self._memory_items -= len(batch)
         self._batch, self._batch_seq = batch, None
+        self._batch_pending = owners
+
+    def _settle_batch(self) -> None:
+        owners, self._batch_pending = self._batch_pending, []
+        for pending, count in owners:
+            pending.settle(count)
 
     def _take_journal(self) -> None:
         assert self._journal is not None
@@ -490,6 +536,7 @@ class DurableWriter(Generic[T]):
         if self._batch_seq is not None:
             assert self._journal is not None
             self._journal.remove(self._batch_seq)
+        self._settle_batch()
         self._batch, self._batch_seq = None, None
         self.written += len(batch)
         self.batches += 1
@@ -553,10 +600,14 @@ class DurableWriter(Generic[T]):
         items: list[T] = []
         if self._batch is not None and self._batch_seq is None:
             items.extend(self._batch)
-        for chunk in self._memory:
+        for chunk, _ in self._memory:
             items.extend(chunk)
         self._journal.prepend(items)
         self.spilled += len(items)
+        self._settle_batch()
+        for chunk, pending in self._memory:
+            if pending is not None:
+                pending.settle(len(chunk))
         self._memory.clear()
         self._memory_items = 0
         self._batch, self._batch_seq = None, None

@@ -138,6 +138,7 @@ class GatewayService:
         self.tracking = TrackingService(
             self.engine, self.org, self.registry, BrokerAccount(address, user, password),
             self.hub, self.config.tracking, journal_dir=self.journal_dir, logger=self.log,
+            client_id_prefix=f"xixin-ingest-{self.config.instance}",
         )  # fmt: skip
         self.runner = GatewayRunner(
             settings,

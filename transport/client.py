@@ -170,8 +170,11 @@ class MqttClient:
         self._run_task: asyncio.Task[None] | None = None
         self.session_present = False  # the broker resumed our session at the last CONNACK
         # With manual_ack: the packet id of the QoS 1 message being handled (None for QoS 0),
-        # to pass to ack() with `connections` (acks are valid on their own connection only).
+        # to pass to ack() with `epoch` (acks are valid on their own connection only).
         self.current_packet_id: int | None = None
+        # Counts CONNACKs as they are parsed, before connect() resumes: a resumed session's
+        # resent messages arrive in the same read as the CONNACK and belong to the new one.
+        self.epoch = 0
 
     @property
     def is_connected(self) -> bool:
@@ -535,12 +538,12 @@ class MqttClient:
                 self.handle_control_packet(packet)
         self.rx_buffer = buffer[offset:] if offset < end else b""
 
-    def ack(self, connection: int, packet_ids: Sequence[int]) -> int:
-        """With manual_ack: acknowledge QoS 1 messages the application has kept. `connection`
-        is `connections` when they arrived: after a reconnect the broker resends what was not
+    def ack(self, epoch: int, packet_ids: Sequence[int]) -> int:
+        """With manual_ack: acknowledge QoS 1 messages the application has kept. `epoch` is
+        `self.epoch` when they arrived: after a reconnect the broker resends what was not
         acknowledged, so acks for an earlier connection are dropped (the ids may be reused).
         Returns how many acks were sent."""
-        if connection != self.connections or not self._connected.is_set() or not packet_ids:
+        if epoch != self.epoch or not self._connected.is_set() or not packet_ids:
             return 0
         self.send_packet(b"".join(mqtt5.PubAckPacket(pid).write() for pid in packet_ids))
         return len(packet_ids)
@@ -557,6 +560,7 @@ class MqttClient:
         """Handle a received packet that is not a PUBLISH: CONNACK, the acks of our requests,
         DISCONNECT (ConnectionLostError); PINGRESP and anything else need nothing."""
         if isinstance(packet, mqtt5.ConnAckPacket):
+            self.epoch += 1
             if self._connack is not None and not self._connack.done():
                 self._connack.set_result(packet)
         elif isinstance(packet, mqtt5.PubAckPacket | mqtt5.SubAckPacket | mqtt5.UnsubAckPacket):

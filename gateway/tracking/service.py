@@ -94,7 +94,8 @@ class TrackingService:
         the backlog in memory only."""
         self.engine = engine
         # MQTT client ids must be unique on the broker: several processes need their own.
-        self.client_id_prefix = client_id_prefix or f"xixin-ingest-{id(self) & 0xFFFF:04x}"
+        # Stable: the broker keeps the ingest's persistent sessions by client id.
+        self.client_id_prefix = client_id_prefix or "xixin-ingest"
         self.org = org
         self.registry = registry
         self.broker = broker

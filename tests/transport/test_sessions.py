@@ -28,8 +28,8 @@ def test_unacknowledged_messages_come_back_and_queued_ones_wait(mosquitto: Manag
             assert [p for p, _ in received] == [b"%d" % n for n in range(10)]
             # Keep (acknowledge) the first five only, then vanish without a DISCONNECT.
             ids = [pid for _, pid in received[:5] if pid is not None]
-            assert first.ack(first.connections, ids) == 5
-            assert first.ack(first.connections - 1, ids) == 0  # another connection's: dropped
+            assert first.ack(first.epoch, ids) == 5
+            assert first.ack(first.epoch - 1, ids) == 0  # another connection's: dropped
             await publisher.publish("s/x", b"sync", qos=1)  # the acks reach the broker first
             assert (await asyncio.wait_for(got.get(), 10))[0] == b"sync"
             first.abort()

@@ -68,6 +68,7 @@ class WorkerSpec:
     share_group: str
     accept_unprovisioned: bool
     log_level: str
+    name: str = "workers"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,6 +96,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_org(parser)
     parser.add_argument("--tracking", type=Path, help="tracking settings YAML")
     parser.add_argument("--share-group", help="shared-subscription group (default: the config's)")
+    parser.add_argument(
+        "--name",
+        default="workers",
+        help="the workers' name on the broker: client ids xixin-ingest-NAME-W-C, persistent "
+        "sessions the broker keeps (and queues beacons for) while they are away; keep it the "
+        "same across restarts, and different for two `xixin ingest` on one broker "
+        "(default: workers)",
+    )
     parser.add_argument(
         "--accept-unprovisioned",
         action="store_true",
@@ -142,6 +151,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             connections=args.connections,
             share_group=args.share_group or config.share_group,
             accept_unprovisioned=args.accept_unprovisioned,
+            name=args.name,
             log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
         )
         migrate(db_url)
@@ -270,7 +280,7 @@ def worker_main(spec: WorkerSpec, index: int, counters: Any, parent: int) -> Non
         BrokerAccount(BrokerAddress.parse(spec.broker_url), spec.username, spec.password),
         None,
         config,
-        client_id_prefix=f"xixin-ingest-{os.getpid()}",
+        client_id_prefix=f"xixin-ingest-{spec.name}-{index + 1}",
         logger=logging.getLogger(f"xixin.ingest.{index + 1}"),
     )
     base = index * _FIELDS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -25,7 +26,9 @@ class FakeWriter:
     def __init__(self) -> None:
         self.rows: list[PositionRow] = []
 
-    def submit(self, rows: list[PositionRow]) -> None:
+    def submit(
+        self, rows: list[PositionRow], on_durable: Callable[[], None] | None = None
+    ) -> None:
         self.rows += rows
 
 
