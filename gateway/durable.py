@@ -615,3 +615,36 @@ class DurableWriter(Generic[T]):
             "%s: stopping while the database is down; %d %s kept in the journal %s",
             self.label, self._journal.items, self.noun, self._journal.directory,
         )  # fmt: skip
+
+
+class DurableWrapper(Generic[T]):
+    """What a writer built on a DurableWriter (`self.core`) shows health and metrics."""
+
+    core: DurableWriter[T]
+
+    @property
+    def failures(self) -> int:
+        return self.core.failures
+
+    @property
+    def batches(self) -> int:
+        return self.core.batches
+
+    @property
+    def alive(self) -> bool:
+        return self.core.alive
+
+    @property
+    def backlog(self) -> int:
+        return self.core.backlog
+
+    @property
+    def journal_items(self) -> int:
+        return self.core.journal_items
+
+    @property
+    def outage_s(self) -> float:
+        return self.core.outage_s
+
+    def problem(self) -> str | None:
+        return self.core.problem()

@@ -12,7 +12,7 @@ from typing import Any, Final
 import msgspec
 import sqlalchemy
 
-from gateway.durable import DurableWriter
+from gateway.durable import DurableWrapper, DurableWriter
 from gateway.events import GatewayEvent
 from gateway.store.schema import floor_events, presence_events
 
@@ -34,7 +34,7 @@ def decode_event(line: bytes) -> GatewayEvent:
     return GatewayEvent(kind, device, wall_ms, data)
 
 
-class EventWriter:
+class EventWriter(DurableWrapper[GatewayEvent]):
     """One thread owns the database writes; `submit` never blocks the event loop, never drops.
 
     A `DurableWriter` (gateway/durable.py): a failed batch (database locked or down) is retried
@@ -88,28 +88,11 @@ class EventWriter:
         """Events lost: only ones the journal could not encode (logged); never a full queue."""
         return self.core.lost
 
-    @property
-    def failures(self) -> int:
-        return self.core.failures
 
-    @property
-    def alive(self) -> bool:
-        return self.core.alive
 
-    @property
-    def backlog(self) -> int:
-        return self.core.backlog
 
-    @property
-    def journal_items(self) -> int:
-        return self.core.journal_items
 
-    @property
-    def outage_s(self) -> float:
-        return self.core.outage_s
 
-    def problem(self) -> str | None:
-        return self.core.problem()
 
     def _write(self, batch: list[GatewayEvent]) -> None:
         """Store a batch in one transaction, or raise (the writer retries the same batch)."""

@@ -25,9 +25,9 @@ def mosquitto(tmp_path: Path) -> Iterator[ManagedBroker]:
         broker.stop()
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PostgresCluster]:
-    """One PostgreSQL server for the session; tests create their own databases in it."""
+def private_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server on a free loopback port, stopped by PID and removed after; the test
+    is skipped where PostgreSQL is not installed."""
     try:
         cluster = PostgresCluster()
     except PostgresUnavailable as exc:
@@ -38,3 +38,9 @@ def pg_cluster() -> Iterator[PostgresCluster]:
     finally:
         cluster.stop()
         cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One PostgreSQL server for the session; tests create their own databases in it."""
+    yield from private_cluster()

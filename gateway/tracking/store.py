@@ -22,7 +22,7 @@ import msgspec
 import sqlalchemy
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.durable import DurableWriter
+from gateway.durable import DurableWrapper, DurableWriter
 from gateway.tracking.errors import TrackingStoreError
 from gateway.tracking.model import Fix, TrackPoint
 
@@ -160,7 +160,7 @@ def decode_row(line: bytes) -> PositionRow:
     return row
 
 
-class PositionWriter:
+class PositionWriter(DurableWrapper[PositionRow]):
     """One thread owns position writes; `submit` never blocks the MQTT reader.
 
     A `DurableWriter` (gateway/durable.py): rows wait in memory until committed; a failed batch
@@ -230,32 +230,12 @@ class PositionWriter:
         """Rows submitted and not yet committed (memory and journal)."""
         return self.core.backlog
 
-    @property
-    def failures(self) -> int:
-        return self.core.failures
 
-    @property
-    def batches(self) -> int:
-        return self.core.batches
 
-    @property
-    def alive(self) -> bool:
-        return self.core.alive
 
-    @property
-    def backlog(self) -> int:
-        return self.core.backlog
 
-    @property
-    def journal_items(self) -> int:
-        return self.core.journal_items
 
-    @property
-    def outage_s(self) -> float:
-        return self.core.outage_s
 
-    def problem(self) -> str | None:
-        return self.core.problem()
 
 
 @contextlib.contextmanager

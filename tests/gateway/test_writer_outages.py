@@ -19,7 +19,8 @@ from gateway.store.db import create_db_engine, migrate
 from gateway.store.schema import floor_events
 from gateway.tracking.model import Fix
 from gateway.tracking.store import PositionReader, PositionWriter, fix_row
-from xixin.pgcluster import PostgresCluster, PostgresUnavailable
+from tests.conftest import private_cluster
+from xixin.pgcluster import PostgresCluster
 
 DEADLINE_S = 120.0
 T0 = 1_764_300_000.0
@@ -38,16 +39,7 @@ def until(
 @pytest.fixture
 def own_cluster() -> Iterator[PostgresCluster]:
     """A PostgreSQL server of this test's own: it is stopped and started in the middle."""
-    try:
-        cluster = PostgresCluster()
-    except PostgresUnavailable as exc:
-        pytest.skip(f"PostgreSQL is not installed: {exc}")
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-        cluster.remove()
+    yield from private_cluster()
 
 
 def positions(start: int, count: int) -> list[Any]:
