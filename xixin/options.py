@@ -257,6 +257,20 @@ def database_url(args: argparse.Namespace, *, required: bool) -> str | None:
     return None
 
 
+def add_gateway_account(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--gateway-user` and `--gateway-password-file`: the gateway's account on a broker."""
+    parser.add_argument(
+        "--gateway-user",
+        default=os.environ.get("XIXIN_GATEWAY_USER"),
+        help=f"the gateway's broker account {what} (default: $XIXIN_GATEWAY_USER)",
+    )
+    parser.add_argument(
+        "--gateway-password-file",
+        type=Path,
+        help="a file (0600) with its password (default: $XIXIN_GATEWAY_PASSWORD)",
+    )
+
+
 def gateway_password(path: Path | None) -> str | None:
     """The gateway's password on an external broker: from a file, else $XIXIN_GATEWAY_PASSWORD."""
     if path is not None:

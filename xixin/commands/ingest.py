@@ -37,6 +37,7 @@ from xixin.logs import setup_logging
 from xixin.options import (
     DURATION_HELP,
     add_database,
+    add_gateway_account,
     add_org,
     database_url,
     duration,
@@ -83,16 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--connections", type=int, default=1, help="MQTT connections per worker (default 1)"
     )
-    parser.add_argument(
-        "--user",
-        default=os.environ.get("XIXIN_GATEWAY_USER"),
-        help="broker account of the workers (default: $XIXIN_GATEWAY_USER)",
-    )
-    parser.add_argument(
-        "--password-file",
-        type=Path,
-        help="a file (0600) with its password (default: $XIXIN_GATEWAY_PASSWORD)",
-    )
+    add_gateway_account(parser, "the workers log in with")
     add_org(parser)
     parser.add_argument("--tracking", type=Path, help="tracking settings YAML")
     parser.add_argument("--share-group", help="shared-subscription group (default: the config's)")
@@ -144,8 +136,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         spec = WorkerSpec(
             broker_url=args.broker,
             db_url=db_url,
-            username=args.user,
-            password=gateway_password(args.password_file),
+            username=args.gateway_user,
+            password=gateway_password(args.gateway_password_file),
             org=args.org,
             tracking_path=args.tracking,
             connections=args.connections,

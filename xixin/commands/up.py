@@ -26,6 +26,7 @@ from xixin.errors import EXPECTED_OR_OS_ERRORS
 from xixin.options import (
     DURATION_HELP,
     add_database,
+    add_gateway_account,
     add_org,
     data_dir_option,
     database_url,
@@ -84,16 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "PEM (`xixin certs client` makes them; the password is still required)",
     )
     up.add_argument("--broker", help="use an external MQTT 5 broker, mqtt(s)://host:port")
-    up.add_argument(
-        "--gateway-user",
-        default=os.environ.get("XIXIN_GATEWAY_USER"),
-        help="the gateway's account on an external broker (default: $XIXIN_GATEWAY_USER)",
-    )
-    up.add_argument(
-        "--gateway-password-file",
-        type=Path,
-        help="a file (0600) with its password (default: $XIXIN_GATEWAY_PASSWORD)",
-    )
+    add_gateway_account(up, "on an external broker")
     up.add_argument(
         "--http-host",
         default="127.0.0.1",
