@@ -292,12 +292,28 @@ class ManagedBroker:
         try:
             if self._adopt_stale():
                 return
+            self._check_ports_free()
             self.write_config()
             self._spawn()
         except BaseException:
             self._release()
             raise
         self._wait_listening(timeout)
+
+    def _check_ports_free(self) -> None:
+        """One clear line for a listener port already taken (another broker, another gateway),
+        rather than mosquitto's exit."""
+        for item in self.listeners:
+            family = socket.AF_INET6 if ":" in item.host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((item.host, item.port))
+                except OSError as exc:
+                    raise BrokerError(
+                        f"cannot listen for terminals on {item.url}: {os.strerror(exc.errno or 0)}"
+                        " (another broker or gateway?); choose another --mqtt-listen"
+                    ) from exc
 
     def _spawn(self) -> None:
         executable = find_mosquitto()

@@ -16,7 +16,13 @@ from pathlib import Path
 import mqtt5
 import pytest
 
-from gateway.broker import BrokerNotInstalledError, ManagedBroker, free_port, process_running
+from gateway.broker import (
+    BrokerError,
+    BrokerNotInstalledError,
+    ManagedBroker,
+    free_port,
+    process_running,
+)
 from gateway.locks import LockedError
 from transport.address import BrokerAddress
 from transport.client import MqttClient
@@ -232,3 +238,14 @@ def test_a_healthy_broker_left_by_a_killed_gateway_is_taken_over_with_its_queue(
     finally:
         second.stop()
     assert not process_running(left)  # stopped like a broker of our own
+
+
+def test_a_terminal_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        broker = ManagedBroker(tmp_path, port=port)
+        with pytest.raises(BrokerError, match=f"cannot listen for terminals on mqtt://127.0.0.1:{port}"):
+            broker.start()
+    assert broker.pid is None
