@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/run.py [--quick] [--only relay,codec,...]
 
-Full runs write the committed results in bench/results/<name>.json. Quick runs (each <= 45 s)
-write to bench/results/tmp/ (ignored by git), so a smoke run never replaces a full result.
+Full runs write the committed results in bench/results/<name>.json. Quick runs (each <= 45 s,
+soak <= 2 min) write to bench/results/tmp/ (ignored by git), so a smoke run never replaces a full
+result.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["relay", "codec", "fleet", "ingest", "replay"]
+BENCHMARKS = ["relay", "codec", "fleet", "ingest", "replay", "soak"]
 
 
 def summary(name: str, result: dict[str, object]) -> str:
@@ -27,6 +28,7 @@ def summary(name: str, result: dict[str, object]) -> str:
         "fleet": ["max_terminals_per_process"],
         "ingest": [],
         "replay": [],
+        "soak": ["lost", "max_backlog", "rss_start_mb", "rss_end_mb", "targets_met"],
     }[name]
     parts = [f"{key}={result[key]}" for key in keys if key in result]
     rows = result.get("rows")
@@ -37,7 +39,9 @@ def summary(name: str, result: dict[str, object]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="every benchmark in <= 45 s")
+    parser.add_argument(
+        "--quick", action="store_true", help="every benchmark in <= 45 s (soak <= 2 min)"
+    )
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHMARKS)}")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else BENCHMARKS
