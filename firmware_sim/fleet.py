@@ -240,9 +240,16 @@ class Worker:
         connected_at_end = self.connected()
         lag = (self.lag.percentile(50), self.lag.percentile(99), max(self.lag.samples, default=0.0))
         self.lag.stop()
-        await self._drain_beacons(options.drain_s)
-        await asyncio.gather(*(t.shutdown() for t in self.terminals), return_exceptions=True)
+        # No new fixes or talk from here: the beacons in flight are acknowledged (the gateway
+        # acks them once stored, tens of ms later), then counted again.
         self.scheduler.stop()
+        await self._drain_beacons(options.drain_s)
+        drained = self._counts()
+        counts["beacons_taken"], counts["beacons_acked"] = (
+            drained["beacons_taken"],
+            drained["beacons_acked"],
+        )
+        await asyncio.gather(*(t.shutdown() for t in self.terminals), return_exceptions=True)
         window = window1 - window0
         cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
         report = self._report(counts, base, window)

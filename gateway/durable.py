@@ -273,6 +273,10 @@ class DurableWriter(Generic[T]):
         self._journal: Journal[T] | None = None
         self._inbox: queue.SimpleQueue[_Chunk[T] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        # Held by the writer thread while items move between queue, memory, batch and journal
+        # (an append with its fsync included), so `backlog` is never read in mid-move; never
+        # taken by submit(), which must not wait.
+        self._count_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
         self._stop_requested = False
@@ -346,6 +350,10 @@ class DurableWriter(Generic[T]):
     @property
     def backlog(self) -> int:
         """Items submitted and not yet committed: queued, in memory, in flight, journalled."""
+        with self._count_lock:
+            return self._backlog()
+
+    def _backlog(self) -> int:
         batch = self._batch
         queued = self._submitted - self._taken
         in_flight = len(batch) if batch is not None and self._batch_seq is None else 0
@@ -454,6 +462,10 @@ class DurableWriter(Generic[T]):
 
     def _accept(self, chunks: list[_Chunk[T] | None]) -> None:
         """Into memory, or past the bound (or behind a non-empty journal) into the journal."""
+        with self._count_lock:  # `backlog` sees the items queued, in memory or journalled
+            self._accept_counted(chunks)
+
+    def _accept_counted(self, chunks: list[_Chunk[T] | None]) -> None:
         journal = self._journal
         spill: list[T] = []
         spilled: list[_Chunk[T]] = []
@@ -462,7 +474,6 @@ class DurableWriter(Generic[T]):
                 self._stopping = True
                 continue
             items = chunk[0]
-            self._taken += len(items)
             if journal is not None and (
                 spill or journal.items or self._memory_items + len(items) > self.memory_limit
             ):
@@ -471,6 +482,7 @@ class DurableWriter(Generic[T]):
             else:
                 self._memory.append(chunk)
                 self._memory_items += len(items)
+                self._taken += len(items)
         if spill:
             assert journal is not None
             try:
@@ -483,13 +495,19 @@ class DurableWriter(Generic[T]):
                 )  # fmt: skip
                 self._memory.extend(spilled)
                 self._memory_items += len(spill)
+                self._taken += len(spill)
                 return
+            self._taken += len(spill)
             self.spilled += len(spill)
             for items, pending in spilled:  # in the journal, fsync'd: kept
                 if pending is not None:
                     pending.settle(len(items))
 
     def _take_memory(self) -> None:
+        with self._count_lock:
+            self._take_memory_counted()
+
+    def _take_memory_counted(self) -> None:
         batch: list[T] = []
         owners: list[tuple[_Pending, int]] = []
         memory = self._memory
@@ -533,11 +551,12 @@ class DurableWriter(Generic[T]):
         except Exception as exc:
             self._failed(exc)
             return
-        if self._batch_seq is not None:
-            assert self._journal is not None
-            self._journal.remove(self._batch_seq)
+        with self._count_lock:
+            if self._batch_seq is not None:
+                assert self._journal is not None
+                self._journal.remove(self._batch_seq)
+            self._batch, self._batch_seq = None, None
         self._settle_batch()
-        self._batch, self._batch_seq = None, None
         self.written += len(batch)
         self.batches += 1
         self._attempts = 0
@@ -600,17 +619,19 @@ class DurableWriter(Generic[T]):
         items: list[T] = []
         if self._batch is not None and self._batch_seq is None:
             items.extend(self._batch)
-        for chunk, _ in self._memory:
+        memory = list(self._memory)
+        for chunk, _ in memory:
             items.extend(chunk)
-        self._journal.prepend(items)
+        with self._count_lock:
+            self._journal.prepend(items)
+            self._memory.clear()
+            self._memory_items = 0
+            self._batch, self._batch_seq = None, None
         self.spilled += len(items)
         self._settle_batch()
-        for chunk, pending in self._memory:
+        for chunk, pending in memory:
             if pending is not None:
                 pending.settle(len(chunk))
-        self._memory.clear()
-        self._memory_items = 0
-        self._batch, self._batch_seq = None, None
         self.log.warning(
             "%s: stopping while the database is down; %d %s kept in the journal %s",
             self.label, self._journal.items, self.noun, self._journal.directory,
