@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["relay", "codec", "fleet", "ingest", "replay", "soak"]
+BENCHMARKS = ["relay", "codec", "fleet", "ingest", "replay", "soak", "faults"]
 
 
 def summary(name: str, result: dict[str, object]) -> str:
@@ -29,6 +29,7 @@ def summary(name: str, result: dict[str, object]) -> str:
         "ingest": [],
         "replay": [],
         "soak": ["lost", "max_backlog", "rss_start_mb", "rss_end_mb", "targets_met"],
+        "faults": ["all_meet_targets"],
     }[name]
     parts = [f"{key}={result[key]}" for key in keys if key in result]
     rows = result.get("rows")
