@@ -243,3 +243,15 @@ def test_submit_never_blocks_and_without_a_journal_memory_holds_everything(
     store.down = False
     until(lambda: len(store.rows) == 50, "all written")
     assert store.rows == list(range(50))
+
+
+def test_a_failure_is_logged_without_the_sql_or_its_parameters() -> None:
+    import sqlalchemy
+
+    from gateway.durable import _brief
+
+    error = sqlalchemy.exc.OperationalError(
+        "INSERT INTO track_events VALUES (?, ?)", ("T002", 30.87), Exception("database is locked")
+    )
+    assert _brief(error) == "database is locked"
+    assert _brief(RuntimeError("one\ntwo")) == "one"
