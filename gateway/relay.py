@@ -141,11 +141,11 @@ class Relay:
 
     def _route(self, topic: str) -> tuple[Floor, str, str, _Downlink] | None:
         """Parse an uplink topic once; later frames on it find the route by lookup."""
-        parts = topic.split("/")
-        if len(parts) != 6 or parts[4] != "up":
+        parsed = topics.talkgroup_uplink(topic)
+        if parsed is None:
             self._drop("bad_topic", topic)
             return None
-        tg = parts[3]
+        tg, device = parsed
         known = self._talkgroups.get(tg)
         if known is None:
             self._drop("unknown_talkgroup", topic)
@@ -153,7 +153,7 @@ class Relay:
         if len(self._routes) >= _MAX_ROUTES:
             self._routes.clear()
         floor, downlink = known
-        route = self._routes[topic] = (floor, tg, parts[5], downlink)
+        route = self._routes[topic] = (floor, tg, device, downlink)
         return route
 
     def call_frame(self, device: str, payload: bytes) -> None:

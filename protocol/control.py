@@ -39,7 +39,7 @@ REPLY_TYPES: Final = frozenset(
 )
 # Dispatcher commands (§5.4).
 COMMANDS: Final = frozenset({"text", "assign", "stun", "revive", "config", "monitor"})
-# Error codes of `error` replies and refused messages (§5.1).
+# Error codes of `error` replies and refused messages (§5.2; `bad_rr` is never answered).
 ERROR_CODES: Final = frozenset(
     {
         "bad_json",
@@ -50,9 +50,7 @@ ERROR_CODES: Final = frozenset(
         "bad_rr",
         "unknown_device",
         "disabled",
-        "stunned",
         "rate_limited",
-        "internal",
     }
 )
 

@@ -133,6 +133,26 @@ def talkgroup_topic(topic: str) -> tuple[str, str] | None:
     return tg, rest
 
 
+def talkgroup_uplink(topic: str) -> tuple[str, str] | None:
+    """`xixin/v1/tg/{tg}/up/{dev}` -> (tg, dev), else None."""
+    parsed = talkgroup_topic(topic)
+    if parsed is None:
+        return None
+    tg, rest = parsed
+    kind, _, device_id = rest.partition("/")
+    if kind != "up" or not device_id or "/" in device_id:
+        return None
+    return tg, device_id
+
+
+def owntracks_topic(topic: str) -> tuple[str, str] | None:
+    """`owntracks/{user}/{device}` -> (user, device); sub-topics (…/event, …/cmd) -> None."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != OWNTRACKS_ROOT or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
 def gateway_status_instance(topic: str) -> str | None:
     """The instance of a `xixin/v1/gw/{instance}/status` topic, else None."""
     if not (topic.startswith(GW_PREFIX) and topic.endswith("/status")):

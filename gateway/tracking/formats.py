@@ -26,6 +26,7 @@ from gateway.tracking.errors import (
 )
 from gateway.tracking.model import MAX_EPOCH_S, Fix, StatusReport
 from protocol.control import is_utf8
+from protocol.topics import owntracks_topic
 
 MAX_PAYLOAD_BYTES: Final = 4096
 KNOTS_TO_MPS: Final = 1852.0 / 3600.0
@@ -180,14 +181,6 @@ class OwnTracksMapping:
         if mapped is not None:
             return mapped
         return user if self.is_device(user) else None
-
-
-def owntracks_topic(topic: str) -> tuple[str, str] | None:
-    """`owntracks/<user>/<device>` -> (user, device); sub-topics (…/event, …/cmd) -> None."""
-    parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != "owntracks" or not parts[1] or not parts[2]:
-        return None
-    return parts[1], parts[2]
 
 
 _OWNTRACKS_EXTRA: Final = ("tid", "t", "conn", "bs", "vac", "m", "SSID", "BSSID", "p")

@@ -47,7 +47,7 @@ from protocol.org import Organisation
 
 log = logging.getLogger(__name__)
 
-OWNTRACKS_ROOT: Final = "owntracks"
+OWNTRACKS_ROOT: Final = topics.OWNTRACKS_ROOT
 _GPS_SUFFIX: Final = "/gps"
 _NMEA_SUFFIX: Final = "/nmea"
 _STATUS_SUFFIX: Final = "/status"
@@ -56,12 +56,7 @@ MAX_LOGGED_FAILURES: Final = 1000  # distinct internal failures logged with a tr
 
 def ingest_subscriptions(share_group: str | None) -> list[tuple[str, int]]:
     """Topics of §7/§10, as a shared subscription when `share_group` is set."""
-    filters = [
-        f"{topics.ROOT}/dev/+/gps",
-        f"{topics.ROOT}/dev/+/nmea",
-        f"{topics.ROOT}/dev/+/status",
-        f"{OWNTRACKS_ROOT}/+/+",
-    ]
+    filters = topics.tracking_subscriptions()
     if share_group:
         return [(f"$share/{share_group}/{f}", 1) for f in filters]
     return [(f, 1) for f in filters]
@@ -122,6 +117,7 @@ class TrackingPipeline:
         # Per-sender beacon budget (§7): device id, or the OwnTracks topic before it is mapped.
         self.budget = Budgets(limits.BEACON_RATE, limits.BEACON_BURST)
         self._limited = LogOnce(self.log)
+        self._refused = LogOnce(self.log)
 
     def set_fences(self, custom: Iterable[GeofenceSpec]) -> None:
         """Grids of the organisation plus these custom fences."""
@@ -170,7 +166,11 @@ class TrackingPipeline:
                 self.counters.ignored += 1
         except BeaconError as exc:
             self.counters.rejected[exc.reason] += 1
-            self.log.debug("beacon on %s refused: %s", topic, exc)
+            # Once per (reason, topic): a device sending the same bad beacon every second
+            # must not fill the log; the counter has every one.
+            self._refused.warning(
+                (exc.reason, topic), "beacon on %s refused (%s): %s", topic, exc.reason, exc
+            )
         except Exception as exc:  # a bug, not bad input: it must not cost the next messages
             self.internal_error(topic, exc)
 

@@ -43,3 +43,12 @@ def test_device_acl_is_its_own_topics_and_its_talkgroups() -> None:
     assert all("T001" in p for p in written), "a device writes only topics with its own id"
     assert ("read", topics.DEVICE_STATUS_FILTER) not in rules
     assert ("read", topics.DEVICE_STATUS_FILTER) in topics.device_acl("D1", [], dispatcher=True)
+
+
+def test_talkgroup_uplinks_and_owntracks_parse_back() -> None:
+    assert topics.talkgroup_uplink(topics.tg_up("grid-07", "T001")) == ("grid-07", "T001")
+    assert topics.talkgroup_uplink(topics.tg_down("grid-07")) is None
+    assert topics.talkgroup_uplink("xixin/v1/tg/grid-07/up/T001/x") is None
+    assert topics.talkgroup_uplink("other/v1/tg/grid-07/up/T001") is None
+    assert topics.owntracks_topic(topics.owntracks("T001", "phone")) == ("T001", "phone")
+    assert topics.owntracks_topic("owntracks/T001/phone/event") is None

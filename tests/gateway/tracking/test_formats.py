@@ -19,12 +19,12 @@ from gateway.tracking.formats import (
     KNOTS_TO_MPS,
     OwnTracksMapping,
     nmea_checksum,
-    owntracks_topic,
     parse_native,
     parse_nmea,
     parse_owntracks,
 )
 from gateway.tracking.model import Fix, StatusReport
+from protocol.topics import owntracks_topic
 
 NOW = 1764300005.0
 
