@@ -13,7 +13,7 @@ from types import FrameType
 from typing import cast
 
 from xixin.commands import certs, devices, ingest, quality, sim, up
-from xixin.errors import EXPECTED_ERRORS
+from xixin.errors import EXPECTED_ERRORS, one_line
 from xixin.logs import setup_logging
 from xixin.options import XixinArgumentParser, add_log_level, add_log_level_everywhere
 
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except EXPECTED_ERRORS as exc:
         # Errors raised on purpose carry their explanation: one line, not a traceback.
-        print(f"xixin {args.command}: {exc}", file=sys.stderr)
+        print(f"xixin {args.command}: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -24,3 +24,11 @@ EXPECTED_ERRORS: Final[tuple[type[Exception], ...]] = (
 )
 # The same, and what the operating system refuses (a file, a port, a missing program).
 EXPECTED_OR_OS_ERRORS: Final[tuple[type[Exception], ...]] = (*EXPECTED_ERRORS, OSError)
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line for the terminal: a database driver's text spans several (the
+    server's hint, SQLAlchemy's "Background on this error" link) and may carry the SQL."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    kept = [line for line in lines if line and not line.startswith(("(Background on", "[SQL:"))]
+    return " ".join(kept) if kept else type(exc).__name__

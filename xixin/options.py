@@ -180,15 +180,9 @@ def _synthetic(text: str) -> int:
 
 
 def make_data_dir(path: Path) -> Path:
-    """Create a data directory that does not exist yet (mode 0700: it holds secrets)."""
-    if not path.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            path.mkdir(mode=0o700)
-        except FileExistsError:
-            pass
-        else:
-            os.chmod(path, 0o700)  # whatever the umask
+    """The data directory, created if missing, mode 0700 either way: it holds secrets."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)  # whatever the umask, and an operator's existing 0755 directory
     return path
 
 
@@ -199,6 +193,12 @@ DB_ENV = "XIXIN_DB"
 
 def _read_secret_file(path: Path, what: str) -> str:
     try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise UsageError(
+                f"the {what} file {path} can be read by other users (mode {mode & 0o777:o}): "
+                f"chmod 600 {path}"
+            )
         text = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise UsageError(f"cannot read the {what} file {path}: {exc}") from exc

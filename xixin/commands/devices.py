@@ -24,7 +24,7 @@ from gateway.errors import GatewayError
 from gateway.store.db import create_db_engine, default_db_url, migrate
 from gateway.store.registry import Device, DeviceRegistry, InvalidDeviceError, NewDevice
 from protocol.org import ROLES, Organisation
-from xixin.errors import EXPECTED_OR_OS_ERRORS
+from xixin.errors import EXPECTED_OR_OS_ERRORS, one_line
 from xixin.options import (
     DATA_DIR_ENV,
     DEFAULT_DATA_DIR,
@@ -33,6 +33,7 @@ from xixin.options import (
     database_url,
     default_data_dir,
     load_org_source,
+    make_data_dir,
 )
 
 EXIT_OK = 0
@@ -111,7 +112,7 @@ def org_of(args: argparse.Namespace) -> Organisation:
 
 @contextmanager
 def _registry(args: argparse.Namespace) -> Iterator[tuple[DeviceRegistry, Organisation, Path]]:
-    data_dir = data_dir_of(args)
+    data_dir = make_data_dir(data_dir_of(args))
     org = org_of(args)
     engine = create_db_engine(database_url(args, required=False) or default_db_url(data_dir))
     try:
@@ -125,7 +126,7 @@ def _guarded(run: Callable[[], int]) -> int:
     try:
         return run()
     except EXPECTED_OR_OS_ERRORS as exc:
-        print(f"xixin devices: {exc}", file=sys.stderr)
+        print(f"xixin devices: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -32,7 +32,7 @@ from gateway.store.registry import DeviceRegistry
 from gateway.tracking.config import TrackingConfig, load_tracking_config
 from protocol.org import Organisation
 from transport.address import BrokerAddress
-from xixin.errors import EXPECTED_OR_OS_ERRORS
+from xixin.errors import EXPECTED_OR_OS_ERRORS, one_line
 from xixin.logs import setup_logging
 from xixin.options import (
     DURATION_HELP,
@@ -148,10 +148,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
         migrate(db_url)
     except EXPECTED_OR_OS_ERRORS as exc:
-        print(f"xixin ingest: {exc}", file=sys.stderr)
+        print(f"xixin ingest: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # a malformed database URL, an unreachable database
-        print(f"xixin ingest: cannot prepare the database: {exc}", file=sys.stderr)
+        print(f"xixin ingest: cannot prepare the database: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     return _supervise(spec, args.workers, args.duration, args.status_every)
 

@@ -18,6 +18,7 @@ from codec.jitter import JitterConfig
 from codec.pcm import read_wav, resample
 from codec.protection import ProtectMode
 from codec.quality import RATE, Impairment, QualityConfig, QualityResult, evaluate
+from xixin.errors import one_line
 from xixin.options import XixinArgumentParser
 
 DESCRIPTION = (
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         data = Path(args.speech).read_bytes()
     except OSError as exc:
-        print(f"xixin quality: cannot read {args.speech}: {exc}", file=sys.stderr)
+        print(f"xixin quality: cannot read {args.speech}: {one_line(exc)}", file=sys.stderr)
         return 2
     try:
         pcm = read_wav(data)
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         )
         result = evaluate(speech, config, seed=args.seed)
     except CodecError as exc:
-        print(f"xixin quality: {exc}", file=sys.stderr)
+        print(f"xixin quality: {one_line(exc)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

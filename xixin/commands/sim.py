@@ -19,7 +19,7 @@ from firmware_sim.impairment import ImpairmentConfig
 from firmware_sim.scenario_spec import load_scenario
 from firmware_sim.voice import load_wav
 from xixin.environment import ManagedEnvironment
-from xixin.errors import EXPECTED_OR_OS_ERRORS
+from xixin.errors import EXPECTED_OR_OS_ERRORS, one_line
 from xixin.logs import live_line
 from xixin.options import DURATION_HELP, add_org, duration
 
@@ -191,7 +191,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             report["gateway"] = env.counters()
             args.json.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
     except EXPECTED_OR_OS_ERRORS as exc:
-        print(f"xixin sim: {exc}", file=sys.stderr)
+        print(f"xixin sim: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -219,7 +219,7 @@ def cmd_scenario(args: argparse.Namespace) -> int:
         print(f"xixin sim: scenario {scenario.name} ({scenario.duration:g} s)")
         result = asyncio.run(ScenarioRunner(scenario, args.seed).run())
     except EXPECTED_OR_OS_ERRORS as exc:
-        print(f"xixin sim: {exc}", file=sys.stderr)
+        print(f"xixin sim: {one_line(exc)}", file=sys.stderr)
         return 2
     print(result.report())
     if args.json is not None:

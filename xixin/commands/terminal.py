@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -22,11 +23,13 @@ from pathlib import Path
 from devices.aio_client import AsyncTerminalClient
 from devices.tls import client_tls_context
 from firmware_sim.audio import open_audio
+from firmware_sim.demo_fleet import DEMO_DEVICES
 from firmware_sim.errors import SimError
 from firmware_sim.softphone import Softphone
 from transport.address import BrokerAddress
-from xixin.errors import EXPECTED_ERRORS
-from xixin.options import add_org, load_org_source
+from xixin.demo import SECRETS_FILE as DEMO_SECRETS_FILE
+from xixin.errors import EXPECTED_ERRORS, one_line
+from xixin.options import add_org, default_data_dir, load_org_source
 
 FIRST_REPEAT_S = 0.6  # a held key starts repeating after ~250-500 ms
 REPEAT_GAP_S = 0.15  # then repeats every ~30-50 ms
@@ -64,9 +67,9 @@ def add_terminal_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     p.add_argument("--unit", help="the device's grid/area/centre (for its default talkgroups)")
     p.add_argument(
         "--role",
-        default="officer",
         choices=("officer", "guard", "dispatcher"),
-        help="the device's role (for its default talkgroups; default officer)",
+        help="the device's role (for its default talkgroups; default: from the secrets file, "
+        "else officer)",
     )
     add_org(p)
     p.add_argument("--wav-in", type=Path, help="talk from this WAV file instead of a microphone")
@@ -75,60 +78,73 @@ def add_terminal_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     p.set_defaults(handler=cmd_terminal)
 
 
-def _secret(args: argparse.Namespace) -> str | None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Identity:
+    """What the secrets file says of the device: its secret, and its unit and role if known."""
+
+    secret: str | None
+    unit: str | None = None
+    role: str | None = None
+
+
+def _identity(args: argparse.Namespace) -> Identity:
     # Never a command-line option: every user of the machine reads those (ps).
     from_env = os.environ.get(SECRET_ENV)
-    if from_env:
-        return from_env
     path = args.secrets
     if path is None:
-        default = Path(os.environ.get("XIXIN_DATA_DIR", "var")) / "demo-secrets.json"
+        default = default_data_dir() / DEMO_SECRETS_FILE
         path = default if default.exists() else None
     if path is None:
-        return None
+        return Identity(from_env)
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SimError(f"cannot read {path}: {exc}") from exc
-    if isinstance(body, dict) and isinstance(body.get("devices"), list):
+    if isinstance(body, dict) and isinstance(body.get("devices"), list):  # xixin sim's file
         for device in body["devices"]:
             if device.get("id") == args.device:
-                return str(device.get("secret"))
-    elif isinstance(body, dict) and isinstance(body.get(args.device), str):
-        return str(body[args.device])
+                secret = from_env or str(device.get("secret"))
+                return Identity(secret, device.get("unit"), device.get("role"))
+    elif isinstance(body, dict) and isinstance(body.get(args.device), str):  # the demo's file
+        if path.name == DEMO_SECRETS_FILE:
+            for device_id, unit, role, _name in DEMO_DEVICES:
+                if device_id == args.device:
+                    return Identity(from_env or str(body[args.device]), unit, role)
+        return Identity(from_env or str(body[args.device]))
+    if from_env:
+        return Identity(from_env)
     raise SimError(f"{path} has no secret for {args.device}")
 
 
-def _talkgroups(args: argparse.Namespace) -> list[str]:
+def _talkgroups(args: argparse.Namespace, identity: Identity) -> list[str]:
     if args.tg:
         return list(args.tg)
     org = load_org_source(args.org)
-    unit, role = args.unit, args.role
+    unit = args.unit or identity.unit
+    role = args.role or identity.role or "officer"
     if unit is None:
-        from firmware_sim.demo_fleet import DEMO_DEVICES
-
-        for device_id, demo_unit, demo_role, _name in DEMO_DEVICES:
-            if device_id == args.device:
-                unit, role = demo_unit, demo_role
-    if unit is None:
-        raise SimError("say which talkgroups to use: --tg TG (repeatable) or --unit GRID")
+        raise SimError(
+            f"which talkgroups for {args.device}? give --unit GRID (its unit, as provisioned) "
+            "or --tg TG (repeatable)"
+        )
     return list(org.default_affiliation(unit, role))
 
 
 def cmd_terminal(args: argparse.Namespace) -> int:
     try:
         address = BrokerAddress.parse(args.broker)
-        secret = _secret(args)
-        talkgroups = _talkgroups(args)
+        identity = _identity(args)
+        secret = identity.secret
+        talkgroups = _talkgroups(args, identity)
         mic, speaker, audio_note = open_audio(args.wav_in, args.wav_out, not args.no_card)
     except EXPECTED_ERRORS as exc:
-        print(f"xixin terminal: {exc}", file=sys.stderr)
+        print(f"xixin terminal: {one_line(exc)}", file=sys.stderr)
         return 2
     print(f"xixin terminal: {audio_note}")
     try:
         tls = client_tls_context(args.cafile, args.cert, args.key) if address.tls else None
     except EXPECTED_ERRORS as exc:
-        print(f"xixin terminal: {exc}", file=sys.stderr)
+        print(f"xixin terminal: {one_line(exc)}", file=sys.stderr)
         return 2
     client = AsyncTerminalClient(args.device, secret, address.host, address.port, tls=tls)
     phone = Softphone(client, talkgroups, mic, speaker)
@@ -137,7 +153,7 @@ def cmd_terminal(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     except EXPECTED_ERRORS as exc:
-        print(f"\nxixin terminal: {exc}", file=sys.stderr)
+        print(f"\nxixin terminal: {one_line(exc)}", file=sys.stderr)
         return 2
 
 
@@ -152,7 +168,12 @@ async def _main(phone: Softphone) -> int:
         tty.setcbreak(sys.stdin.fileno())
         print("SPACE hold to talk · t toggle · 1-9 talkgroup · e SOS · q quit")
     loop = asyncio.get_running_loop()
-    loop.add_reader(sys.stdin.fileno(), keys.on_input, interactive)
+    try:
+        loop.add_reader(sys.stdin.fileno(), keys.on_input, interactive)
+        watching = True
+    except (PermissionError, OSError):  # stdin is a plain file (< /dev/null): no keyboard
+        watching = False
+        print("xixin terminal: no keyboard (stdin is not a terminal or pipe); Ctrl-C stops")
     try:
         while not stop.is_set():
             keys.poll(time.monotonic())
@@ -160,7 +181,8 @@ async def _main(phone: Softphone) -> int:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.05)
     finally:
-        loop.remove_reader(sys.stdin.fileno())
+        if watching:
+            loop.remove_reader(sys.stdin.fileno())
         if saved is not None:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
         await phone.stop()

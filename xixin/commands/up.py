@@ -22,7 +22,7 @@ from gateway.floor import FloorConfig
 from gateway.service import GatewayService, ServiceConfig
 from gateway.store.db import redacted_url
 from transport.loop import run_event_loop
-from xixin.errors import EXPECTED_OR_OS_ERRORS
+from xixin.errors import EXPECTED_OR_OS_ERRORS, one_line
 from xixin.options import (
     DURATION_HELP,
     add_database,
@@ -159,7 +159,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         http.close()
         if service is not None:
             service.close()  # a broker prepare() started, the data directory's lock
-        print(f"xixin up: {exc}", file=sys.stderr)
+        print(f"xixin up: {one_line(exc)}", file=sys.stderr)
         return 2
     try:
         return run_event_loop(_serve(service, args, secrets, http))
@@ -198,7 +198,7 @@ async def _serve(
     try:
         await runner.check_broker()
     except GatewayError as exc:
-        print(f"xixin up: {exc}", file=sys.stderr)
+        print(f"xixin up: {one_line(exc)}", file=sys.stderr)
         return 2
     app = create_app(service)
     server = _http_server(

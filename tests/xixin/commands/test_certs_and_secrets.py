@@ -85,9 +85,39 @@ def test_the_database_url_from_a_file_or_the_environment(
 
     url_file = tmp_path / "db.url"
     url_file.write_text("postgresql+psycopg://xixin:hunter2@db/x\n")
+    url_file.chmod(0o600)
     args = build_parser().parse_args(["up", "--db-file", str(url_file)])
     assert database_url(args, required=False) == "postgresql+psycopg://xixin:hunter2@db/x"
     monkeypatch.setenv("XIXIN_DB", "sqlite:///from-env.db")
     assert database_url(build_parser().parse_args(["up"]), required=False) == (
         "sqlite:///from-env.db"
     )
+
+
+def test_a_database_url_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    from xixin.errors import UsageError
+    from xixin.options import database_url
+
+    url_file = tmp_path / "db.url"
+    url_file.write_text("postgresql+psycopg://xixin:hunter2@db/x\n")
+    url_file.chmod(0o644)
+    with pytest.raises(UsageError, match="chmod 600"):
+        database_url(build_parser().parse_args(["up", "--db-file", str(url_file)]), required=False)
+
+
+def test_errors_are_one_line_without_the_sql() -> None:
+    from xixin.errors import one_line
+
+    text = "(psycopg.OperationalError) connection refused\n\tIs the server running?\n"
+    text += "[SQL: SELECT 1]\n(Background on this error at: https://sqlalche.me/e/21/e3q8)"
+    assert one_line(RuntimeError(text)) == (
+        "(psycopg.OperationalError) connection refused Is the server running?"
+    )
+
+
+def test_devices_tightens_an_existing_data_directory(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    assert main(["devices", "list", "--data-dir", str(data)]) == 0
+    assert data.stat().st_mode & 0o777 == 0o700

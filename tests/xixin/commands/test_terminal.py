@@ -1,0 +1,74 @@
+"""`xixin terminal`: which talkgroups a device gets, and running without a keyboard."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from firmware_sim.errors import SimError
+from gateway.broker import ManagedBroker
+from xixin.cli import build_parser
+from xixin.commands.terminal import _identity, _talkgroups
+
+
+def _args(*argv: str):  # type: ignore[no-untyped-def]
+    return build_parser().parse_args(["terminal", *argv])
+
+
+def test_the_demo_file_knows_the_demo_devices(tmp_path: Path) -> None:
+    secrets = tmp_path / "demo-secrets.json"
+    secrets.write_text(json.dumps({"T101": "s3"}))
+    args = _args("--device", "T101", "--secrets", str(secrets))
+    identity = _identity(args)
+    assert (identity.secret, identity.unit, identity.role) == ("s3", "grid-07", "officer")
+    assert _talkgroups(args, identity)[0] == "grid-07"
+
+
+def test_a_sim_file_gives_the_unit_it_was_provisioned_with(tmp_path: Path) -> None:
+    secrets = tmp_path / "sim-secrets.json"
+    body = {"broker": "mqtt://h:1", "devices": [{"id": "T001", "unit": "grid-07",
+                                                  "role": "guard", "secret": "s1"}]}  # fmt: skip
+    secrets.write_text(json.dumps(body))
+    args = _args("--device", "T001", "--secrets", str(secrets))
+    identity = _identity(args)
+    assert (identity.unit, identity.role) == ("grid-07", "guard")
+    assert _talkgroups(args, identity) == ["grid-07", "all"]
+
+
+def test_an_unknown_unit_is_asked_for_not_guessed_from_the_demo(tmp_path: Path) -> None:
+    secrets = tmp_path / "site-secrets.json"  # a plain {id: secret} file of another site
+    secrets.write_text(json.dumps({"T001": "s1"}))  # T001 is also a demo id (grid-01)
+    args = _args("--device", "T001", "--secrets", str(secrets))
+    with pytest.raises(SimError, match="give --unit"):
+        _talkgroups(args, _identity(args))
+    args = _args("--device", "T001", "--secrets", str(secrets), "--unit", "grid-07")
+    assert _talkgroups(args, _identity(args))[0] == "grid-07"
+
+
+def test_without_a_keyboard_it_runs_until_ctrl_c(mosquitto: ManagedBroker, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xixin", "terminal", "--device", "T001", "--tg", "grid-01",
+         "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--no-card",
+         "--wav-out", str(tmp_path / "out.wav")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"XIXIN_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # the readiness signal
+            if "no keyboard" in line:
+                break
+        else:
+            errors = process.stderr.read() if process.stderr else ""
+            pytest.fail(f"no 'no keyboard' line; stderr: {errors}")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
