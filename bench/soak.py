@@ -91,13 +91,16 @@ def machine() -> dict[str, Any]:
 
 
 def other_benchmarks() -> list[int]:
-    """PIDs of processes running bench/faults.py (another engineer's benchmark)."""
+    """PIDs of processes running bench/faults.py (another engineer's benchmark): one of its
+    arguments is the script, so a shell merely waiting to start it (`bash -c '... exec python
+    bench/faults.py'`, one argument) is not counted."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
-            if b"bench/faults.py" in (entry / "cmdline").read_bytes():
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if any(arg.endswith(b"bench/faults.py") for arg in argv):
                 found.append(int(entry.name))
     return found
 
@@ -613,6 +616,7 @@ def describe(args: argparse.Namespace, org: str, workers: int, scrapes: int) -> 
         "rss_start": "the first reading (1 s tick) once every worker finished connecting and the "
         "warm-up",
         "rss_end": "the last reading (1 s tick) of the traffic window, the fleet still connected",
+        "units": "memory in MiB (VmRSS kB / 1024), labelled mb",
         "max_backlog": f"max of xixin_writer_backlog{{writer=positions}} over {scrapes} scrapes "
         "of /metrics, one a second",
         "lost": "beacons PUBACKed to the terminals minus rows in positions once the count stopped "
