@@ -283,7 +283,7 @@ class DurableWriter(Generic[T]):
             if self._memory:
                 self._gather()
                 self._take_memory()
-            elif self._stopping:  # the journal stays for the next start
+            elif self._stopping and self._attempts:  # failing: the journal waits for the next start
                 return False
             else:
                 self._take_journal()

@@ -75,8 +75,10 @@ class GatewayService:
         self.journal_dir = config.data_dir / "journal"
         self.journal_dir.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.journal_dir, 0o700)
+        # Journal first (memory_limit 0): a floor or presence event is on disk within
+        # milliseconds of happening, so killing the gateway loses none that waited for a batch.
         self.writer = EventWriter(
-            self.engine, journal_dir=self.journal_dir / "events", logger=self.log
+            self.engine, journal_dir=self.journal_dir / "events", memory_limit=0, logger=self.log
         )
         self.recordings_dir = config.data_dir / "recordings"
         self.recorder = (

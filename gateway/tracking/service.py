@@ -129,7 +129,8 @@ class TrackingService:
             encode=msgspec.json.encode,
             decode=msgspec.json.Decoder(TrackingEvent).decode,
             journal_dir=journal_dir / "track_events" if journal_dir else None,
-            memory_limit=20_000,
+            # Journal first, like the gateway's events: an alarm is on disk at once.
+            memory_limit=0 if journal_dir else 20_000,
             max_batch=500,
             max_wait=0.05,
             logger=self.log,
