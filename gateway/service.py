@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.auth.audit import AuditWriter
+from gateway.auth.store import AccountStore
 from gateway.broker import BrokerError, Listener, ManagedBroker
 from gateway.broker_auth import GATEWAY_USER, ensure_gateway_credentials, sync_broker_auth
 from gateway.directory import Directory, build_directory
@@ -69,6 +71,7 @@ class GatewayService:
         self.db_url = config.db_url or default_db_url(config.data_dir)
         self.engine = create_db_engine(self.db_url)
         self.registry = DeviceRegistry(self.engine, self.org)
+        self.accounts = AccountStore(self.engine, self.org)
         self.broker: ManagedBroker | None = None
         self.hub = EventHub()
         # Where the writers spill during a database outage (gateway/durable.py).
@@ -77,6 +80,10 @@ class GatewayService:
         os.chmod(self.journal_dir, 0o700)
         self.writer = EventWriter(
             self.engine, journal_dir=self.journal_dir / "events", logger=self.log
+        )
+        # Append-only, durable as the event log: sign-ins, provisioning, commands, acks, ...
+        self.audit = AuditWriter(
+            self.engine, journal_dir=self.journal_dir / "audit", logger=self.log
         )
         self.recordings_dir = config.data_dir / "recordings"
         self.recorder = (
@@ -147,6 +154,7 @@ class GatewayService:
                 self.writer.submit,
                 self.hub.publish,
                 self.tracking.observe_gateway_events,
+                self.audit.observe_gateway_events,
             ],
             logger=self.log,
         )
@@ -200,7 +208,7 @@ class GatewayService:
 
     def writers(self) -> list[tuple[str, WriterStatus]]:
         """(name, writer) of every durable database writer: gateway events, then tracking's."""
-        writers: list[tuple[str, WriterStatus]] = [("events", self.writer)]
+        writers: list[tuple[str, WriterStatus]] = [("events", self.writer), ("audit", self.audit)]
         if self.tracking is not None:
             writers += self.tracking.writers()
         return writers
@@ -239,6 +247,7 @@ class GatewayService:
         """Run the gateway while the context is open (the app lifespan uses this)."""
         runner = self.runner or self.prepare()
         self.writer.start()
+        self.audit.start()
         if self.recorder is not None:
             self.recorder.start()
         task = asyncio.create_task(runner.run(), name="gateway")
@@ -267,6 +276,7 @@ class GatewayService:
             except TimeoutError:  # wait_for has cancelled it: the rest must still stop
                 self.log.warning("the gateway's MQTT connections did not close within 10 s")
             self.writer.stop()
+            self.audit.stop()
             if self.recorder is not None:
                 await asyncio.to_thread(self.recorder.stop)
 

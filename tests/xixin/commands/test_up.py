@@ -98,6 +98,8 @@ def test_up_serves_console_and_api_and_stops_cleanly(tmp_path: Path, how: str) -
             os.kill(broker_pid, 0)
         assert "reconnecting" not in err, err[-2000:]
         assert out.splitlines()[-1].startswith("xixin: online 0 ")  # the final report
+        # the first start made an administrator and showed its password once
+        assert "first start: created the administrator account 'admin'" in out
     finally:
         if process.poll() is None:
             process.kill()
@@ -166,3 +168,16 @@ def test_quality_subcommand_is_wired(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-1000:]
     report = json.loads(result.stdout)
     assert 1.0 <= report["pesq_wb"] <= 4.7 and 0.0 <= report["stoi"] <= 1.0
+
+
+def test_up_refuses_plain_http_beyond_this_machine_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["up", "--mqtt-listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "var")]
+    assert main([*args, "--http-host", "0.0.0.0", "--http-port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--http-host 0.0.0.0 serves beyond this machine" in err and "--http-tls" in err
+    assert not (tmp_path / "var").exists()  # refused before anything was written
+    assert main([*args, "--http-host", "0.0.0.0", "--http-port", "0", "--http-tls"]) == 2
+    err = capsys.readouterr().err
+    assert "TLS file" in err and "xixin certs init" in err
