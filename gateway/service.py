@@ -33,6 +33,8 @@ from transport.errors import BrokerUrlError
 
 log = logging.getLogger(__name__)
 
+DirectoryRow = tuple[str, str, str, bool]  # (id, unit, role, enabled)
+
 
 @dataclass(slots=True)
 class ServiceConfig:
@@ -94,6 +96,7 @@ class GatewayService:
         self.runner: GatewayRunner | None = None
         self.tracking: TrackingService | None = None
         self._devices_seen: list[Device] = []
+        self._talkers_seen: list[DirectoryRow] = []
         self._migrated = False
 
     def migrate(self) -> DeviceRegistry:
@@ -142,6 +145,7 @@ class GatewayService:
             watch_broker=self.broker is not None,
         )
         self._devices_seen = self.registry.list()
+        self._talkers_seen = self.talkers()
         self.tracking = TrackingService(
             self.engine, self.org, self.registry, BrokerAccount(address, user, password),
             self.hub, self.config.tracking, journal_dir=self.journal_dir, logger=self.log,
@@ -149,7 +153,7 @@ class GatewayService:
         )  # fmt: skip
         self.runner = GatewayRunner(
             settings,
-            self.directory(self._devices_seen),
+            self.directory(self._devices_seen, self._talkers_seen),
             event_sinks=[
                 self.writer.submit,
                 self.hub.publish,
@@ -162,31 +166,53 @@ class GatewayService:
             self.runner.relay.tap = self.recorder.tap
         return self.runner
 
-    def directory(self, devices: list[Device] | None = None) -> Directory:
+    def talkers(self) -> list[DirectoryRow]:
+        """Dispatcher accounts as the gateway's talkers (blocking): each is a dispatcher at its
+        unit under its talker id (``xixin-u-<name>``, a reserved prefix no device can have), so
+        a dispatcher speaking from the console, or a terminal monitored to it, is that account
+        in floors and recordings. They have no broker account: only the gateway speaks as them."""
+        rows: list[DirectoryRow] = []
+        for account in self.accounts.list():
+            role = account.role
+            if role.is_dispatcher:
+                unit = role.unit if role.unit is not None else self.org.centre.id
+                rows.append((account.talker, unit, "dispatcher", account.enabled))
+        return rows
+
+    def directory(
+        self, devices: list[Device] | None = None, talkers: list[DirectoryRow] | None = None
+    ) -> Directory:
         rows = devices if devices is not None else self.registry.list()
         units = self.org.units()
         return build_directory(
-            self.org, [(d.id, d.unit, d.role, d.enabled) for d in rows if d.unit in units]
+            self.org,
+            [(d.id, d.unit, d.role, d.enabled) for d in rows if d.unit in units]
+            + [
+                row
+                for row in (talkers if talkers is not None else self.talkers())
+                if row[1] in units
+            ],
         )
 
-    def _sync_accounts(self) -> list[Device]:
+    def _sync_accounts(self) -> tuple[list[Device], list[DirectoryRow]]:
         """Blocking part of a device change: read the registry, rewrite broker accounts."""
         devices = self.registry.list()
         if self.broker is not None:
             sync_broker_auth(self.registry, self.org, self.config.data_dir)
             self.broker.reload()
-        return devices
+        return devices, self.talkers()
 
     async def devices_changed(self) -> None:
-        """Apply device changes: broker accounts (managed broker) and the live directory.
+        """Apply device (or dispatcher account) changes: broker accounts (managed broker) and
+        the live directory.
 
         The database and files are touched on a worker thread; the directory is swapped on the
         event loop, which owns all gateway state.
         """
-        devices = await asyncio.to_thread(self._sync_accounts)
-        self._devices_seen = devices
+        devices, talkers = await asyncio.to_thread(self._sync_accounts)
+        self._devices_seen, self._talkers_seen = devices, talkers
         if self.runner is not None:
-            self.runner.update_directory(self.directory(devices))
+            self.runner.update_directory(self.directory(devices, talkers))
 
     async def _supervise_broker(self, interval_s: float = 0.2) -> None:
         """Restart the managed broker within a second of its death (same listeners, config)."""
@@ -238,7 +264,8 @@ class GatewayService:
         while True:
             await asyncio.sleep(self.config.device_poll_s)
             devices = await asyncio.to_thread(self.registry.list)
-            if devices != self._devices_seen:
+            talkers = await asyncio.to_thread(self.talkers)
+            if devices != self._devices_seen or talkers != self._talkers_seen:
                 self.log.info("device registry changed; reloading accounts and directory")
                 await self.devices_changed()
 

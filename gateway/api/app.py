@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
 
+from gateway.api.auth import CurrentAccount
 from gateway.api.routes import (
     audit,
     auth,
@@ -87,7 +88,16 @@ def create_app(service: GatewayService, security: HttpSecurity | None = None) ->
             app.state.metrics = registry
             yield
 
-    app = FastAPI(title="Xixin gateway", version="1", lifespan=lifespan)
+    # The schema only for the signed in (below); no Swagger UI: it loads scripts from a CDN,
+    # which the console's CSP (and an offline site) does not allow.
+    app = FastAPI(
+        title="Xixin gateway",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.service = service
     app.state.security = security
     app.state.throttle = LoginThrottle(
@@ -103,6 +113,10 @@ def create_app(service: GatewayService, security: HttpSecurity | None = None) ->
     app.add_exception_handler(TrackingStoreError, tracking.tracking_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_failed)
     console = resources.files("gateway.console").joinpath("index.html").read_text("utf-8")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(caller: CurrentAccount) -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/", include_in_schema=False)
     def index() -> HTMLResponse:

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert
 from starlette.testclient import WebSocketDenialResponse
 
+from devices.client import ConnectFailedError, TerminalClient
 from gateway.api import create_app
 from gateway.events import GatewayEvent
 from gateway.service import GatewayService, ServiceConfig
@@ -106,6 +107,7 @@ TABLE: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/api/users", {"name": "u-{who}", "role": "viewer"}, {A}),
     ("POST", "/api/users/t-viewer/enable", None, {A}),
     ("GET", "/api/auth/me", None, EVERYONE),
+    ("GET", "/openapi.json", None, EVERYONE),
     ("POST", "/api/auth/password", {"old": "wrong", "new": "whatever long"}, set()),  # 403 all
 ]  # fmt: skip
 
@@ -149,6 +151,7 @@ def test_health_and_pages_without_credentials_reveal_nothing(env: Env) -> None:
     full = env.http.get("/api/health", headers=env.headers(G)).json()
     assert {"broker", "devices", "problems"} <= full.keys()
     assert env.http.get("/login").status_code == 200
+    assert env.http.get("/docs").status_code == 404
     page = env.http.get("/")
     assert page.status_code == 200 and "fetch(url" in page.text  # the console's code, no data
     assert page.headers["x-frame-options"] == "DENY"
@@ -310,3 +313,34 @@ def test_every_action_leaves_an_audit_row(env: Env) -> None:
     assert seen & {("t-grid", "sign_in", "bearer", r) for r in ("denied", "locked")}
     csv_text = env.http.get("/api/audit.csv", headers=env.headers(A)).text
     assert csv_text.startswith("id,ts,actor,action,target,result,detail") and "AUD1" in csv_text
+
+
+def test_a_dispatcher_account_is_a_talker_with_dispatcher_priority(env: Env) -> None:
+    """What a monitored terminal does (protocol §5.4): a private call to `by`, the requesting
+    account's talker id. The identity exists (a dispatcher at the account's unit); it is
+    online only while the account speaks from the console (not built yet), so until then the
+    call is refused as `peer_offline`, never routed anywhere else."""
+    runner = env.service.runner
+    assert runner is not None and env.service.broker is not None
+    talker = "xixin-u-t-area"
+    info = runner.control.directory.get(talker)
+    assert info is not None and info.unit == "area-renxi" and info.role == "dispatcher"
+    assert runner.control.directory.get("xixin-u-t-viewer") is None  # viewers do not talk
+    secret = env.http.post("/api/devices/T001/rotate", headers=env.headers(A)).json()["secret"]
+    terminal = TerminalClient("T001", secret, env.service.broker.host, env.service.broker.port)
+    deadline = time.monotonic() + 5
+    connected = False
+    while not connected:
+        try:
+            terminal.connect()
+            connected = True
+        except ConnectFailedError:  # the broker reloads its accounts after the rotation
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    try:
+        answer = terminal.request_floor(call=talker)
+        assert (answer["type"], answer["reason"]) == ("floor_deny", "peer_offline")
+        answer = terminal.request_floor(call="xixin-u-t-viewer")
+        assert (answer["type"], answer["reason"]) == ("floor_deny", "no_such_device")
+    finally:
+        terminal.disconnect()
