@@ -16,6 +16,7 @@ from starlette.testclient import WebSocketDenialResponse
 
 from devices.client import ConnectFailedError, TerminalClient
 from gateway.api import create_app
+from gateway.api.security import HttpSecurity
 from gateway.events import GatewayEvent
 from gateway.service import GatewayService, ServiceConfig
 from gateway.store.recordings import recordings
@@ -344,3 +345,14 @@ def test_a_dispatcher_account_is_a_talker_with_dispatcher_priority(env: Env) -> 
         assert (answer["type"], answer["reason"]) == ("floor_deny", "no_such_device")
     finally:
         terminal.disconnect()
+
+
+def test_under_tls_the_session_cookie_is_secure_and_hsts_is_sent(env: Env) -> None:
+    name, password = add_account(env.service, "viewer", "tls")
+    app = create_app(env.service, HttpSecurity(tls=True))  # the same service, served over TLS
+    https = TestClient(app, base_url="https://localhost", follow_redirects=False)
+    answer = https.post("/api/auth/login", data={"username": name, "password": password})
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"].lower()
+    assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+    assert answer.headers["strict-transport-security"].startswith("max-age=")
