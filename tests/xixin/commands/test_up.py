@@ -181,3 +181,42 @@ def test_up_refuses_plain_http_beyond_this_machine_unless_forced(
     assert main([*args, "--http-host", "0.0.0.0", "--http-port", "0", "--http-tls"]) == 2
     err = capsys.readouterr().err
     assert "TLS file" in err and "xixin certs init" in err
+
+
+def test_up_serves_https_with_the_certificates_of_certs_init_and_the_first_admin_signs_in(
+    tmp_path: Path,
+) -> None:
+    import re
+    import ssl
+    import urllib.parse
+
+    data = tmp_path / "var"
+    assert main(["certs", "init", "--data-dir", str(data)]) == 0
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xixin.cli", "up", "--mqtt-listen", "127.0.0.1:0",
+         "--data-dir", str(data), "--http-port", str(port), "--http-tls", "--duration", "60s"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        while not any(line.startswith("  ") for line in lines):  # the admin's password line
+            line = process.stdout.readline()
+            assert line, process.stderr.read() if process.stderr else "no output"
+            lines.append(line)
+        assert any(f"https://127.0.0.1:{port}/" in line for line in lines), lines
+        password = next(line.strip() for line in lines if re.fullmatch(r"  \S+\n", line))
+        tls = ssl.create_default_context(cafile=str(data / "tls" / "ca.pem"))
+        form = urllib.parse.urlencode({"username": "admin", "password": password}).encode()
+        url = f"https://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{url}/api/auth/token", form, timeout=10, context=tls) as r:
+            token = json.load(r)["access_token"]
+        request = urllib.request.Request(
+            f"{url}/api/health", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10, context=tls) as r:
+            assert json.load(r)["mqtt_connected"] is True
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
