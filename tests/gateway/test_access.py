@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 from starlette.testclient import WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
 
 from devices.client import ConnectFailedError, TerminalClient
 from gateway.api import create_app
@@ -356,3 +357,18 @@ def test_under_tls_the_session_cookie_is_secure_and_hsts_is_sent(env: Env) -> No
     cookie = answer.headers["set-cookie"].lower()
     assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
     assert answer.headers["strict-transport-security"].startswith("max-age=")
+
+
+@pytest.mark.parametrize("path", ["/api/events", "/api/tracking/stream"])
+def test_an_open_stream_ends_when_its_account_is_disabled(
+    env: Env, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.api.stream.RECHECK_S", 0.2)
+    name = f"gone{len(path)}"
+    token = bearer(env.http, env.service, "centre", name)
+    headers = {"Authorization": f"Bearer {token}"}
+    with env.http.websocket_connect(f"ws://localhost{path}", headers=headers) as ws:
+        assert env.http.post(f"/api/users/{name}/disable", headers=env.headers(A)).is_success
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1008

@@ -15,13 +15,12 @@ from fastapi import (
     Request,
     Response,
     WebSocket,
-    WebSocketDisconnect,
 )
 from fastapi.responses import JSONResponse
 
-from gateway.api.auth import CurrentAccount, resolve
+from gateway.api.auth import CurrentAccount
 from gateway.api.services.tracking_access import TrackingAccess
-from gateway.api.stream import deny, visible
+from gateway.api.stream import serve_stream
 from gateway.api.tracking_schemas import (
     CheckpointIn,
     CheckpointOut,
@@ -116,22 +115,7 @@ async def stats(tracking: TrackingDep, access: AccessDep) -> dict[str, Any]:
 @router.websocket("/stream")
 async def stream(websocket: WebSocket) -> None:
     """Positions (newest per device, coalesced), status changes, alarms, geofence events."""
-    caller = await resolve(websocket)
-    if caller is None or not caller.scope.may("read"):
-        await deny(websocket, caller)
-        return
-    service = websocket.app.state.service
-    await websocket.accept()
-    queue = service.hub.subscribe()
-    try:
-        while True:
-            message = await queue.get()
-            if message.get("kind") in STREAM_KINDS and visible(service, caller, message):
-                await websocket.send_json(message)
-    except WebSocketDisconnect:
-        pass
-    finally:
-        service.hub.unsubscribe(queue)
+    await serve_stream(websocket, STREAM_KINDS)
 
 
 # ---- history -------------------------------------------------------------------------------------
