@@ -40,6 +40,8 @@ def test_up_demo_shows_grants_and_relayed_frames(tmp_path: Path) -> None:
         timeout=90,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    for account in ("centre (centre)", "renxi (area:area-renxi)", "grid01 (grid:grid-01)"):
+        assert f"xixin: demo account {account} password " in result.stdout
     last = [line for line in result.stdout.splitlines() if line.startswith("xixin: online")][-1]
     fields = last.split()
     grants, relayed = (
