@@ -63,3 +63,52 @@ class CpuCap:
         except OSError:
             return False
         return True
+
+
+class ApiSession:
+    """A signed-in reader of a running `xixin up`'s API: a centre account made for the
+    benchmark in its data directory (password from stdin, never on a command line) and a
+    bearer token for it."""
+
+    def __init__(self, data_dir: Path, http_port: int, name: str = "benchmark") -> None:
+        import secrets
+        import subprocess
+        import sys
+
+        self.base = f"http://127.0.0.1:{http_port}"
+        self.name = name
+        self.password = secrets.token_urlsafe(24)
+        subprocess.run(
+            [sys.executable, "-m", "xixin", "users", "add", name, "--role", "centre",
+             "--data-dir", str(data_dir), "--ask-password", "--log-level", "WARNING"],
+            input=self.password + "\n", text=True, capture_output=True, check=True,
+        )  # fmt: skip
+        self._token: str | None = None
+
+    def _sign_in(self, timeout: float) -> str:
+        import json
+        import urllib.parse
+        import urllib.request
+
+        form = urllib.parse.urlencode({"username": self.name, "password": self.password})
+        request = urllib.request.Request(
+            self.base + "/api/auth/token", data=form.encode(), method="POST",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            token = json.loads(response.read())["access_token"]
+        assert isinstance(token, str)
+        return token
+
+    def get(self, path: str, timeout: float = 5.0) -> bytes:
+        """GET with the bearer token (signing in on first use); raises OSError/URLError."""
+        import urllib.request
+
+        if self._token is None:
+            self._token = self._sign_in(timeout)
+        request = urllib.request.Request(
+            self.base + path, headers={"Authorization": f"Bearer {self._token}"}
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body: bytes = response.read()
+        return body

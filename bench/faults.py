@@ -69,7 +69,7 @@ sys.path.insert(0, str(ROOT))
 
 import mqtt5  # noqa: E402
 
-from bench.common import percentile  # noqa: E402
+from bench.common import ApiSession, percentile  # noqa: E402
 from devices.aio_client import AsyncTerminalClient  # noqa: E402
 from devices.beacons import BeaconQueue  # noqa: E402
 from devices.client import ClientError  # noqa: E402
@@ -208,6 +208,7 @@ class Gateway:
         self.log_path = workdir / "xixin-up.log"
         self.mqtt_port, self.http_port, self.db_url = mqtt_port, http_port, db_url
         self.process: subprocess.Popen[bytes] | None = None
+        self.api: ApiSession | None = None  # signed in once the gateway first serves
         self.started_pids: set[int] = set()  # every process seen under a `xixin up` we ran
         self.xixin = str(Path(sys.executable).parent / "xixin")
 
@@ -246,8 +247,10 @@ class Gateway:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"xixin up exited {self.process.returncode}: {self.tail()}")
-            if health(self.http_port) is not None:
+            if serving(self.http_port):
                 self.remember()
+                if self.api is None:  # its account and token live in the data dir: made once
+                    self.api = ApiSession(self.data_dir, self.http_port)
                 return
             time.sleep(0.2)
         raise RuntimeError(f"xixin up not serving after {timeout:.0f} s: {self.tail()}")
@@ -313,11 +316,10 @@ class Gateway:
         """Non-zero drop and writer counters of /metrics (for the notes)."""
         wanted = ("xixin_beacons_rejected", "xixin_positions_filtered", "xixin_positions_stored",
                   "xixin_control_rejected", "xixin_writer_", "xixin_beacons_received")  # fmt: skip
+        if self.api is None:
+            return {}
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.http_port}/metrics", timeout=5
-            ) as response:
-                text = response.read().decode()
+            text = self.api.get("/metrics").decode()
         except (OSError, urllib.error.URLError):
             return {}
         out: dict[str, float] = {}
@@ -329,13 +331,22 @@ class Gateway:
         return out
 
 
-def health(http_port: int) -> dict[str, Any] | None:
+def serving(http_port: int) -> bool:
+    """The API answers (its unauthenticated health probe)."""
     try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{http_port}/api/health", timeout=2
-        ) as response:
-            result: dict[str, Any] = json.loads(response.read())
-            return result
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/health", timeout=2):
+            return True
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def health(api: ApiSession | None) -> dict[str, Any] | None:
+    """The full health report (status and problems), signed in."""
+    if api is None:
+        return None
+    try:
+        result: dict[str, Any] = json.loads(api.get("/api/health", timeout=2))
+        return result
     except (OSError, urllib.error.URLError, ValueError):
         return None
 
@@ -621,13 +632,13 @@ def flood_main(port: int, device: str, secret: str, rate: int, seconds: float, o
 
 @dataclass
 class HealthLog:
-    http_port: int
+    gateway: Gateway
     seen: list[tuple[float, dict[str, Any] | None]] = field(default_factory=list)
     running: bool = True
 
     def run(self) -> None:
         while self.running:
-            self.seen.append((time.time(), health(self.http_port)))
+            self.seen.append((time.time(), health(self.gateway.api)))
             time.sleep(0.5)
 
     def summary(self, start: float, end: float) -> list[dict[str, Any]]:
@@ -686,7 +697,7 @@ class Row:
         self.gateway = Gateway(self.workdir, ports[0], ports[1], db_url)
         self.reader = Reader(db_url, self.gateway.data_dir / "xixin.db")
         self.result: dict[str, Any] = {"fault": name}
-        self.health = HealthLog(ports[1])
+        self.health = HealthLog(self.gateway)
 
     async def run(self) -> dict[str, Any]:
         flush = self.name == "fleet_flush_1000"

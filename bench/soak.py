@@ -48,7 +48,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +55,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_seconds  # noqa: E402
+from bench.common import ApiSession, cpu_seconds  # noqa: E402
 from firmware_sim.deployment import Deployment, DeviceSpec, resolve_org  # noqa: E402
 from firmware_sim.fleet import FleetOptions, plan_fleet  # noqa: E402
 from firmware_sim.fleet_run import (  # noqa: E402
@@ -152,10 +151,9 @@ def open_files(pid: int) -> int:
 METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)$")
 
 
-def scrape(url: str, timeout: float = 5.0) -> dict[str, float]:
-    """/metrics as {'name{labels}': value}."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        text = response.read().decode("utf-8")
+def scrape(api: ApiSession, timeout: float = 5.0) -> dict[str, float]:
+    """/metrics as {'name{labels}': value} (signed in: metrics are for admin and centre)."""
+    text = api.get("/metrics", timeout=timeout).decode("utf-8")
     values: dict[str, float] = {}
     for line in text.splitlines():
         match = METRIC_LINE.match(line)
@@ -185,6 +183,7 @@ class Gateway:
         self.proc: subprocess.Popen[bytes] | None = None
         self.broker_url = ""
         self.http_url = ""
+        self.api: ApiSession | None = None
         self.stdout = work / "up.out"
         self.stderr = work / "up.err"
 
@@ -221,6 +220,8 @@ class Gateway:
             http = re.search(r"console and API on (http://\S+?)/?\s", text)
             if broker and http:
                 self.broker_url, self.http_url = broker.group(1), http.group(1)
+                port = int(self.http_url.rsplit(":", 1)[1])
+                self.api = ApiSession(self.data_dir, port)
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(f"xixin up exited {self.proc.returncode}: {self.tail()}")
@@ -345,7 +346,8 @@ class Sampler(threading.Thread):
         status = proc_status(gw.pid)
         metrics: dict[str, float] = {}
         try:
-            metrics = scrape(gw.http_url + "/metrics")
+            assert gw.api is not None  # made by start()
+            metrics = scrape(gw.api)
         except (OSError, ValueError):
             self.scrape_errors += 1
         t = round(time.monotonic() - self.started, 1)

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.auth.audit import AuditWriter
+from gateway.auth.store import AccountStore
 from gateway.broker import BrokerError, Listener, ManagedBroker
 from gateway.broker_auth import GATEWAY_USER, ensure_gateway_credentials, sync_broker_auth
 from gateway.directory import Directory, build_directory
@@ -30,6 +32,8 @@ from transport.address import BrokerAddress
 from transport.errors import BrokerUrlError
 
 log = logging.getLogger(__name__)
+
+DirectoryRow = tuple[str, str, str, bool]  # (id, unit, role, enabled)
 
 
 @dataclass(slots=True)
@@ -69,6 +73,7 @@ class GatewayService:
         self.db_url = config.db_url or default_db_url(config.data_dir)
         self.engine = create_db_engine(self.db_url)
         self.registry = DeviceRegistry(self.engine, self.org)
+        self.accounts = AccountStore(self.engine, self.org)
         self.broker: ManagedBroker | None = None
         self.hub = EventHub()
         # Where the writers spill during a database outage (gateway/durable.py).
@@ -80,6 +85,10 @@ class GatewayService:
         self.writer = EventWriter(
             self.engine, journal_dir=self.journal_dir / "events", memory_limit=0, logger=self.log
         )
+        # Append-only, durable as the event log: sign-ins, provisioning, commands, acks, ...
+        self.audit = AuditWriter(
+            self.engine, journal_dir=self.journal_dir / "audit", logger=self.log
+        )
         self.recordings_dir = config.data_dir / "recordings"
         self.recorder = (
             RecorderLink(self.recordings_dir, self.db_url, logger=self.log)
@@ -89,6 +98,7 @@ class GatewayService:
         self.runner: GatewayRunner | None = None
         self.tracking: TrackingService | None = None
         self._devices_seen: list[Device] = []
+        self._talkers_seen: list[DirectoryRow] = []
         self._migrated = False
 
     def migrate(self) -> DeviceRegistry:
@@ -137,6 +147,7 @@ class GatewayService:
             watch_broker=self.broker is not None,
         )
         self._devices_seen = self.registry.list()
+        self._talkers_seen = self.talkers()
         self.tracking = TrackingService(
             self.engine, self.org, self.registry, BrokerAccount(address, user, password),
             self.hub, self.config.tracking, journal_dir=self.journal_dir, logger=self.log,
@@ -144,11 +155,12 @@ class GatewayService:
         )  # fmt: skip
         self.runner = GatewayRunner(
             settings,
-            self.directory(self._devices_seen),
+            self.directory(self._devices_seen, self._talkers_seen),
             event_sinks=[
                 self.writer.submit,
                 self.hub.publish,
                 self.tracking.observe_gateway_events,
+                self.audit.observe_gateway_events,
             ],
             logger=self.log,
         )
@@ -156,31 +168,53 @@ class GatewayService:
             self.runner.relay.tap = self.recorder.tap
         return self.runner
 
-    def directory(self, devices: list[Device] | None = None) -> Directory:
+    def talkers(self) -> list[DirectoryRow]:
+        """Dispatcher accounts as the gateway's talkers (blocking): each is a dispatcher at its
+        unit under its talker id (``xixin-u-<name>``, a reserved prefix no device can have), so
+        a dispatcher speaking from the console, or a terminal monitored to it, is that account
+        in floors and recordings. They have no broker account: only the gateway speaks as them."""
+        rows: list[DirectoryRow] = []
+        for account in self.accounts.list():
+            role = account.role
+            if role.is_dispatcher:
+                unit = role.unit if role.unit is not None else self.org.centre.id
+                rows.append((account.talker, unit, "dispatcher", account.enabled))
+        return rows
+
+    def directory(
+        self, devices: list[Device] | None = None, talkers: list[DirectoryRow] | None = None
+    ) -> Directory:
         rows = devices if devices is not None else self.registry.list()
         units = self.org.units()
         return build_directory(
-            self.org, [(d.id, d.unit, d.role, d.enabled) for d in rows if d.unit in units]
+            self.org,
+            [(d.id, d.unit, d.role, d.enabled) for d in rows if d.unit in units]
+            + [
+                row
+                for row in (talkers if talkers is not None else self.talkers())
+                if row[1] in units
+            ],
         )
 
-    def _sync_accounts(self) -> list[Device]:
+    def _sync_accounts(self) -> tuple[list[Device], list[DirectoryRow]]:
         """Blocking part of a device change: read the registry, rewrite broker accounts."""
         devices = self.registry.list()
         if self.broker is not None:
             sync_broker_auth(self.registry, self.org, self.config.data_dir)
             self.broker.reload()
-        return devices
+        return devices, self.talkers()
 
     async def devices_changed(self) -> None:
-        """Apply device changes: broker accounts (managed broker) and the live directory.
+        """Apply device (or dispatcher account) changes: broker accounts (managed broker) and
+        the live directory.
 
         The database and files are touched on a worker thread; the directory is swapped on the
         event loop, which owns all gateway state.
         """
-        devices = await asyncio.to_thread(self._sync_accounts)
-        self._devices_seen = devices
+        devices, talkers = await asyncio.to_thread(self._sync_accounts)
+        self._devices_seen, self._talkers_seen = devices, talkers
         if self.runner is not None:
-            self.runner.update_directory(self.directory(devices))
+            self.runner.update_directory(self.directory(devices, talkers))
 
     async def _supervise_broker(self, interval_s: float = 0.2) -> None:
         """Restart the managed broker within a second of its death (same listeners, config)."""
@@ -202,7 +236,7 @@ class GatewayService:
 
     def writers(self) -> list[tuple[str, WriterStatus]]:
         """(name, writer) of every durable database writer: gateway events, then tracking's."""
-        writers: list[tuple[str, WriterStatus]] = [("events", self.writer)]
+        writers: list[tuple[str, WriterStatus]] = [("events", self.writer), ("audit", self.audit)]
         if self.tracking is not None:
             writers += self.tracking.writers()
         return writers
@@ -232,7 +266,8 @@ class GatewayService:
         while True:
             await asyncio.sleep(self.config.device_poll_s)
             devices = await asyncio.to_thread(self.registry.list)
-            if devices != self._devices_seen:
+            talkers = await asyncio.to_thread(self.talkers)
+            if devices != self._devices_seen or talkers != self._talkers_seen:
                 self.log.info("device registry changed; reloading accounts and directory")
                 await self.devices_changed()
 
@@ -241,6 +276,7 @@ class GatewayService:
         """Run the gateway while the context is open (the app lifespan uses this)."""
         runner = self.runner or self.prepare()
         self.writer.start()
+        self.audit.start()
         if self.recorder is not None:
             self.recorder.start()
         task = asyncio.create_task(runner.run(), name="gateway")
@@ -269,6 +305,7 @@ class GatewayService:
             except TimeoutError:  # wait_for has cancelled it: the rest must still stop
                 self.log.warning("the gateway's MQTT connections did not close within 10 s")
             self.writer.stop()
+            self.audit.stop()
             if self.recorder is not None:
                 await asyncio.to_thread(self.recorder.stop)
 

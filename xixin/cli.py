@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import cast
 
-from xixin.commands import certs, devices, ingest, quality, sim, up
+from xixin.commands import certs, devices, ingest, quality, sim, up, users
 from xixin.errors import EXPECTED_ERRORS, one_line
 from xixin.logs import setup_logging
 from xixin.options import XixinArgumentParser, add_log_level, add_log_level_everywhere
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_parser(subparsers)
     devices.add_parser(subparsers)
+    users.add_parser(subparsers)
     ingest.add_parser(subparsers)
     quality.add_parser(subparsers)
     sim.add_parser(subparsers)  # `xixin sim` and `xixin terminal`

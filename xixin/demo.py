@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Final
 
 from firmware_sim.demo_fleet import DEMO_DEVICES
+from gateway.auth.errors import UnknownAccountError
+from gateway.auth.store import AccountStore
 from gateway.store.errors import UnknownDeviceError
 from gateway.store.registry import DeviceRegistry
 
@@ -28,3 +30,24 @@ def provision_demo_devices(registry: DeviceRegistry, data_dir: Path) -> dict[str
     path.write_text(json.dumps(secrets, indent=1))
     os.chmod(path, 0o600)
     return secrets
+
+
+#: One account per tier for `xixin up --demo` (name, role).
+DEMO_ACCOUNTS: Final = (
+    ("centre", "centre"),
+    ("renxi", "area:area-renxi"),
+    ("grid01", "grid:grid-01"),
+)
+
+
+def provision_demo_accounts(accounts: AccountStore) -> dict[str, str]:
+    """Make sure the demo accounts exist, each with a fresh password; name -> password."""
+    passwords: dict[str, str] = {}
+    for name, role in DEMO_ACCOUNTS:
+        try:
+            accounts.get(name)
+            accounts.set_enabled(name, True)
+            passwords[name] = accounts.reset_password(name)
+        except UnknownAccountError:
+            _, passwords[name] = accounts.add(name, role)
+    return passwords

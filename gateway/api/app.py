@@ -14,7 +14,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
 
-from gateway.api.routes import devices, events, health, metrics, recordings, talkgroups, tracking
+from gateway.api.auth import CurrentAccount
+from gateway.api.routes import (
+    audit,
+    auth,
+    devices,
+    events,
+    health,
+    metrics,
+    recordings,
+    talkgroups,
+    tracking,
+)
+from gateway.api.security import HttpSecurity, SecurityMiddleware
+from gateway.api.services.access import ForbiddenError
+from gateway.auth.throttle import LoginThrottle
 from gateway.broker_stats import BrokerStatsCollector
 from gateway.metrics import GatewayCollector, LiveGauges, RecorderCollector, ServiceCollector
 from gateway.service import GatewayService
@@ -47,7 +61,15 @@ async def _validation_failed(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": jsonable_encoder(_printable(errors))}, status_code=422)
 
 
-def create_app(service: GatewayService) -> FastAPI:
+async def _forbidden(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=403)
+
+
+def create_app(service: GatewayService, security: HttpSecurity | None = None) -> FastAPI:
+    """The API and console; `security`: allowed Host names, TLS, token lives (default:
+    loopback names, plain HTTP)."""
+    security = security or HttpSecurity()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with service.running() as runner:
@@ -66,13 +88,35 @@ def create_app(service: GatewayService) -> FastAPI:
             app.state.metrics = registry
             yield
 
-    app = FastAPI(title="Xixin gateway", version="1", lifespan=lifespan)
+    # The schema only for the signed in (below); no Swagger UI: it loads scripts from a CDN,
+    # which the console's CSP (and an offline site) does not allow.
+    app = FastAPI(
+        title="Xixin gateway",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.service = service
-    for module in (health, devices, talkgroups, recordings, metrics, events, tracking):
+    app.state.security = security
+    app.state.throttle = LoginThrottle(
+        security.login_max_failures, security.login_window_s, security.login_lockout_s
+    )
+    app.state.ip_throttle = LoginThrottle(
+        security.login_max_failures * 4, security.login_window_s, security.login_lockout_s
+    )
+    for module in (auth, health, devices, talkgroups, recordings, metrics, events, tracking, audit):
         app.include_router(module.router)
+    app.add_middleware(SecurityMiddleware, security=security)
+    app.add_exception_handler(ForbiddenError, _forbidden)
     app.add_exception_handler(TrackingStoreError, tracking.tracking_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_failed)
     console = resources.files("gateway.console").joinpath("index.html").read_text("utf-8")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(caller: CurrentAccount) -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/", include_in_schema=False)
     def index() -> HTMLResponse:

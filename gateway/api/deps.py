@@ -1,5 +1,5 @@
 """Typed dependencies: the service and its runner, owned by the app lifespan, and the services
-routes go through (`gateway.api.services`)."""
+routes go through (`gateway.api.services`), each limited to the signed-in caller's scope."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from gateway.api.auth import CurrentAccount
 from gateway.api.services.gateway_view import GatewayView
 from gateway.api.services.recordings import RecordingsService
 from gateway.runner import GatewayRunner
@@ -29,15 +30,21 @@ ServiceDep = Annotated[GatewayService, Depends(get_service)]
 RunnerDep = Annotated[GatewayRunner, Depends(get_runner)]
 
 
-def get_view(runner: RunnerDep, service: ServiceDep) -> GatewayView:
+def get_view(runner: RunnerDep, service: ServiceDep, caller: CurrentAccount) -> GatewayView:
     return GatewayView(
-        runner, problems=service.problems, broker_restarts=lambda: service.broker_restarts
+        runner,
+        problems=service.problems,
+        broker_restarts=lambda: service.broker_restarts,
+        caller=caller,
+        audit=service.audit,
     )
 
 
-def get_recordings(service: ServiceDep) -> RecordingsService:
-    return RecordingsService(service.engine, service.recordings_dir)
-
-
 ViewDep = Annotated[GatewayView, Depends(get_view)]
+
+
+def get_recordings(service: ServiceDep, view: ViewDep, caller: CurrentAccount) -> RecordingsService:
+    return RecordingsService(service.engine, service.recordings_dir, caller, view.unit_of)
+
+
 RecordingsDep = Annotated[RecordingsService, Depends(get_recordings)]

@@ -60,3 +60,13 @@ def recording_path(conn: Connection, recording_id: int) -> str | None:
     return conn.execute(
         select(recordings.c.path).where(recordings.c.id == recording_id)
     ).scalar_one_or_none()
+
+
+def find_recording(conn: Connection, recording_id: int) -> tuple[str, str, str] | None:
+    """A recording's floor key, talker and file (relative); None: no such recording."""
+    row = conn.execute(
+        select(recordings.c.floor_key, recordings.c.talker, recordings.c.path).where(
+            recordings.c.id == recording_id
+        )
+    ).first()
+    return None if row is None else (row.floor_key, row.talker, row.path)

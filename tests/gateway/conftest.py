@@ -17,6 +17,8 @@ from gateway.runner import GatewayRunner, GatewaySettings
 from gateway.service import GatewayService, ServiceConfig
 from protocol.org import default_org
 from tests.gateway.harness import GatewayThread
+from tests.gateway.signin import client as signin_client
+from tests.gateway.signin import sign_in
 
 # (id, unit, role, enabled)
 TEST_DEVICES = [
@@ -80,10 +82,12 @@ def terminal(mosquitto: ManagedBroker) -> Iterator[TerminalFactory]:
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[TestClient, GatewayService]]:
-    """The HTTP API on a full service (managed broker, SQLite, recorder) in tmp_path."""
+    """The HTTP API on a full service (managed broker, SQLite, recorder) in tmp_path, signed in
+    as an administrator."""
     service = GatewayService(ServiceConfig(data_dir=tmp_path, device_poll_s=0.2))
     try:
-        with TestClient(create_app(service)) as client:
+        with signin_client(create_app(service)) as client:
+            sign_in(client, service, "admin")
             yield client, service
     finally:
         service.close()

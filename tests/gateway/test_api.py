@@ -117,7 +117,7 @@ def test_event_stream_and_stored_floor_events(api: tuple[TestClient, GatewayServ
     secret = http.post(
         "/api/devices", json={"id": "D001", "unit": "centre", "role": "dispatcher"}
     ).json()["secret"]
-    with http.websocket_connect("/api/events") as ws:
+    with http.websocket_connect("ws://localhost/api/events") as ws:
         terminal = _terminal(service, "D001", secret)
         try:
             seen = []

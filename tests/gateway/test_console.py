@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -19,8 +16,8 @@ from devices.client import TerminalClient
 from gateway.api import create_app
 from gateway.broker import free_port
 from gateway.service import GatewayService, ServiceConfig
+from tests.gateway.browser import CHROMIUM, Browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 
 
@@ -44,35 +41,20 @@ def served(tmp_path: Path) -> Iterator[tuple[str, GatewayService]]:
         service.close()
 
 
-def chromium(*args: str) -> str:
-    assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert result.returncode == 0, result.stderr[-1000:]
-    return result.stdout
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    opened = Browser()
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def test_console_shows_talkgroups_devices_and_the_talker(
-    served: tuple[str, GatewayService], tmp_path: Path
+    served: tuple[str, GatewayService], tmp_path: Path, browser: Browser
 ) -> None:
     url, service = served
+    _, password = service.accounts.add("centre", "centre")
     _device, secret = service.registry.add("T001", "grid-01", "officer", "民警 陈")
     assert service.broker is not None
     deadline = threading.Event()
@@ -92,7 +74,11 @@ def test_console_shows_talkgroups_devices_and_the_talker(
             if service.tracking and any(d["position"] for d in service.tracking.live()):
                 break
             deadline.wait(0.05)
-        dom = chromium("--virtual-time-budget=4000", "--dump-dom", url)
+        browser.sign_in(url, "centre", password)
+        browser.wait("document.querySelector('circle[data-device=\"T001\"]') !== null")
+        browser.wait("document.querySelector('tr[data-tg=\"grid-01\"].taken') !== null")
+        assert browser.eval("document.cookie") == ""  # the session cookie is HttpOnly
+        dom = browser.dom()
         assert 'data-tg="grid-01"' in dom and 'data-tg="all"' in dom
         grid_row = dom.split('data-tg="grid-01"', 1)[1].split("</tr>", 1)[0]
         assert 'class="taken"' in grid_row.split(">", 1)[0] and "<td>T001</td>" in grid_row
@@ -102,13 +88,23 @@ def test_console_shows_talkgroups_devices_and_the_talker(
         assert dom.count("<polygon") == 13 and 'data-grid="grid-07"' in dom
         dot = dom.split("<circle", 1)[1].split(">", 1)[0]
         assert 'data-device="T001"' in dot and 'class="talker"' in dot
+        assert "centre (centre)" in dom
         screenshot = tmp_path / "console.png"
-        chromium(
-            "--virtual-time-budget=4000",
-            "--window-size=1400,900",
-            f"--screenshot={screenshot}",
-            url,
-        )
+        browser.screenshot(screenshot)
         assert screenshot.stat().st_size > 10_000
     finally:
         terminal.disconnect()
+
+
+def test_console_without_a_session_is_the_login_page_and_a_wrong_password_says_so(
+    served: tuple[str, GatewayService], browser: Browser
+) -> None:
+    url, service = served
+    service.accounts.add("grid01", "grid:grid-01")
+    browser.goto(url + "/")
+    browser.wait("location.pathname === '/login'")  # the console's first request was a 401
+    browser.sign_in(url, "grid01", "not the password at all")
+    browser.wait("location.search === '?error=failed'")
+    assert "Wrong account name or password" in browser.wait(
+        "document.getElementById('error').textContent"
+    )

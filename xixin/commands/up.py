@@ -95,6 +95,26 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--http-port", type=int, default=8080, help="port of the console and API (0: any free one)"
     )
     up.add_argument(
+        "--http-tls",
+        action="store_true",
+        help="serve the console and API over HTTPS with the TLS certificate (--tls-cert/--tls-key, "
+        "default DATA_DIR/tls/server.pem from `xixin certs init`)",
+    )
+    up.add_argument(
+        "--http-insecure",
+        action="store_true",
+        help="allow plain HTTP on an address beyond this machine (passwords and sessions then "
+        "cross the network in clear); without it such an --http-host needs --http-tls",
+    )
+    up.add_argument(
+        "--http-allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a further Host name the console answers to (repeatable; the listening address, "
+        "loopback names and, on 0.0.0.0, this machine's name are allowed already)",
+    )
+    up.add_argument(
         "--max-burst",
         type=duration,
         default=30.0,
@@ -124,7 +144,55 @@ def _listeners(args: argparse.Namespace) -> list[Listener]:
     return listeners
 
 
+def _http_tls_files(args: argparse.Namespace) -> tuple[Path, Path] | None:
+    """The HTTPS certificate and key, or None for plain HTTP; refuses plain HTTP beyond this
+    machine unless --http-insecure (ConfigError)."""
+    if not args.http_tls:
+        if not ipaddress_is_loopback(args.http_host) and not args.http_insecure:
+            raise ConfigError(
+                f"--http-host {args.http_host} serves beyond this machine: sign-in passwords and "
+                "sessions would cross the network in clear; add --http-tls (certificates: "
+                "`xixin certs init`) or, knowingly, --http-insecure"
+            )
+        return None
+    tls_dir = args.data_dir / "tls"
+    cert, key = args.tls_cert or tls_dir / SERVER_CERT, args.tls_key or tls_dir / SERVER_KEY
+    for path in (cert, key):
+        if not path.is_file():
+            raise ConfigError(
+                f"TLS file {path} not found: run `xixin certs init --data-dir {args.data_dir} "
+                "--host NAME` or give --tls-cert and --tls-key"
+            )
+    return cert, key
+
+
+def _accounts_banner(service: GatewayService, demo: bool) -> list[str]:
+    """The first start's administrator (and the demo's accounts): their passwords, shown once."""
+    accounts = service.accounts
+    lines: list[str] = []
+    if accounts.count() == 0:
+        _, password = accounts.add("admin", "admin")
+        lines += [
+            "xixin: first start: created the administrator account 'admin' with password",
+            f"  {password}",
+            "xixin: (shown only this once; only an argon2id hash is stored; "
+            "`xixin users reset admin` makes a new one)",
+        ]
+    if demo:
+        from xixin.demo import DEMO_ACCOUNTS, provision_demo_accounts
+
+        roles = dict(DEMO_ACCOUNTS)
+        for name, password in provision_demo_accounts(accounts).items():
+            lines.append(f"xixin: demo account {name} ({roles[name]}) password {password}")
+    return lines
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    try:
+        tls_files = _http_tls_files(args)
+    except ConfigError as exc:
+        print(f"xixin up: {exc}", file=sys.stderr)
+        return 2
     config = ServiceConfig(
         data_dir=args.data_dir,
         db_url=database_url(args, required=False),
@@ -154,6 +222,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             from xixin.demo import provision_demo_devices
 
             secrets = provision_demo_devices(service.migrate(), config.data_dir)
+        service.migrate()
+        banner = _accounts_banner(service, args.demo)
         service.prepare()
     except EXPECTED_OR_OS_ERRORS as exc:  # BrokerNotInstalledError included
         http.close()
@@ -162,7 +232,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"xixin up: {one_line(exc)}", file=sys.stderr)
         return 2
     try:
-        return run_event_loop(_serve(service, args, secrets, http))
+        return run_event_loop(_serve(service, args, secrets, http, tls_files, banner))
     except KeyboardInterrupt:
         return 0
     finally:
@@ -188,10 +258,13 @@ async def _serve(
     args: argparse.Namespace,
     secrets: dict[str, str],
     http: socket.socket,
+    tls_files: tuple[Path, Path] | None = None,
+    banner: list[str] | None = None,
 ) -> int:
     import uvicorn
 
     from gateway.api import create_app
+    from gateway.api.security import HttpSecurity, allowed_hosts_for
 
     runner = service.runner
     assert runner is not None
@@ -200,12 +273,18 @@ async def _serve(
     except GatewayError as exc:
         print(f"xixin up: {one_line(exc)}", file=sys.stderr)
         return 2
-    app = create_app(service)
+    security = HttpSecurity(
+        allowed_hosts=allowed_hosts_for(args.http_host, args.http_allowed_host),
+        tls=tls_files is not None,
+    )
+    app = create_app(service, security)
     server = _http_server(
         uvicorn.Config(
-            app, host=args.http_host, port=args.http_port, log_level="warning", lifespan="on"
+            app, host=args.http_host, port=args.http_port, log_level="warning", lifespan="on",
+            ssl_certfile=tls_files[0] if tls_files else None,
+            ssl_keyfile=tls_files[1] if tls_files else None,
         )
-    )
+    )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -234,7 +313,16 @@ async def _serve(
             )
     host, port = http.getsockname()[:2]
     where = f"[{host}]" if ":" in host else host
-    print(f"xixin: console and API on http://{where}:{port}/  (Ctrl-C stops)")
+    scheme = "https" if tls_files else "http"
+    print(f"xixin: console and API on {scheme}://{where}:{port}/  (Ctrl-C stops; sign in)")
+    if tls_files is None and not ipaddress_is_loopback(args.http_host):
+        print(
+            f"xixin: warning: the console on {args.http_host} is plain HTTP beyond this machine "
+            "(--http-insecure): passwords and sessions cross the network in clear",
+            file=sys.stderr,
+        )
+    for line in banner or []:
+        print(line, flush=True)
     fleet = None
     if args.demo:
         from firmware_sim.demo_fleet import DemoFleet

@@ -19,7 +19,8 @@ router = APIRouter(prefix="/api/devices", tags=["devices"])
 
 @router.get("")
 async def list_devices(service: ServiceDep, view: ViewDep) -> list[DeviceOut]:
-    return [view.device(d) for d in await asyncio.to_thread(service.registry.list)]
+    """The devices in the caller's scope."""
+    return view.visible(await asyncio.to_thread(service.registry.list))
 
 
 async def _get(service: ServiceDep, device_id: str) -> Device:
@@ -31,11 +32,14 @@ async def _get(service: ServiceDep, device_id: str) -> Device:
 
 @router.get("/{device_id}")
 async def get_device(device_id: str, service: ServiceDep, view: ViewDep) -> DeviceOut:
-    return view.device(await _get(service, device_id))
+    device = await _get(service, device_id)
+    view.check_device(device)
+    return view.device(device)
 
 
 @router.post("", status_code=201)
 async def add_device(body: DeviceCreate, service: ServiceDep, view: ViewDep) -> DeviceSecret:
+    view.check_provision(body.id, body.unit, "add")
     try:
         device, secret = await asyncio.to_thread(
             service.registry.add, body.id, body.unit, body.role, body.name
@@ -45,35 +49,41 @@ async def add_device(body: DeviceCreate, service: ServiceDep, view: ViewDep) -> 
     except InvalidDeviceError as exc:
         raise HTTPException(422, str(exc)) from exc
     await service.devices_changed()
+    view.provisioned(device.id, "add", {"unit": device.unit, "role": device.role})
     return DeviceSecret(device=view.device(device), secret=secret)
 
 
-async def _change(device_id: str, service: ServiceDep, action: str) -> Device:
+async def _change(device_id: str, service: ServiceDep, view: ViewDep, action: str) -> Device:
+    device = await _get(service, device_id)
+    view.check_provision(device_id, device.unit, action)
     try:
         await asyncio.to_thread(getattr(service.registry, action), device_id)
     except UnknownDeviceError as exc:
         raise HTTPException(404, str(exc)) from exc
     await service.devices_changed()
+    view.provisioned(device_id, action, {})
     return await _get(service, device_id)
 
 
 @router.post("/{device_id}/disable")
 async def disable_device(device_id: str, service: ServiceDep, view: ViewDep) -> DeviceOut:
-    return view.device(await _change(device_id, service, "disable"))
+    return view.device(await _change(device_id, service, view, "disable"))
 
 
 @router.post("/{device_id}/enable")
 async def enable_device(device_id: str, service: ServiceDep, view: ViewDep) -> DeviceOut:
-    return view.device(await _change(device_id, service, "enable"))
+    return view.device(await _change(device_id, service, view, "enable"))
 
 
 @router.post("/{device_id}/rotate")
 async def rotate_secret(device_id: str, service: ServiceDep, view: ViewDep) -> DeviceSecret:
+    view.check_provision(device_id, (await _get(service, device_id)).unit, "rotate")
     try:
         secret = await asyncio.to_thread(service.registry.rotate, device_id)
     except UnknownDeviceError as exc:
         raise HTTPException(404, str(exc)) from exc
     await service.devices_changed()
+    view.provisioned(device_id, "rotate", {})
     return DeviceSecret(device=view.device(await _get(service, device_id)), secret=secret)
 
 

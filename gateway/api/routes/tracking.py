@@ -15,10 +15,12 @@ from fastapi import (
     Request,
     Response,
     WebSocket,
-    WebSocketDisconnect,
 )
 from fastapi.responses import JSONResponse
 
+from gateway.api.auth import CurrentAccount
+from gateway.api.services.tracking_access import TrackingAccess
+from gateway.api.stream import serve_stream
 from gateway.api.tracking_schemas import (
     CheckpointIn,
     CheckpointOut,
@@ -59,6 +61,13 @@ def get_tracking(request: Request) -> TrackingService:
 
 
 TrackingDep = Annotated[TrackingService, Depends(get_tracking)]
+
+
+def get_access(tracking: TrackingDep, caller: CurrentAccount) -> TrackingAccess:
+    return TrackingAccess(tracking, caller)
+
+
+AccessDep = Annotated[TrackingAccess, Depends(get_access)]
 # allow_inf_nan=False: "nan" and "inf" parse as floats; they are not times (422, not 200/500).
 Start = Annotated[float, Query(description="epoch seconds, inclusive", allow_inf_nan=False)]
 End = Annotated[float, Query(description="epoch seconds, exclusive", allow_inf_nan=False)]
@@ -80,40 +89,33 @@ def tracking_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"tracking database: {exc}"}, status_code=503)
 
 
-def _known(tracking: TrackingService, device: str) -> None:
+def _known(tracking: TrackingService, device: str, access: TrackingAccess) -> None:
     if device not in tracking.devices:
         raise HTTPException(404, f"unknown device {device!r}")
+    access.device(device)
 
 
 # ---- live ----------------------------------------------------------------------------------------
 
 
 @router.get("/live")
-async def live(tracking: TrackingDep) -> list[LiveDeviceOut]:
-    return [LiveDeviceOut.model_validate(row) for row in tracking.live()]
+async def live(tracking: TrackingDep, access: AccessDep) -> list[LiveDeviceOut]:
+    rows = access.rows(tracking.live(), lambda row: row["device"])
+    return [LiveDeviceOut.model_validate(row) for row in rows]
 
 
 @router.get("/stats")
-async def stats(tracking: TrackingDep) -> dict[str, Any]:
-    """Ingest counters: received per format, rejected per reason, filtered per rule, stored."""
+async def stats(tracking: TrackingDep, access: AccessDep) -> dict[str, Any]:
+    """Ingest counters: received per format, rejected per reason, filtered per rule, stored
+    (the whole gateway's: for administrators and the centre, as /metrics)."""
+    access.require("metrics")
     return tracking.stats()
 
 
 @router.websocket("/stream")
 async def stream(websocket: WebSocket) -> None:
     """Positions (newest per device, coalesced), status changes, alarms, geofence events."""
-    service = websocket.app.state.service
-    await websocket.accept()
-    queue = service.hub.subscribe()
-    try:
-        while True:
-            message = await queue.get()
-            if message.get("kind") in STREAM_KINDS:
-                await websocket.send_json(message)
-    except WebSocketDisconnect:
-        pass
-    finally:
-        service.hub.unsubscribe(queue)
+    await serve_stream(websocket, STREAM_KINDS)
 
 
 # ---- history -------------------------------------------------------------------------------------
@@ -121,9 +123,14 @@ async def stream(websocket: WebSocket) -> None:
 
 @router.get("/devices/{device}/replay")
 def replay(
-    device: str, start: Start, end: End, tracking: TrackingDep, zoom: Zoom = None
+    device: str,
+    start: Start,
+    end: End,
+    tracking: TrackingDep,
+    access: AccessDep,
+    zoom: Zoom = None,
 ) -> ReplayOut:
-    _known(tracking, device)
+    _known(tracking, device, access)
     try:
         segments = queries.replay(
             tracking.reader, tracking.config.history, device, start, end, zoom
@@ -156,9 +163,11 @@ def replay(
 
 
 @router.get("/devices/{device}/summary")
-def summary(device: str, start: Start, end: End, tracking: TrackingDep) -> SummaryOut:
+def summary(
+    device: str, start: Start, end: End, tracking: TrackingDep, access: AccessDep
+) -> SummaryOut:
     """Distance (haversine), trips between stops, stops, moving and stopped time."""
-    _known(tracking, device)
+    _known(tracking, device, access)
     try:
         result = queries.summary(tracking.reader, tracking.config.history, device, start, end)
     except HistoryError as exc:
@@ -189,10 +198,16 @@ def summary(device: str, start: Start, end: End, tracking: TrackingDep) -> Summa
 
 @router.get("/devices/{device}/export.{fmt}")
 def export(
-    device: str, fmt: str, start: Start, end: End, tracking: TrackingDep, zoom: Zoom = None
+    device: str,
+    fmt: str,
+    start: Start,
+    end: End,
+    tracking: TrackingDep,
+    access: AccessDep,
+    zoom: Zoom = None,
 ) -> Response:
     """GPX 1.1, GeoJSON (RFC 7946) or CSV of the track, one segment per gap-free run."""
-    _known(tracking, device)
+    _known(tracking, device, access)
     try:
         body, media_type = queries.export(
             tracking.reader, tracking.config.history, device, start, end, fmt, zoom
@@ -210,13 +225,17 @@ def export(
 @router.get("/events")
 def events(
     tracking: TrackingDep,
+    access: AccessDep,
     device: str | None = None,
     kind: str | None = Query(default=None, pattern="^(alarm|geofence)$"),
     start: OptionalStart = None,
     end: OptionalEnd = None,
     limit: int = Query(default=1000, ge=1, le=10_000),
 ) -> list[TrackingEventOut]:
+    if device is not None and device in tracking.devices:
+        access.device(device)
     found = tracking.repository.events(device=device, kind=kind, start=start, end=end, limit=limit)
+    found = access.rows(found, lambda e: e.device)
     return [
         TrackingEventOut(kind=e.kind, type=e.type, device=e.device, ts=e.ts, active=e.active,
                          geofence=e.geofence, lat=e.lat, lon=e.lon, data=e.data)
@@ -228,19 +247,20 @@ def events(
 
 
 @router.get("/geofences")
-async def list_geofences(tracking: TrackingDep) -> list[GeofenceOut]:
+async def list_geofences(tracking: TrackingDep, access: AccessDep) -> list[GeofenceOut]:
     """The organisation's grids (kind "grid") and the custom fences."""
     return [
         GeofenceOut(id=s.id, name=s.name, kind=s.kind, coordinates=list(s.coordinates),
                     radius_m=s.radius_m)
-        for s in tracking.geofences()
+        for s in access.geofences(tracking.geofences())
     ]  # fmt: skip
 
 
 @router.post("/geofences", status_code=201)
-async def add_geofence(body: GeofenceIn, tracking: TrackingDep) -> GeofenceOut:
+async def add_geofence(body: GeofenceIn, tracking: TrackingDep, access: AccessDep) -> GeofenceOut:
     try:
         spec = make_spec(body.id, body.name, body.kind, body.coordinates, body.radius_m)
+        access.change_geofence(spec)
         await tracking.add_geofence(spec)
     except GeofenceError as exc:
         conflict = "already exists" in str(exc) or "is a grid" in str(exc)
@@ -252,7 +272,10 @@ async def add_geofence(body: GeofenceIn, tracking: TrackingDep) -> GeofenceOut:
 
 
 @router.delete("/geofences/{fence_id}", status_code=204)
-async def delete_geofence(fence_id: str, tracking: TrackingDep) -> Response:
+async def delete_geofence(fence_id: str, tracking: TrackingDep, access: AccessDep) -> Response:
+    for spec in tracking.geofences():
+        if spec.id == fence_id:
+            access.change_geofence(spec)
     try:
         await tracking.delete_geofence(fence_id)
     except UnknownGeofenceError as exc:
@@ -264,8 +287,10 @@ async def delete_geofence(fence_id: str, tracking: TrackingDep) -> Response:
 
 
 @router.get("/checkpoints")
-def list_checkpoints(tracking: TrackingDep, grid: str | None = None) -> list[CheckpointOut]:
-    found = tracking.repository.checkpoints(grid)
+def list_checkpoints(
+    tracking: TrackingDep, access: AccessDep, grid: str | None = None
+) -> list[CheckpointOut]:
+    found = access.checkpoints(tracking.repository.checkpoints(grid))
     return [
         CheckpointOut(id=c.id, grid=c.grid, name=c.name, lat=c.lat, lon=c.lon,
                       radius_m=c.radius_m, required_visits=c.required_visits)
@@ -274,7 +299,8 @@ def list_checkpoints(tracking: TrackingDep, grid: str | None = None) -> list[Che
 
 
 @router.post("/checkpoints", status_code=201)
-def add_checkpoint(body: CheckpointIn, tracking: TrackingDep) -> CheckpointOut:
+def add_checkpoint(body: CheckpointIn, tracking: TrackingDep, access: AccessDep) -> CheckpointOut:
+    access.change_checkpoint(body.grid, f"grid {body.grid}")
     try:
         checkpoint = make_checkpoint(
             body.id, body.grid, body.name, body.lat, body.lon, body.radius_m,
@@ -291,7 +317,10 @@ def add_checkpoint(body: CheckpointIn, tracking: TrackingDep) -> CheckpointOut:
 
 
 @router.delete("/checkpoints/{checkpoint_id}", status_code=204)
-def delete_checkpoint(checkpoint_id: str, tracking: TrackingDep) -> Response:
+def delete_checkpoint(checkpoint_id: str, tracking: TrackingDep, access: AccessDep) -> Response:
+    for checkpoint in tracking.repository.checkpoints():
+        if checkpoint.id == checkpoint_id:
+            access.change_checkpoint(checkpoint.grid, f"checkpoint {checkpoint_id}")
     try:
         tracking.repository.delete_checkpoint(checkpoint_id)
     except UnknownCheckpointError as exc:
@@ -301,6 +330,7 @@ def delete_checkpoint(checkpoint_id: str, tracking: TrackingDep) -> Response:
 
 async def _coverage(
     tracking: TrackingService,
+    access: TrackingAccess,
     day: date | None,
     shift: str | None,
     start: float | None,
@@ -309,8 +339,8 @@ async def _coverage(
     config = tracking.config
     try:
         shifts = queries.shifts_for(config.shifts, config.utc_offset_h, day, shift, start, end)
-        devices = tracking.device_grids()  # read on the loop, then query in a thread
-        checkpoints = await asyncio.to_thread(tracking.repository.checkpoints)
+        devices = access.device_grids(tracking.device_grids())  # on the loop, then a thread
+        checkpoints = access.checkpoints(await asyncio.to_thread(tracking.repository.checkpoints))
         return await asyncio.to_thread(
             queries.coverage_reports, tracking.reader, checkpoints, devices, shifts,
             config.revisit_s,
@@ -325,23 +355,25 @@ CoverageQuery = Annotated[date | None, Query(alias="date", description="local da
 @router.get("/coverage")
 async def coverage(
     tracking: TrackingDep,
+    access: AccessDep,
     day: CoverageQuery = None,
     shift: str | None = None,
     start: OptionalStart = None,
     end: OptionalEnd = None,
 ) -> list[CoverageOut]:
     """Visited/missed per checkpoint, per grid and per officer, for each shift asked for."""
-    reports = await _coverage(tracking, day, shift, start, end)
+    reports = await _coverage(tracking, access, day, shift, start, end)
     return [CoverageOut.model_validate(report.to_json()) for report in reports]
 
 
 @router.get("/coverage.csv")
 async def coverage_as_csv(
     tracking: TrackingDep,
+    access: AccessDep,
     day: CoverageQuery = None,
     shift: str | None = None,
     start: OptionalStart = None,
     end: OptionalEnd = None,
 ) -> Response:
-    reports = await _coverage(tracking, day, shift, start, end)
+    reports = await _coverage(tracking, access, day, shift, start, end)
     return Response(coverage_csv(reports), media_type="text/csv; charset=utf-8")

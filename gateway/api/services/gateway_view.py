@@ -6,9 +6,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.api.schemas import DeviceOut, FloorOut, Health, QueueEntry, TalkgroupOut
+from gateway.api.services.access import ForbiddenError, SignedIn
+from gateway.auth.audit import AuditWriter
+from gateway.auth.scope import Action
 from gateway.floor import Floor
 from gateway.runner import GatewayRunner
 from gateway.store.registry import Device
+
+#: Remote monitor (protocol §5.4) is bounded: at most this long per command.
+MAX_MONITOR_S = 60
+MAX_REASON_CHARS = 200
 
 
 def floor_out(floor: Floor) -> FloorOut:
@@ -23,13 +30,17 @@ def floor_out(floor: Floor) -> FloorOut:
 
 
 class GatewayView:
-    """Devices, talkgroups and floors as the API shows them, and the few actions it may take."""
+    """Devices, talkgroups and floors as the API shows them, and the few actions it may take,
+    limited to what the caller's scope allows (gateway.auth.scope; out of scope:
+    ForbiddenError, 403). Without a caller (tests of the view itself) everything is allowed."""
 
     def __init__(
         self,
         runner: GatewayRunner,
         problems: Callable[[], list[str]] = list,
         broker_restarts: Callable[[], int] = int,
+        caller: SignedIn | None = None,
+        audit: AuditWriter | None = None,
     ) -> None:
         """`problems`: what else degrades the gateway (broker, database writers:
         GatewayService.problems); `broker_restarts`: the managed broker's restart count."""
@@ -37,6 +48,50 @@ class GatewayView:
         self._control = runner.control
         self._problems = problems
         self._broker_restarts = broker_restarts
+        self._caller = caller
+        self._audit = audit
+
+    # ---- scope -----------------------------------------------------------------------------
+
+    def unit_of(self, device_id: str) -> str | None:
+        info = self._control.directory.get(device_id)
+        return info.unit if info is not None else None
+
+    def _record(self, action: str, target: str, result: str, detail: dict[str, Any]) -> None:
+        if self._audit is not None and self._caller is not None:
+            self._audit.record(self._caller.account.name, action, target, result, detail)
+
+    def require(self, action: Action, in_scope: bool = True, what: str = "") -> None:
+        if self._caller is not None:
+            self._caller.require(action, in_scope, what)
+
+    def sees_unit(self, unit: str) -> bool:
+        return self._caller is None or self._caller.scope.sees_unit(unit)
+
+    def sees_device(self, device_id: str) -> bool:
+        return self._caller is None or self._caller.scope.sees_device(device_id, self.unit_of)
+
+    def sees_floor(self, key: str) -> bool:
+        return self._caller is None or self._caller.scope.sees_floor(key, self.unit_of)
+
+    def visible(self, devices: list[Device]) -> list[DeviceOut]:
+        """The caller's devices among `devices`, with their live state."""
+        return [self.device(d) for d in devices if self.sees_unit(d.unit)]
+
+    def check_device(self, device: Device, action: Action = "read") -> None:
+        """ForbiddenError unless the caller may `action` on `device`."""
+        self.require(action, self.sees_unit(device.unit), f"device {device.id}")
+
+    def check_provision(self, device_id: str, unit: str, action: str) -> None:
+        """Only administrators provision; the attempt is audited either way."""
+        try:
+            self.require("provision", self.sees_unit(unit), f"unit {unit}")
+        except ForbiddenError:
+            self._record(f"device_{action}", device_id, "denied", {"unit": unit})
+            raise
+
+    def provisioned(self, device_id: str, action: str, detail: dict[str, Any]) -> None:
+        self._record(f"device_{action}", device_id, "ok", detail)
 
     def health(self) -> Health:
         """`ok` only when connected to the broker and nothing else is wrong."""
@@ -83,6 +138,8 @@ class GatewayView:
         floors = control.floors.talkgroups
         result = []
         for tg, name in sorted(directory.talkgroups.items()):
+            if self._caller is not None and not self._caller.scope.sees_talkgroup(tg):
+                continue
             floor = floors[tg]
             result.append(
                 TalkgroupOut(
@@ -98,16 +155,58 @@ class GatewayView:
 
     def floors(self) -> list[FloorOut]:
         """Every floor: talkgroups, then live private calls."""
-        return [floor_out(f) for f in self._control.floors.floors()]
+        return [
+            floor_out(floor) for key, floor in self._control.floors.items() if self.sees_floor(key)
+        ]
 
     def revoke(self, key: str) -> FloorOut | None:
         """A dispatcher's revoke of floor `key`; the floor after it, or None if there is none."""
         floor = self._control.floors.get(key)
         if floor is None:
             return None
+        try:
+            self.require("command", self.sees_floor(key), f"floor {key}")
+        except ForbiddenError:
+            self._record("floor_revoke", key, "denied", {})
+            raise
+        holder = floor.holder
         self._runner.revoke(key)
+        self._record("floor_revoke", key, "ok", {"holder": holder})
         return floor_out(floor)
 
     def send_command(self, device_id: str, cmd: str, fields: Mapping[str, Any]) -> str:
-        """Send a command to a terminal; its id (ControlError if it cannot be sent)."""
-        return self._runner.send_command(device_id, cmd, **fields)
+        """Send a command to a terminal; its id (ControlError if it cannot be sent).
+
+        `monitor` is a controlled power: centre and area dispatchers only, a terminal in their
+        scope, to the caller's own talker identity only (never another device), for at most
+        MAX_MONITOR_S seconds, with a reason; always audited."""
+        detail: dict[str, Any] = {"cmd": cmd}
+        try:
+            if cmd == "monitor":
+                fields = self._monitor_fields(device_id, fields)
+                detail |= {"seconds": fields["seconds"], "reason": fields["reason"]}
+            else:
+                self.require("command", self.sees_device(device_id), f"device {device_id}")
+        except ForbiddenError as exc:
+            self._record("command", device_id, "denied", detail | {"why": str(exc)})
+            raise
+        command_id = self._runner.send_command(device_id, cmd, **fields)
+        self._record("command", device_id, "sent", detail | {"id": command_id})
+        return command_id
+
+    def _monitor_fields(self, device_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        self.require("monitor", self.sees_device(device_id), f"device {device_id}")
+        if self._caller is None:
+            return dict(fields)
+        own = self._caller.account.talker
+        if fields.get("by", own) != own:
+            raise ForbiddenError("monitor goes only to the requesting account, never a device")
+        seconds = fields.get("seconds")
+        if not isinstance(seconds, int) or isinstance(seconds, bool):
+            raise ForbiddenError("monitor needs whole `seconds`")
+        if not 1 <= seconds <= MAX_MONITOR_S:
+            raise ForbiddenError(f"monitor lasts 1-{MAX_MONITOR_S} seconds")
+        reason = fields.get("reason")
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_CHARS:
+            raise ForbiddenError(f"monitor needs a `reason` (1-{MAX_REASON_CHARS} characters)")
+        return {"seconds": seconds, "by": own, "reason": reason.strip()}

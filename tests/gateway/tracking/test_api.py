@@ -21,6 +21,8 @@ from gateway.service import GatewayService, ServiceConfig
 from gateway.tracking.config import TrackingConfig
 from gateway.tracking.formats import nmea_checksum
 from protocol.org import default_org
+from tests.gateway.signin import client as signin_client
+from tests.gateway.signin import sign_in
 
 ORG = default_org()
 LON, LAT = ORG.grids["grid-01"].centre
@@ -45,7 +47,8 @@ def api(tmp_path: Path) -> Iterator[tuple[TestClient, GatewayService]]:
     )
     service = GatewayService(config)
     try:
-        with TestClient(create_app(service)) as client:
+        with signin_client(create_app(service)) as client:
+            sign_in(client, service, "admin")
             yield client, service
     finally:
         service.close()
@@ -71,7 +74,7 @@ def test_terminal_to_replay_exports_geofences_coverage_and_stream(
     try:
         now = time.time()
         start = now - 600
-        with http.websocket_connect("/api/tracking/stream") as ws:
+        with http.websocket_connect("ws://localhost/api/tracking/stream") as ws:
             for i in range(60):  # 5 minutes walking north at 1.2 m/s
                 info = terminal.publish_raw(
                     "xixin/v1/dev/T001/gps",

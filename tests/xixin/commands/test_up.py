@@ -40,6 +40,8 @@ def test_up_demo_shows_grants_and_relayed_frames(tmp_path: Path) -> None:
         timeout=90,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    for account in ("centre (centre)", "renxi (area:area-renxi)", "grid01 (grid:grid-01)"):
+        assert f"xixin: demo account {account} password " in result.stdout
     last = [line for line in result.stdout.splitlines() if line.startswith("xixin: online")][-1]
     fields = last.split()
     grants, relayed = (
@@ -98,6 +100,8 @@ def test_up_serves_console_and_api_and_stops_cleanly(tmp_path: Path, how: str) -
             os.kill(broker_pid, 0)
         assert "reconnecting" not in err, err[-2000:]
         assert out.splitlines()[-1].startswith("xixin: online 0 ")  # the final report
+        # the first start made an administrator and showed its password once
+        assert "first start: created the administrator account 'admin'" in out
     finally:
         if process.poll() is None:
             process.kill()
@@ -166,3 +170,55 @@ def test_quality_subcommand_is_wired(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-1000:]
     report = json.loads(result.stdout)
     assert 1.0 <= report["pesq_wb"] <= 4.7 and 0.0 <= report["stoi"] <= 1.0
+
+
+def test_up_refuses_plain_http_beyond_this_machine_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["up", "--mqtt-listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "var")]
+    assert main([*args, "--http-host", "0.0.0.0", "--http-port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--http-host 0.0.0.0 serves beyond this machine" in err and "--http-tls" in err
+    assert not (tmp_path / "var").exists()  # refused before anything was written
+    assert main([*args, "--http-host", "0.0.0.0", "--http-port", "0", "--http-tls"]) == 2
+    err = capsys.readouterr().err
+    assert "TLS file" in err and "xixin certs init" in err
+
+
+def test_up_serves_https_with_the_certificates_of_certs_init_and_the_first_admin_signs_in(
+    tmp_path: Path,
+) -> None:
+    import re
+    import ssl
+    import urllib.parse
+
+    data = tmp_path / "var"
+    assert main(["certs", "init", "--data-dir", str(data)]) == 0
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xixin.cli", "up", "--mqtt-listen", "127.0.0.1:0",
+         "--data-dir", str(data), "--http-port", str(port), "--http-tls", "--duration", "60s"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        while not any(line.startswith("  ") for line in lines):  # the admin's password line
+            line = process.stdout.readline()
+            assert line, process.stderr.read() if process.stderr else "no output"
+            lines.append(line)
+        assert any(f"https://127.0.0.1:{port}/" in line for line in lines), lines
+        password = next(line.strip() for line in lines if re.fullmatch(r"  \S+\n", line))
+        tls = ssl.create_default_context(cafile=str(data / "tls" / "ca.pem"))
+        form = urllib.parse.urlencode({"username": "admin", "password": password}).encode()
+        url = f"https://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{url}/api/auth/token", form, timeout=10, context=tls) as r:
+            token = json.load(r)["access_token"]
+        request = urllib.request.Request(
+            f"{url}/api/health", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10, context=tls) as r:
+            assert json.load(r)["mqtt_connected"] is True
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
