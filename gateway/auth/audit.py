@@ -9,6 +9,7 @@ command acknowledgements and officers' status messages (:func:`from_gateway_even
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import json
 import logging
@@ -132,19 +133,37 @@ class AuditWriter(DurableWrapper[AuditEntry]):
             self.core.submit(entries)
 
     def _write(self, batch: list[AuditEntry]) -> None:
-        rows = [
-            {
-                "ts": e.ts,
-                "actor": e.actor[:64],
-                "action": e.action[:48],
-                "target": None if e.target is None else str(e.target)[:128],
-                "result": e.result[:16],
-                "detail": None if e.detail is None else json.dumps(e.detail, ensure_ascii=False),
-            }
-            for e in batch
-        ]
-        with self.engine.begin() as conn:
-            conn.execute(audit.insert(), rows)
+        insert_entries(self.engine, batch)
+
+
+def insert_entries(engine: sqlalchemy.Engine, entries: Sequence[AuditEntry]) -> None:
+    """Store audit rows in one transaction, or raise (the writer retries; the CLI fails)."""
+    rows = [
+        {
+            "ts": e.ts,
+            "actor": e.actor[:64],
+            "action": e.action[:48],
+            "target": None if e.target is None else str(e.target)[:128],
+            "result": e.result[:16],
+            "detail": None if e.detail is None else json.dumps(e.detail, ensure_ascii=False),
+        }
+        for e in entries
+    ]
+    with engine.begin() as conn:
+        conn.execute(audit.insert(), rows)
+
+
+def record_cli(
+    engine: sqlalchemy.Engine,
+    action: str,
+    targets: Iterable[str],
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Audit rows for a change made with the `xixin` command on this machine: the actor is
+    `cli:<the operating-system user>`, as the API's is the signed-in account."""
+    actor = f"cli:{getpass.getuser()}"
+    now = time.time()
+    insert_entries(engine, [AuditEntry(now, actor, action, t, "ok", detail) for t in targets])
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.auth.audit import record_cli
 from gateway.broker_auth import sync_broker_auth
 from gateway.errors import GatewayError
 from gateway.store.db import create_db_engine, default_db_url, migrate
@@ -165,6 +166,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         with _registry(args) as (registry, org, data_dir):
             device, secret = registry.add(args.device, args.unit, args.role, name=args.name)
             sync_broker_auth(registry, org, data_dir)
+            detail = {"unit": device.unit, "role": device.role}
+            record_cli(registry.engine, "device_add", [device.id], detail)
         if args.json:
             print(json.dumps({**_as_json(device), "secret": secret}, ensure_ascii=False))
         else:
@@ -212,6 +215,8 @@ def _toggle(args: argparse.Namespace, enable: bool) -> int:
         with _registry(args) as (registry, org, data_dir):
             (registry.enable if enable else registry.disable)(args.device)
             sync_broker_auth(registry, org, data_dir)
+            action = "device_enable" if enable else "device_disable"
+            record_cli(registry.engine, action, [args.device])
         print(f"Device {args.device} {'enabled' if enable else 'disabled'}.")
         return EXIT_OK
 
@@ -231,6 +236,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         with _registry(args) as (registry, org, data_dir):
             secret = registry.rotate(args.device)
             sync_broker_auth(registry, org, data_dir)
+            record_cli(registry.engine, "device_rotate", [args.device])
         if args.json:
             print(json.dumps({"id": args.device, "secret": secret}))
         else:
@@ -337,6 +343,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             if out is not sys.stdout:
                 out.close()
             sync_broker_auth(registry, org, data_dir)
+            record_cli(registry.engine, "device_add", [device.id for device, _ in created])
         where = f"in {args.secrets_out} (mode 0600)" if args.secrets_out else "above"
         print(
             f"Imported {len(created)} devices; their secrets are {where}, shown only this once.",

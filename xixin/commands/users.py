@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.auth.audit import record_cli
 from gateway.auth.errors import InvalidAccountError
 from gateway.auth.roles import ROLES_HELP
 from gateway.auth.store import Account, AccountStore
@@ -129,6 +130,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         password = read_new_password() if args.ask_password else None
         with _store(args) as store:
             account, generated = store.add(args.name, args.role, password)
+            record_cli(store.engine, "account_add", [account.name], {"role": str(account.role)})
         headline = f"Added account {account.name} ({account.role})."
         if password is None:
             print_password(headline, generated)
@@ -165,6 +167,7 @@ def _toggle(args: argparse.Namespace, enable: bool) -> int:
     def run() -> int:
         with _store(args) as store:
             store.set_enabled(args.name, enable)
+            record_cli(store.engine, f"account_{'enable' if enable else 'disable'}", [args.name])
         print(f"Account {args.name} {'enabled' if enable else 'disabled; its sessions ended'}.")
         return EXIT_OK
 
@@ -184,6 +187,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
         with _store(args) as store:
             store.get(args.name)  # an unknown account before asking for a password
             store.set_password(args.name, read_new_password())
+            record_cli(store.engine, "password_change", [args.name])
         print(f"Password of {args.name} changed; its sessions ended.")
         return EXIT_OK
 
@@ -194,6 +198,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
     def run() -> int:
         with _store(args) as store:
             password = store.reset_password(args.name)
+            record_cli(store.engine, "account_reset", [args.name])
         print_password(f"New password for {args.name}; its sessions ended.", password)
         return EXIT_OK
 

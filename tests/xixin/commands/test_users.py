@@ -76,3 +76,26 @@ def test_errors_are_one_line_and_exit_2(
 def test_no_password_option_exists() -> None:
     with pytest.raises(SystemExit):
         run(["users", "add", "li", "--role", "centre", "--password", "secret123456"])
+
+
+def test_changes_made_with_the_command_are_audited(tmp_path: Path) -> None:
+    from gateway.auth.audit import AuditQuery, find_audit
+    from xixin.cli import main
+
+    data = tmp_path / "var"
+    assert main(["users", "add", "ops1", "--role", "centre", "--data-dir", str(data)]) == 0
+    assert main(["users", "disable", "ops1", "--data-dir", str(data)]) == 0
+    assert main(["devices", "add", "T001", "--grid", "grid-01", "--role", "officer",
+                 "--data-dir", str(data)]) == 0  # fmt: skip
+    assert main(["devices", "rotate", "T001", "--data-dir", str(data)]) == 0
+    engine = create_db_engine(default_db_url(data))
+    rows = find_audit(engine, AuditQuery(None, None, None, None, None, 100))
+    engine.dispose()
+    seen = {(r["action"], r["target"], r["result"]) for r in rows}
+    assert {
+        ("account_add", "ops1", "ok"),
+        ("account_disable", "ops1", "ok"),
+        ("device_add", "T001", "ok"),
+        ("device_rotate", "T001", "ok"),
+    } <= seen
+    assert all(r["actor"].startswith("cli:") for r in rows)
