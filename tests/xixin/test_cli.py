@@ -170,10 +170,11 @@ def test_org_values_resolve(tmp_path: Path) -> None:
     assert org_file(str(written), tmp_path) == written
 
 
-def test_make_data_dir_keeps_an_existing_directory(tmp_path: Path) -> None:
+def test_make_data_dir_tightens_an_existing_directory(tmp_path: Path) -> None:
+    # It holds the database and secrets: an operator's existing 0755 directory becomes 0700.
     tmp_path.chmod(0o755)
     assert make_data_dir(tmp_path) == tmp_path
-    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
 
 
 def test_devices_take_a_shipped_org_name(
