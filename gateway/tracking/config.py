@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import yaml
 
@@ -16,6 +16,9 @@ from gateway.tracking.history import HistoryConfig
 from gateway.tracking.live import LiveConfig
 
 T = TypeVar("T")
+
+
+DEFAULT_SHARE_GROUP: Final = "xixin-ingest"
 
 
 @dataclass(slots=True)
@@ -30,8 +33,11 @@ class TrackingConfig:
     left_grid_margin_m: float = 30.0  # outside the assigned grid by more than this = left it
     live_push_interval_s: float = 1.0  # newest position per device at most this often
     tick_interval_s: float = 1.0
-    ingest_workers: int = 1  # MQTT connections in one shared-subscription group
-    share_group: str = "xixin-ingest"
+    ingest_workers: int = 1  # MQTT connections (several: one shared-subscription group)
+    # None: a plain subscription. mosquitto 2.0 does not restore shared subscriptions after a
+    # broker restart, so a shared group loses what is published before its members subscribe
+    # again; set it (DEFAULT_SHARE_GROUP) only to add `xixin ingest` workers (protocol §10.2).
+    share_group: str | None = None
     writer_max_batch: int = 20_000  # big batches: fewer commits, fewer B-tree pages per row
     writer_max_wait_s: float = 0.25  # a position is committed within this (live is not delayed)
     require_provisioned: bool = True  # beacons of unknown devices are refused and counted

@@ -50,7 +50,7 @@ class IngestWorker:
         client_id: str,
         username: str | None = None,
         password: str | None = None,
-        share_group: str | None = "xixin-ingest",
+        share_group: str | None = None,
         on_flush: FlushSink | None = None,
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | None = None,

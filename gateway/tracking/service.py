@@ -23,7 +23,7 @@ from gateway.durable import DurableWriter, WriterStatus
 from gateway.event_log import EventHub
 from gateway.events import GatewayEvent
 from gateway.store.registry import Device, DeviceRegistry
-from gateway.tracking.config import TrackingConfig
+from gateway.tracking.config import DEFAULT_SHARE_GROUP, TrackingConfig
 from gateway.tracking.errors import GeofenceError
 from gateway.tracking.geofence import GeofenceSpec, build_geometry
 from gateway.tracking.ingest import IngestWorker
@@ -164,7 +164,10 @@ class TrackingService:
         self.writer.start()
         self.event_writer.start()
         account = self.broker
-        for index in range(max(1, self.config.ingest_workers)):
+        connections = max(1, self.config.ingest_workers)
+        # Several connections of ours split the beacons in a shared group; one takes them all.
+        share = self.config.share_group or (DEFAULT_SHARE_GROUP if connections > 1 else None)
+        for index in range(connections):
             self.workers.append(
                 IngestWorker(
                     account.address,
@@ -173,7 +176,7 @@ class TrackingService:
                     client_id=f"{self.client_id_prefix}-{index + 1}",
                     username=account.username,
                     password=account.password,
-                    share_group=self.config.share_group,
+                    share_group=share,
                     on_flush=self._publish,
                     clock=self.clock,
                     logger=self.log,

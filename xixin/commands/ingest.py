@@ -29,7 +29,7 @@ from typing import Any
 
 from gateway.store.db import create_db_engine, migrate
 from gateway.store.registry import DeviceRegistry
-from gateway.tracking.config import TrackingConfig, load_tracking_config
+from gateway.tracking.config import DEFAULT_SHARE_GROUP, TrackingConfig, load_tracking_config
 from protocol.org import Organisation
 from transport.address import BrokerAddress
 from xixin.errors import EXPECTED_OR_OS_ERRORS, one_line
@@ -87,7 +87,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_gateway_account(parser, "the workers log in with")
     add_org(parser)
     parser.add_argument("--tracking", type=Path, help="tracking settings YAML")
-    parser.add_argument("--share-group", help="shared-subscription group (default: the config's)")
+    parser.add_argument(
+        "--share-group",
+        help="shared-subscription group (default: the config's, else xixin-ingest; the "
+        "gateway's own ingest joins it only if its tracking config names it, protocol §10.2)",
+    )
     parser.add_argument(
         "--name",
         default="workers",
@@ -141,7 +145,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             org=args.org,
             tracking_path=args.tracking,
             connections=args.connections,
-            share_group=args.share_group or config.share_group,
+            share_group=args.share_group or config.share_group or DEFAULT_SHARE_GROUP,
             accept_unprovisioned=args.accept_unprovisioned,
             name=args.name,
             log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),

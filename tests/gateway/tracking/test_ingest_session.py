@@ -101,3 +101,50 @@ def test_beacons_of_a_dead_ingest_and_of_its_absence_are_all_stored(
 
     assert asyncio.run(second_life()) == len(sent) == 150
     assert stored(engine) == 150
+
+
+def test_beacons_sent_right_after_a_broker_restart_are_stored(tmp_path: Path) -> None:
+    """mosquitto 2.0 restores a persistent session's plain subscription after a restart, not a
+    shared one: the gateway's ingest subscribes plainly, so what terminals publish before it
+    has reconnected is queued for it, not dropped."""
+    import os
+    import signal
+
+    broker = ManagedBroker(tmp_path / "broker")
+    broker.start()
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    migrate(engine)
+    now_ms = int(time.time() * 1000)
+    try:
+
+        async def main() -> None:
+            writer = PositionWriter(engine)
+            writer.start()
+            worker = IngestWorker(
+                broker.address, pipeline(), writer, client_id="xixin-ingest-gw1-1"
+            )
+            ready = asyncio.Event()
+            task = asyncio.create_task(worker.run(ready))
+            await ready.wait()
+            saved = broker.config_path.parent / "mosquitto.db"
+            while not saved.exists():  # the broker has saved the session (autosave: 1 s)
+                await asyncio.sleep(0.05)
+            first = broker.pid
+            assert first is not None
+            os.kill(first, signal.SIGKILL)
+            while broker.running:
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(broker.restart_if_dead)
+            async with MqttClient(broker.address.client_options("pub"), lambda *_: None) as pub:
+                for n in range(40):
+                    await pub.publish(topics.gps(DEVICES[n % 5]), beacon(n, now_ms), qos=1)
+            while stored(engine) < 40:
+                await asyncio.sleep(0.05)
+            await worker.close()
+            task.cancel()
+            await asyncio.to_thread(writer.stop)
+
+        asyncio.run(main())
+        assert stored(engine) == 40
+    finally:
+        broker.stop()
