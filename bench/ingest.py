@@ -79,7 +79,7 @@ def worker_main(
     url: str, broker: BrokerAddress, index: int, reports: MpQueue[Any], stop: Any, committed: Any
 ) -> None:
     from gateway.store.db import create_db_engine
-    from gateway.tracking.config import TrackingConfig
+    from gateway.tracking.config import DEFAULT_SHARE_GROUP, TrackingConfig
     from gateway.tracking.ingest import IngestWorker
     from gateway.tracking.pipeline import TrackingPipeline
     from gateway.tracking.store import PositionWriter
@@ -108,7 +108,10 @@ def worker_main(
     writer.start()
 
     async def main() -> None:
-        worker = IngestWorker(broker, pipeline, writer, client_id=f"bench-ingest-{index}")
+        worker = IngestWorker(
+            broker, pipeline, writer, client_id=f"bench-ingest-{index}",
+            share_group=DEFAULT_SHARE_GROUP,  # the workers split the beacons, as `xixin ingest`'s
+        )  # fmt: skip
         task = asyncio.create_task(worker.run())
         await worker.client.wait_connected(10)
         await asyncio.sleep(0.2)  # the SUBACK of the shared subscription
