@@ -147,6 +147,8 @@ class TerminalClient:
         self._waiters: dict[str, queue.Queue[dict[str, Any]]] = {}
         self._subacks: dict[int, threading.Event] = {}
         self._beacon_mids: dict[int, int] = {}
+        self._early_acks: dict[int, bool] = {}  # PUBACKs that beat _flush_beacons to the mid
+        self._publishing = 0  # _flush_beacons calls under way
         self._lock = threading.RLock()
         self._wanted_tgs: list[str] = []
         self.control: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -202,7 +204,7 @@ class TerminalClient:
             self._reaffiliate()
             with self._lock:
                 self.beacons.set_online(True)
-                self._flush_beacons()
+            self._flush_beacons()
         self._connected.set()
 
     def _reaffiliate(self) -> None:
@@ -450,12 +452,32 @@ class TerminalClient:
         """Queue a fix; it is published now if connected, else after reconnecting (in order)."""
         with self._lock:
             self.beacons.take(beacon, time.monotonic())
-            self._flush_beacons()
+        self._flush_beacons()
 
     def _flush_beacons(self) -> None:
-        for seq, beacon in self.beacons.to_send():
-            info = self._publish(self.session.beacon(beacon))
-            self._beacon_mids[info.mid] = seq
+        """Publish what the queue's window allows. Called without our lock held: paho calls
+        on_publish holding its own message lock, and on_publish takes ours — publishing under
+        ours would take the two in the other order (a deadlock seen on a loaded machine)."""
+        with self._lock:
+            due = self.beacons.to_send()
+            outgoing = [(seq, self.session.beacon(beacon)) for seq, beacon in due]
+            if not outgoing:
+                return
+            self._publishing += 1
+        try:
+            for seq, message in outgoing:
+                info = self._publish(message)
+                with self._lock:
+                    early = self._early_acks.pop(info.mid, None)
+                    if early is None:
+                        self._beacon_mids[info.mid] = seq
+                    else:  # its PUBACK came before we noted its mid
+                        self.beacons.acked(seq, ok=early)
+        finally:
+            with self._lock:
+                self._publishing -= 1
+                if not self._publishing:
+                    self._early_acks.clear()  # PUBACKs of other messages, noted meanwhile
 
     def _on_publish(
         self,
@@ -467,9 +489,12 @@ class TerminalClient:
     ) -> None:
         with self._lock:
             seq = self._beacon_mids.pop(mid, None)
-            if seq is not None:
-                self.beacons.acked(seq, ok=not reason.is_failure)
-                self._flush_beacons()
+            if seq is None:
+                if self._publishing:  # maybe a beacon whose mid is not noted yet
+                    self._early_acks[mid] = not reason.is_failure
+                return
+            self.beacons.acked(seq, ok=not reason.is_failure)
+        self._flush_beacons()
 
     def wait_beacons_acked(self, timeout: float = 10.0) -> bool:
         """Block until the beacon queue is empty; False on timeout."""
