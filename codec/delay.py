@@ -4,7 +4,8 @@ Each arriving message gives a *relative delay*: how much later it arrived than t
 arrival seen in its burst, once the sender's timestamp is accounted for. The relative delays go
 into a histogram with exponential forgetting, so old network conditions fade out; the target
 playout delay is a high quantile (0.95 by default) of that histogram, re-evaluated on every
-arrival.
+arrival. The target is the upper edge of the quantile's bucket: the delay by which that share
+of arrivals had come (a regular network gives one bucket, 1 ms, not 0).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from codec.errors import CodecConfigError
 
-_BUCKET_S = 0.005  # histogram resolution
+_BUCKET_S = 0.001  # histogram resolution
 _MAX_DELAY_S = 2.0
 
 
@@ -45,9 +46,9 @@ class DelayHistogram:
         # Ramp the forgetting in (as NetEQ does) so the first arrivals are not drowned by zeros.
         forget = min(self.forget, 1.0 - 1.0 / self._samples) if self._samples > 1 else 0.0
         self._buckets *= forget
-        index = min(len(self._buckets) - 1, max(0, int(relative_delay_s / _BUCKET_S + 0.5)))
+        index = min(len(self._buckets) - 1, max(0, int(relative_delay_s / _BUCKET_S)))
         self._buckets[index] += 1.0 - forget
         cumulative = np.cumsum(self._buckets)
         total = cumulative[-1]
         position = int(np.searchsorted(cumulative, self.quantile * total))
-        self._target = min(position, len(self._buckets) - 1) * _BUCKET_S
+        self._target = (min(position, len(self._buckets) - 1) + 1) * _BUCKET_S

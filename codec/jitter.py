@@ -145,6 +145,10 @@ class JitterBuffer:
         self._current_delay = 0.0
         self._loss_ewma = 0.0
         self._protected_packet = 0  # packet duration while FEC/RED frames arrive, else 0
+        self._clock = 0.0  # the latest `now` seen (push or pull)
+        self._late_floor = 0.0  # target floor (s) set by the latest late packet, at _late_at
+        self._late_at = 0.0
+        self._quiet_run = 0  # consecutive quiet outputs
         self._counts = dict.fromkeys(_COUNTERS, 0)
 
     # ----------------------------------------------------------------------------- arrivals
@@ -153,6 +157,7 @@ class JitterBuffer:
         """Store an arriving frame. Late, duplicate and malformed data is counted and dropped."""
         count = self._counts
         count["received"] += len(frame.packets)
+        self._clock = max(self._clock, now)
         if frame.burst in self._ended:
             count["late"] += len(frame.packets)
             return
@@ -179,14 +184,15 @@ class JitterBuffer:
         burst.highest_seq = seq if burst.highest_seq is None else max(burst.highest_seq, seq)
         burst.last_arrival = now
         ts = burst.unwrap_ts(frame.timestamp)
-        self._observe_delay(burst, ts, now)
+        relative = self._observe_delay(burst, ts, now)
         protected = frame.fec or frame.redundant is not None
         self._protected_packet = durations[0] if protected and durations else 0
         position = ts
         for index, (payload, duration) in enumerate(zip(frame.packets, durations, strict=True)):
             last = index == len(frame.packets) - 1
             packet = _Packet(payload, now, seq, index, last, frame.fec, 0, duration)
-            self._store(burst, position, packet)
+            if not self._store(burst, position, packet):
+                self._raise_for_late(burst, position, relative, now)
             position += duration
             burst.frame_duration = duration
         if frame.end:
@@ -215,19 +221,43 @@ class JitterBuffer:
             self._bursts.pop(oldest.burst_id)
             self._ended.append(oldest.burst_id)
 
-    def _observe_delay(self, burst: _Burst, ts: int, now: float) -> None:
+    def _observe_delay(self, burst: _Burst, ts: int, now: float) -> float:
+        """Record the message's relative delay (s) and return it."""
         offset = now - ts / OPUS_CLOCK
         burst.min_offset = min(burst.min_offset, offset)
-        self._delays.add(offset - burst.min_offset)
+        relative = offset - burst.min_offset
+        self._delays.add(relative)
+        return relative
 
-    def _store(self, burst: _Burst, ts: int, packet: _Packet, count_late: bool = True) -> None:
+    def _store(self, burst: _Burst, ts: int, packet: _Packet, count_late: bool = True) -> bool:
+        """Keep `packet` for slot `ts`; False if that slot was already played (late)."""
         if burst.next_ts is not None and ts < burst.next_ts:
             if count_late:
                 self._counts["late"] += 1
-            return
+            return False
         existing = burst.packets.get(ts)
         if existing is None or packet.depth < existing.depth:
             burst.packets[ts] = packet
+        return True
+
+    def _raise_for_late(self, burst: _Burst, ts: int, relative: float, now: float) -> None:
+        """A late packet is evidence the target is too small: make it cover this delay."""
+        assert burst.next_ts is not None
+        # How far the playout has moved past this packet's slot. Far past is an outage (or a
+        # talker's clock jump), not jitter: the target is left to the histogram then.
+        overdue = (burst.next_ts - ts) / OPUS_CLOCK
+        if overdue > self.config.late_raise_max_ms / 1000.0:
+            return
+        wanted = relative + self.config.margin_ms / 1000.0
+        if wanted > self._late_floor_s(now):
+            self._late_floor, self._late_at = wanted, now
+            self._log.debug("late packet: target raised to %.1f ms", wanted * 1000.0)
+
+    def _late_floor_s(self, now: float) -> float:
+        if not self._late_floor:
+            return 0.0
+        age = max(0.0, now - self._late_at)
+        return float(self._late_floor * 0.5 ** (age / self.config.late_half_life_s))
 
     # ----------------------------------------------------------------------------- playout
 
@@ -236,17 +266,19 @@ class JitterBuffer:
         return self._target_s() * 1000.0
 
     def _target_s(self) -> float:
-        low, high = self.config.min_delay_ms / 1000.0, self.config.max_delay_ms / 1000.0
-        measured = self._delays.target_s
-        if self._delays.samples < self.config.start_samples:
+        config = self.config
+        low, high = config.min_delay_ms / 1000.0, config.max_delay_ms / 1000.0
+        measured = self._delays.target_s + config.margin_ms / 1000.0
+        if self._delays.samples < config.start_samples:
             # Too few arrivals for a quantile: start safe, as NetEQ does (kStartDelayMs).
-            measured = max(measured, self.config.start_delay_ms / 1000.0)
+            measured = max(measured, config.start_delay_ms / 1000.0)
+        measured = max(measured, self._late_floor_s(self._clock))
         return min(high, max(low, measured + self._lookahead_s()))
 
     def _delay_band(self, step: int) -> tuple[float, float]:
         """The playout delays (s) left alone: [low, high); `step` is one packet (48 kHz)."""
-        low = self._target_s() - self.config.stretch_margin_ms / 1000.0
-        return low, low + step / OPUS_CLOCK
+        low = self._target_s()
+        return low, low + step / OPUS_CLOCK + self.config.stretch_margin_ms / 1000.0
 
     def _lookahead_s(self) -> float:
         """One packet more delay while a lossy stream is protected, so FEC/RED arrive in time."""
@@ -259,6 +291,8 @@ class JitterBuffer:
 
     def pull(self, now: float, quiet: bool = False) -> PlayoutItem:
         """The next thing to play. `quiet`: the previous output was quiet enough to stretch."""
+        self._clock = max(self._clock, now)
+        self._quiet_run = self._quiet_run + 1 if quiet else 0
         item = None
         if self._current is not None:
             item = self._play(self._current, now, quiet)
@@ -300,7 +334,7 @@ class JitterBuffer:
         if burst.origin_ts is not None:
             first_ts = min(first_ts, burst.origin_ts)
         start_at = burst.min_offset + first_ts / OPUS_CLOCK + self._target_s()
-        return burst if now >= start_at - self.config.stretch_margin_ms / 1000.0 else None
+        return burst if now >= start_at else None
 
     def _finish(self, burst: _Burst, timed_out: bool) -> None:
         self._bursts.pop(burst.burst_id, None)
@@ -341,10 +375,13 @@ class JitterBuffer:
         if quiet and self._current_delay < low:
             self._counts["preemptive"] += 1
             return self._expand(burst, burst.frame_duration, None)
-        # Too much delay and the next packet is already here: the player may drop this one's
-        # audio if it decodes to something quiet (NetEQ's accelerate, at packet granularity).
+        # Too much delay, a pause between talk spurts and the next packet is already here: the
+        # player may drop this one's audio if it decodes to something quiet (NetEQ's
+        # accelerate, at packet granularity).
         droppable = (
-            quiet and self._current_delay >= high and (ts + packet.duration) in burst.packets
+            self._quiet_run >= self.config.shrink_after_quiet
+            and self._current_delay >= high
+            and (ts + packet.duration) in burst.packets
         )
         del burst.packets[ts]
         burst.next_ts = ts + packet.duration
@@ -447,6 +484,11 @@ class JitterBuffer:
         return PlayoutItem(PlayoutKind.EXPAND, step, None, burst.burst_id, wire)
 
     # ----------------------------------------------------------------------------- statistics
+
+    @property
+    def current_delay_ms(self) -> float:
+        """The playout delay of the latest packet slot played (cheap, unlike stats())."""
+        return self._current_delay * 1000.0
 
     @property
     def late_discarded(self) -> int:

@@ -49,9 +49,21 @@ class JitterConfig:
     max_delay_ms: float = 1000.0
     max_hold_ms: float = 100.0  # how long to conceal in place waiting for a late packet
     burst_timeout_ms: float = 1000.0  # no packet for this long and nothing buffered: burst over
-    # Playout delay is kept within [target - margin, target - margin + one packet): it grows
-    # below that band and shrinks above it (a band one packet wide cannot oscillate).
-    stretch_margin_ms: float = 2.5
+    # The target is the `quantile` of recent relative arrival delays plus `margin_ms`.
+    margin_ms: float = 2.0
+    # Playout delay is kept within [target, target + one packet + stretch_margin): it grows
+    # below that band and shrinks above it. Never below the target, so a packet that came
+    # within the target is never late, whatever the phase of the playout clock; one packet
+    # wide plus a margin, so growing and shrinking cannot alternate.
+    stretch_margin_ms: float = 5.0
+    # A late packet raises the target to its own relative delay plus `margin_ms`; that floor
+    # halves every `late_half_life_s`. A packet more than `late_raise_max_ms` past its playout
+    # time is taken for an outage, not jitter, and raises nothing.
+    late_half_life_s: float = 5.0
+    late_raise_max_ms: float = 200.0
+    # Delay is shrunk (a quiet packet dropped) only after this many quiet outputs in a row:
+    # in a pause between talk spurts, never in the quiet moments of a word.
+    shrink_after_quiet: int = 5
     idle_tick_ms: int = 20
 
     def __post_init__(self) -> None:
@@ -61,6 +73,10 @@ class JitterConfig:
             raise CodecConfigError("start delay and start samples must be non-negative")
         if self.max_hold_ms < 0 or self.burst_timeout_ms <= 0 or self.stretch_margin_ms < 0:
             raise CodecConfigError("hold, timeout and margin must be non-negative")
+        if self.margin_ms < 0 or self.late_half_life_s <= 0 or self.late_raise_max_ms < 0:
+            raise CodecConfigError("margin and late raise limits must be non-negative")
+        if self.shrink_after_quiet < 1:
+            raise CodecConfigError("shrink_after_quiet must be at least 1")
         if self.idle_tick_ms not in (10, 20, 40, 60):
             raise CodecConfigError("idle tick must be 10, 20, 40 or 60 ms")
 

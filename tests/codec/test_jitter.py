@@ -262,7 +262,8 @@ def test_a_new_listener_starts_with_a_safe_delay_until_it_has_measured() -> None
     assert buffer.target_delay_ms == 60
     for seq in range(50):
         buffer.push(message(seq), seq * 0.02)
-    assert buffer.target_delay_ms == 0  # a perfectly regular network needs no delay
+    # A perfectly regular network needs only the histogram's resolution (1 ms) and the margin.
+    assert buffer.target_delay_ms == 3
 
 
 def test_burst_start_waits_for_the_target_delay() -> None:
@@ -277,9 +278,9 @@ def test_burst_start_waits_for_the_target_delay() -> None:
 def test_burst_ends_by_timeout_and_by_a_new_talker() -> None:
     buffer = JitterBuffer(JitterConfig(burst_timeout_ms=200, start_delay_ms=0))
     buffer.push(message(0), 0.0)
-    assert buffer.pull(0.0).burst_start
+    assert buffer.pull(0.02).burst_start
     kinds = []
-    now = 0.02
+    now = 0.04
     while True:
         item = buffer.pull(now)
         now += 0.02
@@ -327,7 +328,13 @@ def test_accelerate_only_via_drop_and_only_when_droppable() -> None:
     for seq in range(6):
         buffer.push(message(seq), 0.0)
     assert buffer.pull(0.5).burst_start  # a burst's first packet is never dropped
-    second = buffer.pull(0.52, quiet=True)  # 500 ms late: far above the target
+    # 500 ms late, far above the target, but one quiet output is no pause between talk spurts.
+    assert not buffer.pull(0.52, quiet=True).droppable
+    buffer = JitterBuffer(JitterConfig(shrink_after_quiet=1))
+    for seq in range(6):
+        buffer.push(message(seq), 0.0)
+    assert buffer.pull(0.5).burst_start
+    second = buffer.pull(0.52, quiet=True)
     assert second.droppable and second.timestamp == FRAME
     buffer.drop(second)
     assert buffer.stats().accelerate == 1
