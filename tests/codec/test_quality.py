@@ -13,7 +13,7 @@ from codec.errors import QualityError
 from codec.opus import EncoderSettings, OpusDecoder, OpusEncoder, Pcm16
 from codec.pcm import frames_of
 from codec.protection import ProtectMode
-from codec.quality import Channel, Impairment, QualityConfig, evaluate
+from codec.quality import Channel, Impairment, QualityConfig, evaluate, phase_sweep
 
 Speech = Callable[[str], Pcm16]
 
@@ -23,16 +23,34 @@ def clip(speech: Speech) -> Pcm16:
     return speech("en")[: 5 * 16000]
 
 
-def test_clean_channel_scores_like_the_codec(clip: Pcm16) -> None:
+def codec_only_pesq(clip: Pcm16) -> float:
     encoder, decoder = OpusEncoder(EncoderSettings(complexity=9)), OpusDecoder(16000)
     direct = np.concatenate([decoder.decode(encoder.encode(f)) for f in frames_of(clip, 320)])
-    codec_only = pesq(16000, clip, direct, "wb")
+    return float(pesq(16000, clip, direct, "wb"))
+
+
+def test_clean_channel_scores_like_the_codec(clip: Pcm16) -> None:
+    codec_only = codec_only_pesq(clip)
     result = evaluate(clip, QualityConfig(protect=ProtectMode.OFF))
     assert result.pesq_wb == pytest.approx(codec_only, abs=0.05)
+    # The listener's first burst too: its start delay is not shed by dropping speech.
+    assert result.first_burst_pesq_wb == pytest.approx(codec_only, abs=0.05)
     assert result.stoi > 0.97
     assert result.expand_rate == 0 and result.late_rate == 0 and result.concealed == 0
     assert 13 < result.kbps_on_air < 17
     assert result.added_delay_p95_ms <= 25  # only the sound card's tick phase
+
+
+def test_no_phase_between_talker_and_listener_costs_quality(clip: Pcm16) -> None:
+    """1 ms of jitter, no loss: at every arrival shift (0-20 ms, 2.5 ms steps) both bursts score
+    like the codec alone. A playout clock locked just before the arrivals fails this."""
+    codec_only = codec_only_pesq(clip)
+    config = QualityConfig(protect=ProtectMode.OFF, impairment=Impairment(jitter_ms=1))
+    result = phase_sweep(clip, config, step_ms=2.5)
+    assert result.phase_sweep_min is not None
+    assert result.phase_sweep_min == pytest.approx(codec_only, abs=0.05)
+    assert result.late_rate == 0 and result.first_burst_late_rate == 0
+    assert 0 < result.target_delay_ms <= 5
 
 
 def test_auto_protection_beats_plain_concealment(clip: Pcm16) -> None:

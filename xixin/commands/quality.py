@@ -2,8 +2,11 @@
 
 Runs real speech through the whole voice pipeline (encode -> impaired network -> jitter buffer ->
 decode, codec.quality) and prints PESQ-WB, STOI, expand rate, late rate and the delay the jitter
-buffer added. The evaluation itself is pure (codec.quality); this module only reads the file and
-prints.
+buffer added, for the warm burst and for the listener's first burst. `--phase-sweep` replays the
+same network draws with every arrival shifted by 0-20 ms (0.5 ms steps by default) and prints
+the worst PESQ-WB: whether a packet makes its playout slot can depend on the phase between the
+talker's packets and the listener's playout clock. The evaluation itself is pure (codec.quality);
+this module only reads the file and prints.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from codec.errors import CodecError
 from codec.jitter import JitterConfig
 from codec.pcm import read_wav, resample
 from codec.protection import ProtectMode
-from codec.quality import RATE, Impairment, QualityConfig, QualityResult, evaluate
+from codec.quality import (
+    RATE,
+    Impairment,
+    QualityConfig,
+    QualityResult,
+    evaluate,
+    phase_sweep,
+)
 from xixin.errors import one_line
 from xixin.options import XixinArgumentParser
 
@@ -55,7 +65,17 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--complexity", type=int, default=9, help="encoder complexity 0-10")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the network model")
     parser.add_argument(
-        "--cold", action="store_true", help="no warm-up burst: measure a cold start"
+        "--cold", action="store_true", help="send only the first burst (a cold listener)"
+    )
+    parser.add_argument(
+        "--phase-sweep",
+        type=float,
+        nargs="?",
+        const=0.5,
+        default=None,
+        metavar="STEP_MS",
+        help="also run with arrivals shifted 0-20 ms in STEP_MS steps (default 0.5) and report "
+        "the worst PESQ-WB",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -83,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
             ),
             jitter=JitterConfig(),
         )
-        result = evaluate(speech, config, seed=args.seed)
+        if args.phase_sweep is None:
+            result = evaluate(speech, config, seed=args.seed)
+        else:
+            result = phase_sweep(speech, config, seed=args.seed, step_ms=args.phase_sweep)
     except CodecError as exc:
         print(f"xixin quality: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -108,8 +131,18 @@ def format_result(result: QualityResult, args: argparse.Namespace) -> str:
         f"recovered   {result.fec_recovered} by FEC, {result.red_recovered} by RED, "
         f"{result.concealed} concealed",
         f"added delay mean {result.added_delay_mean_ms:.0f} ms, "
-        f"p95 {result.added_delay_p95_ms:.0f} ms",
+        f"p95 {result.added_delay_p95_ms:.0f} ms, target {result.target_delay_ms:.0f} ms",
+        f"first burst PESQ-WB {result.first_burst_pesq_wb:.2f}, "
+        f"STOI {result.first_burst_stoi:.3f}, "
+        f"expand rate {100 * result.first_burst_expand_rate:.1f}%, "
+        f"late rate {100 * result.first_burst_late_rate:.1f}%",
     ]
+    if result.phase_sweep_min is not None:
+        lines.append(
+            f"phase sweep worst PESQ-WB {result.phase_sweep_min:.2f} "
+            f"(arrivals +{result.phase_sweep_worst_shift_ms:g} ms; 0-20 ms "
+            f"in {args.phase_sweep:g} ms steps)"
+        )
     return "\n".join(lines)
 
 

@@ -31,8 +31,22 @@ def test_registers_on_a_parser_and_prints_the_figures(
     args = parser.parse_args(["quality", str(speech_file), "--loss", "10", "--jitter", "20"])
     assert args.handler(args) == 0
     out = capsys.readouterr().out
-    for label in ("PESQ-WB", "STOI", "expand rate", "late rate", "added delay"):
+    for label in ("PESQ-WB", "STOI", "expand rate", "late rate", "added delay", "first burst"):
         assert label in out
+    assert "phase sweep" not in out  # only when asked for
+
+
+def test_phase_sweep_reports_the_worst_phase(
+    speech_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([str(speech_file), "--jitter", "1", "--phase-sweep", "10", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["phase_sweep_worst_shift_ms"] in (0.0, 10.0, 20.0)
+    assert result["phase_sweep_min"] <= min(result["pesq_wb"], result["first_burst_pesq_wb"])
+    assert result["target_delay_ms"] > 0
+    assert main([str(speech_file), "--phase-sweep", "20"]) == 0
+    assert "phase sweep worst PESQ-WB" in capsys.readouterr().out
+    assert main([str(speech_file), "--phase-sweep", "0"]) == 2  # a step must be positive
 
 
 def test_json_output_and_options(speech_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,6 +75,8 @@ def test_json_output_and_options(speech_file: Path, capsys: pytest.CaptureFixtur
     result = json.loads(capsys.readouterr().out)
     assert 1.0 <= result["pesq_wb"] <= 4.7 and 0.0 <= result["stoi"] <= 1.0
     assert result["final_red"] is False and result["final_bitrate"] == 12000
+    assert result["first_burst_pesq_wb"] == result["pesq_wb"]  # --cold: the first burst only
+    assert result["phase_sweep_min"] is None
 
 
 def test_errors_are_reported_with_exit_code_2(
