@@ -22,6 +22,7 @@ from codec.stream import PlayoutChunk, VoicePlayer
 from firmware_sim.voice import TS_MOD, ts_to_wall
 
 _PLAYED = (PlayoutKind.NORMAL, PlayoutKind.FEC, PlayoutKind.RED)
+_RESYNC_S = 0.1  # a playout clock this far behind (a stalled event loop) restarts from now
 
 
 class Histogram:
@@ -227,7 +228,12 @@ class VoiceProbe:
             self.next_pull = now
 
     def pull(self, now: float, now_wall: float) -> PlayoutChunk:
-        """Play the next chunk at `now`; schedules the next pull after its duration."""
+        """Play the next chunk at `now`; schedules the next pull after its duration.
+
+        Like a sound card, the pulls keep their own pace: the next one is due one chunk after
+        this one was *due*, not after it ran, so a timer that fires late does not push the
+        playout clock (and the mouth-to-ear delay) back a little more on every chunk.
+        """
         chunk = self.player.pull(now)
         item = chunk.item
         if item.kind in _PLAYED and item.timestamp is not None:
@@ -236,5 +242,6 @@ class VoiceProbe:
             self.played_ms += item.duration_ms
         if item.kind is PlayoutKind.SILENCE:
             self.active = False
-        self.next_pull = now + max(item.duration_ms, 10.0) / 1000.0
+        due = self.next_pull if now - self.next_pull < _RESYNC_S else now
+        self.next_pull = due + max(item.duration_ms, 10.0) / 1000.0
         return chunk

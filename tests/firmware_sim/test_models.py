@@ -228,3 +228,24 @@ def test_probe_decodes_and_measures_mouth_to_ear() -> None:
     m2e = probe.mouth_to_ear.percentile(50)
     assert m2e is not None and 50.0 <= m2e <= 150.0, m2e
     assert probe.played_ms >= 900 and played >= 16000 * 0.9
+
+
+def test_probe_playout_clock_keeps_its_pace_when_timers_fire_late() -> None:
+    """Every pull runs 3 ms after it was due: the pulls stay on their 20 ms grid (a sound card),
+    they do not drift 3 ms later each time; a stall longer than 100 ms restarts the clock."""
+    sender = BurstSender(tone_reel())
+    wall0 = 1_700_000_000.0
+    sender.start(5, now=0.0, wall_s=wall0, duration_s=2.0, rng=random.Random(1))
+    probe = VoiceProbe()
+    pending = [(0.02 * (i + 1) + 0.030, f) for i, f in enumerate(sender.due(2.0))]
+    for at, frame in pending[:10]:
+        probe.receive(frame, at)
+    start = probe.next_pull
+    dues = []
+    for _ in range(20):
+        dues.append(probe.next_pull)
+        probe.pull(probe.next_pull + 0.003, wall0 + probe.next_pull + 0.003)
+    assert dues == pytest.approx([start + 0.02 * n for n in range(20)])
+    stalled = probe.next_pull + 0.5
+    probe.pull(stalled, wall0 + stalled)
+    assert probe.next_pull == pytest.approx(stalled + 0.02)
