@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.auth.audit import AuditWriter
+from gateway.auth.roles import TALKER_PREFIX
 from gateway.auth.store import AccountStore
 from gateway.broker import BrokerError, Listener, ManagedBroker
 from gateway.broker_auth import GATEWAY_USER, ensure_gateway_credentials, sync_broker_auth
@@ -180,6 +181,21 @@ class GatewayService:
                 unit = role.unit if role.unit is not None else self.org.centre.id
                 rows.append((account.talker, unit, "dispatcher", account.enabled))
         return rows
+
+    def describe(self, device: str) -> tuple[str | None, dict[str, float] | None]:
+        """A talker's display name (a device's name, an account's name for its talker id) and
+        newest position ({lat, lon}), from what the service already holds (no database)."""
+        name: str | None = None
+        if device.startswith(TALKER_PREFIX):
+            name = device[len(TALKER_PREFIX) :]
+        else:
+            name = next((d.name for d in self._devices_seen if d.id == device), None) or None
+        position = None
+        if self.tracking is not None:
+            live = self.tracking.pipeline.live.devices.get(device)
+            if live is not None and live.fix is not None:
+                position = {"lat": live.fix.lat, "lon": live.fix.lon}
+        return name, position
 
     def directory(
         self, devices: list[Device] | None = None, talkers: list[DirectoryRow] | None = None
