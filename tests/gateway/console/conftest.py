@@ -6,6 +6,9 @@
   browser downloads are never used); `fake_audio=` a WAV file the fake microphone plays (in a
   loop). Each call gives a new browser; all are closed at the end.
 - `sign_in(page, base, name, password)`: through the login form, as a person would.
+
+The console's CSP forbids eval: give `page.wait_for_function` a function (`"() => …"`), not a
+bare expression, which playwright would eval inside the page.
 """
 
 from __future__ import annotations
