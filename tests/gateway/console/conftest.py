@@ -33,9 +33,8 @@ try:
 except ImportError:  # pragma: no cover - the dev extra installs it
     sync_playwright = None  # type: ignore[assignment]
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or sync_playwright is None, reason="chromium or playwright missing"
-)
+#: whether browser tests can run here (mark them `pytest.mark.skipif(not BROWSER_READY, ...)`)
+BROWSER_READY = CHROMIUM is not None and sync_playwright is not None
 
 CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -19,17 +19,14 @@ from devices.client import TerminalClient
 from gateway.service import GatewayService
 from tests.codec.speech import SENTENCES, speak
 from tests.gateway.console.conftest import (
-    CHROMIUM,
+    BROWSER_READY,
     BrowserFactory,
     sign_in,
-    sync_playwright,
     wait_for_device,
 )
 from tests.gateway.voice.audio import best_alignment, decode_frames, pesq_score
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or sync_playwright is None, reason="chromium or playwright missing"
-)
+pytestmark = pytest.mark.skipif(not BROWSER_READY, reason="chromium or playwright missing")
 
 
 @pytest.fixture(scope="module")
