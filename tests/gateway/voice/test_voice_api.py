@@ -84,6 +84,13 @@ def test_grid_dispatcher_talks_to_its_grid_and_the_terminal_hears_the_speech(
             break
         time.sleep(0.1)
     assert rows and rows[0]["floor_key"] == "grid-07"
+    started = rows[0]["started_at"]
+    by_tg = {"talkgroup": "grid-07", "since": started, "until": started + 1}
+    assert [r["id"] for r in http.get("/api/recordings", params=by_tg).json()] == [rows[0]["id"]]
+    assert http.get("/api/recordings", params={"talkgroup": "grid-02"}).json() == []
+    assert http.get("/api/recordings", params={**by_tg, "until": started}).json() == []
+    audio = http.get(f"/api/recordings/{rows[0]['id']}/audio")
+    assert audio.status_code == 200 and audio.content.startswith(b"OggS")
 
 
 def test_a_grid_dispatcher_cannot_talk_to_another_grid_nor_to_the_all_call(
