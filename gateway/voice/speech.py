@@ -15,7 +15,7 @@ from gateway.voice.targets import PCM_RATE
 Lang = Literal["cmn", "en"]
 LANGS: Final[tuple[Lang, ...]] = ("cmn", "en")
 MAX_TEXT_CHARS: Final = 1000
-MAX_SPEECH_S: Final = 60.0  # what one spoken message may last (the floor's max burst is 30 s)
+MAX_SPEECH_S: Final = 30.0  # what one spoken message may last: the default longest burst
 MAX_WAV_BYTES: Final = 16 << 20
 SYNTH_TIMEOUT_S: Final = 30.0
 
