@@ -28,6 +28,9 @@ from protocol import topics
 PREGRANT_S: Final = 2.0  # audio kept between press and grant
 ANSWER_TIMEOUT_S: Final = 6.0  # no answer to a floor request within this: denied (`no_answer`)
 _PREGRANT_SAMPLES: Final = int(PREGRANT_S * PCM_RATE)
+#: Talking, audio may run ahead of real time by this much (network bunching); beyond, it is
+#: dropped: a client sending faster than it speaks cannot flood the relay and its listeners.
+AHEAD_S: Final = 1.0
 
 State = Literal["idle", "requesting", "queued", "talking"]
 NoticeState = Literal["granted", "queued", "denied", "preempted", "released"]
@@ -90,6 +93,8 @@ class Speaker:
         self._request_id: str | None = None
         self._deadline = 0.0
         self._ids = 0
+        self._allowed = 0.0  # samples that may be sent now (a bucket refilled at PCM_RATE)
+        self._refilled = 0.0
         self._pending: list[np.ndarray[Any, np.dtype[np.int16]]] = []
         self._pending_samples = 0
         self._uplink = (
@@ -131,6 +136,13 @@ class Speaker:
         out = Output()
         samples = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.int16)
         if self.state == "talking":
+            ceiling = (PREGRANT_S + AHEAD_S) * PCM_RATE
+            self._allowed = min(ceiling, self._allowed + (now - self._refilled) * PCM_RATE)
+            self._refilled = now
+            if len(samples) > self._allowed:
+                self.dropped_pcm += len(samples)
+                return out
+            self._allowed -= len(samples)
             self._send(out, self._sender.push_pcm(samples, now))
         elif self.state in ("requesting", "queued"):
             self._pending.append(samples)
@@ -192,6 +204,8 @@ class Speaker:
             return
         self.state = "talking"
         self.burst = burst
+        self._allowed = (PREGRANT_S + AHEAD_S) * PCM_RATE - self._pending_samples
+        self._refilled = now
         self._sender.start_burst(burst, now, int(self.wall() * OPUS_CLOCK))
         out.notices.append(Notice("granted", burst=burst))
         if self._pending:

@@ -10,7 +10,7 @@ import numpy as np
 from codec.frame import encode_frame, parse_frame
 from codec.stream import VoiceSender
 from gateway.voice.listener import CALL_INDEX, ListenDecoder
-from gateway.voice.speaker import ANSWER_TIMEOUT_S, PREGRANT_S, Output, Speaker
+from gateway.voice.speaker import AHEAD_S, ANSWER_TIMEOUT_S, PREGRANT_S, Output, Speaker
 from gateway.voice.targets import Target, TargetError, parse_target
 from protocol import topics
 
@@ -151,3 +151,15 @@ def test_listen_decoder_announces_and_decodes() -> None:
     assert start_call["talker"] == "T005" and start_call["talkgroup"] == "call"
     assert audio_call[0] == CALL_INDEX
     assert decoder.handle(topics.tg_down("grid-07"), b"\x07junk") == [] and decoder.bad_frames == 1
+
+
+def test_audio_faster_than_real_time_is_dropped() -> None:
+    s = _speaker()
+    rid = _sent(s.press(0.0))[0][1]["id"]
+    s.control({"type": "floor_granted", "re": rid, "tg": "grid-07", "burst": 1}, 0.0)
+    sent = 0
+    for k in range(10):  # 10 s of audio within 0.1 s: only what may run ahead goes out
+        sent += len(s.pcm(PCM.tobytes(), k * 0.01).publishes)
+    assert sent == int((PREGRANT_S + AHEAD_S) * 50)
+    assert s.dropped_pcm == 10 * 16000 - (PREGRANT_S + AHEAD_S) * 16000
+    assert len(s.pcm(PCM[:320].tobytes(), 0.2).publishes) == 1  # time refills it

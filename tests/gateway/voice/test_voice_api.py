@@ -31,8 +31,13 @@ def floor(ws: WebSocketTestSession) -> dict[str, Any]:
 
 
 def send_speech(ws: WebSocketTestSession, pcm: Pcm16) -> None:
+    """At the pace a microphone gives it (the gateway drops audio far ahead of real time)."""
     data = pcm.astype("<i2").tobytes()
-    for offset in range(0, len(data), CHUNK):
+    start = time.monotonic()
+    for k, offset in enumerate(range(0, len(data), CHUNK)):
+        ahead = start + k * 0.02 - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
         ws.send_bytes(data[offset : offset + CHUNK])
 
 
