@@ -52,6 +52,15 @@ async def _access(websocket: WebSocket) -> tuple[SignedIn | None, VoiceAccess | 
     return caller, VoiceAccess(voice, service.runner, service.audit, caller)
 
 
+async def _unavailable(websocket: WebSocket, caller: SignedIn | None) -> None:
+    """No caller: 401. A caller, but the gateway is not running (starting or stopping): 1011."""
+    if caller is None:
+        await deny(websocket, None)
+        return
+    await websocket.accept()
+    await websocket.close(code=1011, reason="voice is not running")
+
+
 async def _still_signed_in(websocket: WebSocket) -> bool:
     if await resolve(websocket) is None:
         with contextlib.suppress(Exception):
@@ -63,11 +72,13 @@ async def _still_signed_in(websocket: WebSocket) -> bool:
 async def serve_talk(websocket: WebSocket, target_text: str) -> None:
     caller, access = await _access(websocket)
     try:
-        if caller is None or access is None:
-            raise ForbiddenError("not signed in")
-        require_talker(caller)
+        if caller is not None:
+            require_talker(caller)
     except ForbiddenError:
-        await deny(websocket, caller if access is not None else None)
+        await deny(websocket, caller)
+        return
+    if caller is None or access is None:
+        await _unavailable(websocket, caller)
         return
     await websocket.accept()
     try:
@@ -137,7 +148,7 @@ async def _talk_loop(websocket: WebSocket, link: Any, speaker: Any) -> None:
 async def serve_listen(websocket: WebSocket, talkgroups_text: str) -> None:
     caller, access = await _access(websocket)
     if caller is None or access is None:
-        await deny(websocket, None)
+        await _unavailable(websocket, caller)
         return
     try:
         talkgroups = access.listened(talkgroups_text)
