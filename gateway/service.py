@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.auth.audit import AuditWriter
+from gateway.auth.roles import TALKER_PREFIX
 from gateway.auth.store import AccountStore
 from gateway.broker import BrokerError, Listener, ManagedBroker
 from gateway.broker_auth import GATEWAY_USER, ensure_gateway_credentials, sync_broker_auth
@@ -22,6 +23,7 @@ from gateway.event_log import EventHub, EventWriter
 from gateway.floor import FloorConfig
 from gateway.locks import release_lock, take_lock
 from gateway.recorder_process import RecorderLink
+from gateway.retention import Retention, RetentionPolicy
 from gateway.runner import GatewayRunner, GatewaySettings
 from gateway.store.db import create_db_engine, default_db_url, migrate
 from gateway.store.registry import Device, DeviceRegistry
@@ -51,6 +53,7 @@ class ServiceConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     device_poll_s: float = 2.0
     record: bool = True  # every talk burst to data_dir/recordings as Ogg Opus
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)  # of the recordings
 
 
 class GatewayService:
@@ -94,6 +97,9 @@ class GatewayService:
             RecorderLink(self.recordings_dir, self.db_url, logger=self.log)
             if config.record
             else None
+        )
+        self.retention = Retention(
+            self.engine, self.recordings_dir, config.retention, self.audit, time.time, self.log
         )
         self.runner: GatewayRunner | None = None
         self.tracking: TrackingService | None = None
@@ -181,6 +187,21 @@ class GatewayService:
                 rows.append((account.talker, unit, "dispatcher", account.enabled))
         return rows
 
+    def describe(self, device: str) -> tuple[str | None, dict[str, float] | None]:
+        """A talker's display name (a device's name, an account's name for its talker id) and
+        newest position ({lat, lon}), from what the service already holds (no database)."""
+        name: str | None = None
+        if device.startswith(TALKER_PREFIX):
+            name = device[len(TALKER_PREFIX) :]
+        else:
+            name = next((d.name for d in self._devices_seen if d.id == device), None) or None
+        position = None
+        if self.tracking is not None:
+            live = self.tracking.pipeline.live.devices.get(device)
+            if live is not None and live.fix is not None:
+                position = {"lat": live.fix.lat, "lon": live.fix.lon}
+        return name, position
+
     def directory(
         self, devices: list[Device] | None = None, talkers: list[DirectoryRow] | None = None
     ) -> Directory:
@@ -261,6 +282,17 @@ class GatewayService:
         """Restarts of the managed broker by the supervisor (0 on an external broker)."""
         return self.broker.restarts if self.broker is not None else 0
 
+    async def _keep_recordings(self) -> None:
+        """Apply the recordings' retention now and then (never while a sweep runs)."""
+        if not self.config.retention.active:
+            return
+        while True:
+            try:
+                await asyncio.to_thread(self.retention.sweep)
+            except Exception:  # a sweep that failed is logged; the next one tries again
+                self.log.exception("recording retention sweep failed")
+            await asyncio.sleep(self.config.retention.interval_s)
+
     async def _watch_devices(self) -> None:
         """Pick up changes made by `xixin devices …` in another process."""
         while True:
@@ -282,6 +314,7 @@ class GatewayService:
         task = asyncio.create_task(runner.run(), name="gateway")
         watcher = asyncio.create_task(self._watch_devices(), name="device-watch")
         supervisor = asyncio.create_task(self._supervise_broker(), name="broker-supervisor")
+        keeper = asyncio.create_task(self._keep_recordings(), name="recording-retention")
         assert self.tracking is not None
         tracking = asyncio.create_task(self.tracking.run(), name="tracking")
         try:
@@ -293,6 +326,7 @@ class GatewayService:
             yield runner
         finally:
             supervisor.cancel()
+            keeper.cancel()
             watcher.cancel()
             self.tracking.stop()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import cast
 
-from xixin.commands import certs, devices, ingest, quality, sim, up, users
+from xixin.commands import certs, devices, dispatch, ingest, quality, sim, up, users
 from xixin.errors import EXPECTED_ERRORS, one_line
 from xixin.logs import setup_logging
 from xixin.options import XixinArgumentParser, add_log_level, add_log_level_everywhere
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_parser(subparsers)
     sim.add_parser(subparsers)  # `xixin sim` and `xixin terminal`
     certs.add_parser(subparsers)
+    dispatch.add_parser(subparsers)
     add_log_level_everywhere(parser)  # `xixin up --log-level debug` as well
     return parser
 

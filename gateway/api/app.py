@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from gateway.api.auth import CurrentAccount
@@ -25,6 +26,7 @@ from gateway.api.routes import (
     recordings,
     talkgroups,
     tracking,
+    voice,
 )
 from gateway.api.security import HttpSecurity, SecurityMiddleware
 from gateway.api.services.access import ForbiddenError
@@ -34,6 +36,7 @@ from gateway.metrics import GatewayCollector, LiveGauges, RecorderCollector, Ser
 from gateway.service import GatewayService
 from gateway.tracking.errors import TrackingStoreError
 from gateway.tracking.metrics import TrackingCollector
+from gateway.voice.service import VoiceService
 
 #: How deep a refused input is echoed in a 422; deeper parts are elided.
 _ECHO_DEPTH: Final = 8
@@ -86,7 +89,11 @@ def create_app(service: GatewayService, security: HttpSecurity | None = None) ->
             if service.tracking is not None:
                 registry.register(TrackingCollector(service.tracking))
             app.state.metrics = registry
-            yield
+            app.state.voice = VoiceService(runner, service.describe, logger=service.log)
+            try:
+                yield
+            finally:
+                await app.state.voice.close()
 
     # The schema only for the signed in (below); no Swagger UI: it loads scripts from a CDN,
     # which the console's CSP (and an offline site) does not allow.
@@ -106,13 +113,17 @@ def create_app(service: GatewayService, security: HttpSecurity | None = None) ->
     app.state.ip_throttle = LoginThrottle(
         security.login_max_failures * 4, security.login_window_s, security.login_lockout_s
     )
-    for module in (auth, health, devices, talkgroups, recordings, metrics, events, tracking, audit):
+    for module in (
+        auth, health, devices, talkgroups, recordings, metrics, events, tracking, audit, voice,
+    ):  # fmt: skip
         app.include_router(module.router)
     app.add_middleware(SecurityMiddleware, security=security)
     app.add_exception_handler(ForbiddenError, _forbidden)
     app.add_exception_handler(TrackingStoreError, tracking.tracking_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_failed)
     console = resources.files("gateway.console").joinpath("index.html").read_text("utf-8")
+    static = resources.files("gateway.console").joinpath("static")
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi(caller: CurrentAccount) -> JSONResponse:

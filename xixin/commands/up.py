@@ -19,6 +19,7 @@ from gateway.broker import Listener, TlsFiles
 from gateway.certs import SERVER_CERT, SERVER_KEY
 from gateway.errors import ConfigError, GatewayError
 from gateway.floor import FloorConfig
+from gateway.retention import RetentionPolicy
 from gateway.service import GatewayService, ServiceConfig
 from gateway.store.db import redacted_url
 from transport.loop import run_event_loop
@@ -121,7 +122,32 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help=f"longest talk burst before the floor is taken back ({DURATION_HELP}; default 30s)",
     )
     up.add_argument("--no-queue", action="store_true", help="deny instead of queueing")
+    up.add_argument(
+        "--recordings-keep-days",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="delete recordings older than this (audited; default: keep)",
+    )
+    up.add_argument(
+        "--recordings-max-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="delete the oldest recordings while they take more disk than this (audited)",
+    )
     up.set_defaults(handler=cmd_up)
+
+
+def _retention(args: argparse.Namespace) -> RetentionPolicy:
+    max_mb = args.recordings_max_mb
+    try:
+        return RetentionPolicy(
+            keep_days=args.recordings_keep_days,
+            max_bytes=None if max_mb is None else int(max_mb * 1_000_000),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _listeners(args: argparse.Namespace) -> list[Listener]:
@@ -190,6 +216,7 @@ def _accounts_banner(service: GatewayService, demo: bool) -> list[str]:
 def cmd_up(args: argparse.Namespace) -> int:
     try:
         tls_files = _http_tls_files(args)
+        retention = _retention(args)
     except ConfigError as exc:
         print(f"xixin up: {exc}", file=sys.stderr)
         return 2
@@ -200,6 +227,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         gateway_user=args.gateway_user,
         gateway_password=gateway_password(args.gateway_password_file),
         floor=FloorConfig(max_burst_s=args.max_burst, queue_enabled=not args.no_queue),
+        retention=retention,
     )
     try:
         # First, so a port in use stops us before anything is started or written.

@@ -16,13 +16,21 @@ router = APIRouter(prefix="/api/recordings", tags=["recordings"])
 @router.get("")
 async def list_recordings(
     recordings: RecordingsDep,
-    floor: str | None = None,
-    talker: str | None = None,
+    talkgroup: Annotated[
+        str | None, Query(max_length=80, description="a talkgroup, or call:<a>:<b>")
+    ] = None,
+    floor: Annotated[str | None, Query(max_length=80, description="same as talkgroup")] = None,
+    talker: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[float | None, Query(description="epoch seconds", allow_inf_nan=False)] = None,
     until: Annotated[float | None, Query(description="epoch seconds", allow_inf_nan=False)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RecordingOut]:
-    return await recordings.list(RecordingFilter(floor, talker, since, until), limit)
+    """Recordings in scope, newest first, by talkgroup (or private call), talker and start
+    time (`since` inclusive, `until` exclusive)."""
+    if talkgroup is not None and floor is not None and talkgroup != floor:
+        raise HTTPException(422, "give talkgroup or floor, not both")
+    where = RecordingFilter(talkgroup or floor, talker, since, until)
+    return await recordings.list(where, limit)
 
 
 @router.get("/{recording_id}/audio", response_class=FileResponse)
