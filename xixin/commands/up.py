@@ -121,7 +121,26 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help=f"longest talk burst before the floor is taken back ({DURATION_HELP}; default 30s)",
     )
     up.add_argument("--no-queue", action="store_true", help="deny instead of queueing")
+    up.add_argument(
+        "--map-tiles",
+        type=_tile_url,
+        metavar="URL",
+        help="a map tile server for the console, e.g. https://tiles.example/{z}/{x}/{y}.png "
+        "(default none: the organisation's grid polygons only, which needs no network)",
+    )
+    up.add_argument(
+        "--map-attribution", default="", help="the tile server's attribution text on the map"
+    )
     up.set_defaults(handler=cmd_up)
+
+
+def _tile_url(text: str) -> str:
+    from gateway.api.console_settings import TileUrlError, check_tile_url
+
+    try:
+        return check_tile_url(text)
+    except TileUrlError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _listeners(args: argparse.Namespace) -> list[Listener]:
@@ -264,6 +283,7 @@ async def _serve(
     import uvicorn
 
     from gateway.api import create_app
+    from gateway.api.console_settings import ConsoleSettings
     from gateway.api.security import HttpSecurity, allowed_hosts_for
 
     runner = service.runner
@@ -277,7 +297,8 @@ async def _serve(
         allowed_hosts=allowed_hosts_for(args.http_host, args.http_allowed_host),
         tls=tls_files is not None,
     )
-    app = create_app(service, security)
+    console = ConsoleSettings(map_tiles=args.map_tiles, map_attribution=args.map_attribution)
+    app = create_app(service, security, console)
     server = _http_server(
         uvicorn.Config(
             app, host=args.http_host, port=args.http_port, log_level="warning", lifespan="on",
