@@ -84,7 +84,9 @@ function listen() {
 async function startVoice() {
   try {
     const voice = await import("/static/voice.js");
-    await voice.initVoice({api, panel: $("#voice-panel"), names, deviceLabel, talkgroupLabel});
+    const panel = $("#voice-panel");
+    panel.replaceChildren();
+    await voice.initVoice({api, panel, names, deviceLabel, talkgroupLabel});
   } catch (err) {
     console.info("voice is not available", err);
   }

@@ -1,179 +1,110 @@
-"""Browser fixtures for the console: a gateway as `xixin up` serves it (managed mosquitto,
-SQLite, tracking, the API and console over HTTP on loopback) with real terminals reporting,
-and the system's headless Chromium driven by Playwright (never a downloaded browser).
+"""Shared fixtures for console tests in a real headless Chromium driven by playwright.
 
-Screenshots go to tests/artifacts/console/ (git-ignored); the path is printed with -rA."""
+- `served`: a full gateway service (managed mosquitto, SQLite, recorder) in tmp_path with its
+  HTTP app served by uvicorn on a free loopback port; yields (base URL, service).
+- `chromium`: a factory of playwright browsers on Debian's /usr/bin/chromium (playwright's own
+  browser downloads are never used); `fake_audio=` a WAV file the fake microphone plays (in a
+  loop). Each call gives a new browser; all are closed at the end.
+- `sign_in(page, base, name, password)`: through the login form, as a person would.
+
+The console's CSP forbids eval: give `page.wait_for_function` a function (`"() => …"`), not a
+bare expression, which playwright would eval inside the page.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 
-from devices.client import TerminalClient
 from gateway.api import create_app
 from gateway.broker import free_port
-from gateway.floor import FloorConfig
 from gateway.service import GatewayService, ServiceConfig
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
+try:
+    from playwright.sync_api import Browser, Page, sync_playwright
+except ImportError:  # pragma: no cover - the dev extra installs it
+    sync_playwright = None  # type: ignore[assignment]
+
+#: whether browser tests can run here (mark them `pytest.mark.skipif(not BROWSER_READY, ...)`)
+BROWSER_READY = CHROMIUM is not None and sync_playwright is not None
+
+CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
     "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
 ]  # fmt: skip
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
 
-#: (id, unit, role, name); the grid dispatcher's scope is grid-01, T003 is outside it.
-DEVICES = [
-    ("T001", "grid-01", "officer", "民警 陈"),
-    ("T002", "grid-01", "officer", "辅警 王"),
-    ("T003", "grid-02", "officer", "民警 李"),
-]
+BrowserFactory = Callable[..., "Browser"]
 
 
-@dataclass
-class Site:
-    """The running gateway: its URL, service, connected terminals and the accounts."""
-
-    url: str
-    service: GatewayService
-    terminals: dict[str, TerminalClient] = field(default_factory=dict)
-    passwords: dict[str, str] = field(default_factory=dict)
-
-    def wait_for(self, check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            assert time.monotonic() < deadline, f"not in time: {what}"
-            threading.Event().wait(0.05)
-
-    def beacon(self, device: str, lon: float, lat: float, battery: int) -> None:
-        payload = {"v": 1, "ts": int(time.time() * 1000), "lat": lat, "lon": lon, "acc": 5.0,
-                   "bat": battery}  # fmt: skip
-        self.terminals[device].publish_raw(
-            f"xixin/v1/dev/{device}/gps", json.dumps(payload).encode(), qos=1
-        )
-
-
-def _serve(service: GatewayService) -> tuple[str, uvicorn.Server, threading.Thread]:
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, GatewayService]]:
+    service = GatewayService(ServiceConfig(data_dir=tmp_path / "data", device_poll_s=0.2))
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the console's server died at start"
-        threading.Event().wait(0.05)
-    return f"http://127.0.0.1:{port}", server, thread
-
-
-def _connect(site: Site, device: str, secret: str) -> TerminalClient:
-    service = site.service
-    assert service.broker is not None
-    site.wait_for(
-        lambda: service.runner and service.runner.control.directory.get(device),
-        f"{device} in the gateway's directory",
-    )
-    terminal = TerminalClient(device, secret, service.broker.host, service.broker.port)
-    terminal.connect()
-    return terminal
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """One gateway per test module: T001 and T002 report positions in grid-01 (T002 holds
-    the floor of grid-01), T003 reports in grid-02."""
-    # A floor held without audio for the whole module (as `xixin up --max-burst 10m` would).
-    floor = FloorConfig(max_burst_s=600.0, end_of_media_s=600.0)
-    data_dir = tmp_path_factory.mktemp("console-gw")
-    service = GatewayService(ServiceConfig(data_dir=data_dir, floor=floor))
-    url, server, thread = _serve(service)
-    site = Site(url, service)
     try:
-        secrets = {}
-        for device, unit, role, name in DEVICES:
-            _, secrets[device] = service.registry.add(device, unit, role, name)
-        for device, unit, _, _ in DEVICES:
-            terminal = site.terminals[device] = _connect(site, device, secrets[device])
-            terminal.affiliate([unit])
-        for (device, unit, _, _), battery in zip(DEVICES, (87, 64, 50), strict=True):
-            lon, lat = service.org.grids[unit].centre
-            site.beacon(device, lon + 0.001 * int(device[-1]), lat, battery)
-        assert site.terminals["T002"].request_floor(tg="grid-01")["type"] == "floor_granted"
-        tracking = service.tracking
-        assert tracking is not None
-        site.wait_for(
-            lambda: sum(1 for d in tracking.live() if d["position"]) == len(DEVICES),
-            "every terminal's position live",
-        )
-        _, site.passwords["grid01"] = service.accounts.add("grid01", "grid:grid-01")
-        _, site.passwords["centre"] = service.accounts.add("centre", "centre")
-        yield site
+        while not server.started:
+            assert thread.is_alive(), "server died at start"
+            threading.Event().wait(0.05)
+        yield f"http://127.0.0.1:{port}", service
     finally:
-        for terminal in site.terminals.values():
-            terminal.disconnect()
         server.should_exit = True
         thread.join(15)
         service.close()
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+@pytest.fixture
+def chromium() -> Iterator[BrowserFactory]:
+    assert CHROMIUM is not None and sync_playwright is not None
+    with sync_playwright() as playwright:
+        opened: list[Any] = []
+
+        def launch(fake_audio: Path | None = None) -> Browser:
+            flags = list(CHROMIUM_FLAGS)
+            if fake_audio is not None:
+                flags.append(f"--use-file-for-fake-audio-capture={fake_audio}")
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=flags
+            )
+            opened.append(browser)
+            return browser
+
         try:
-            yield browser
+            yield launch
         finally:
-            browser.close()
+            for browser in opened:
+                browser.close()
 
 
-OpenConsole = Callable[..., Any]
+def sign_in(page: Page, base: str, name: str, password: str) -> None:
+    """Through the login form; returns once the console has loaded."""
+    page.goto(f"{base}/login")
+    page.fill("#username", name)
+    page.fill("#password", password)
+    page.click("#submit")
+    page.wait_for_url(f"{base}/")
+    page.wait_for_load_state("load")
 
 
-@pytest.fixture
-def open_console(site: Site, chromium: Any) -> Iterator[OpenConsole]:
-    """open_console(account="grid01", width=1280): a new browser context signed in through
-    the login form, on the console with its map and tables drawn. Console errors are kept on
-    the page as `page.errors`."""
-    contexts: list[Any] = []
-
-    def open_(account: str = "grid01", width: int = 1280, height: int = 900) -> Any:
-        context = chromium.new_context(viewport={"width": width, "height": height})
-        contexts.append(context)
-        page = context.new_page()
-        page.errors = []
-        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-        page.goto(f"{site.url}/login")
-        page.fill("#username", account)
-        page.fill("#password", site.passwords[account])
-        page.click("#submit")
-        page.wait_for_url(f"{site.url}/")
-        page.wait_for_selector("body[data-ready='1']")
-        page.wait_for_selector(".leaflet-overlay-pane path")
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
-
-
-@pytest.fixture
-def artifacts() -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
+def wait_for_device(service: GatewayService, device: str, timeout: float = 10.0) -> None:
+    """Until the running gateway's directory knows `device` (it polls the registry)."""
+    ready = threading.Event()
+    for _ in range(int(timeout / 0.05)):
+        runner = service.runner
+        if runner is not None and runner.control.directory.get(device) is not None:
+            return
+        ready.wait(0.05)
+    raise AssertionError(f"the gateway did not pick up {device} within {timeout} s")

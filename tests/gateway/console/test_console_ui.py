@@ -6,7 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.gateway.console.conftest import OpenConsole, Site
+from tests.gateway.console import console_site as fixtures
+from tests.gateway.console.console_site import OpenConsole, Site
+
+pytestmark = fixtures.pytestmark
+artifacts = fixtures.artifacts
+open_console = fixtures.open_console
+site = fixtures.site
 
 #: Pixels of two CJK glyphs drawn in the page's font: equal if both are the same missing-glyph
 #: box ("tofu"), different if the font has them.
@@ -112,7 +118,8 @@ def test_events_are_readable_lines_and_a_quick_queue_and_release_is_one(
     line = page.locator("#events li[data-kind='floor']", has_text="民警 陈 (T001)")
     line.first.wait_for()
     page.wait_for_function(
-        "[...document.querySelectorAll('#events li')].some(li => li.textContent.includes('→'))"
+        "() => [...document.querySelectorAll('#events li')]"
+        ".some(li => li.textContent.includes('→'))"
     )
     texts = page.locator("#events li").all_inner_texts()
     mine = [t for t in texts if "T001" in t]
