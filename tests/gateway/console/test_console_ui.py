@@ -91,6 +91,39 @@ def test_no_horizontal_scroll_and_screenshots(
             print(f"\nscreenshot: {path}")
 
 
+#: The visible map labels' boxes that overlap another's (none, if placement works).
+OVERLAPS = """() => {
+  const boxes = [...document.querySelectorAll('.map-label')]
+    .filter(n => getComputedStyle(n.parentElement).visibility !== 'hidden')
+    .map(n => n.getBoundingClientRect());
+  let overlaps = 0;
+  boxes.forEach((a, i) => boxes.slice(i + 1).forEach(b => {
+    if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) overlaps++;
+  }));
+  return {shown: boxes.length, overlaps};
+}"""
+
+
+def test_the_centre_sees_every_grid_labelled_without_overlaps(
+    open_console: OpenConsole, artifacts: Path, capsys: Any
+) -> None:
+    page = open_console("centre", width=1600)
+    page.wait_for_selector(".officer[data-device='T003']")
+    grids = page.evaluate(
+        "[...window.xixinMap.grids.getLayers()].flatMap(g => g.getLayers()).length"
+    )
+    assert grids == 13
+    labels = page.evaluate(OVERLAPS)
+    assert labels["overlaps"] == 0 and labels["shown"] >= 8, labels
+    page.evaluate("window.xixinMap.map.zoomIn(1, {animate: false})")
+    assert page.evaluate(OVERLAPS)["overlaps"] == 0
+    path = artifacts / "console-centre-1600.png"
+    page.evaluate("window.xixinMap.map.zoomOut(1, {animate: false})")
+    page.screenshot(path=str(path), full_page=True)
+    with capsys.disabled():
+        print(f"\nscreenshot: {path}")
+
+
 def test_click_an_officer_opens_its_panel_with_battery_fix_and_track(
     site: Site, open_console: OpenConsole
 ) -> None:
