@@ -8,19 +8,32 @@ let map = null;
 const markers = new Map();   // device -> L.marker
 let trackLayer = null;
 let replayDot = null;
+let relabel = () => {};
 
-// Labels are placed greedily, biggest first; a label that would overlap one already placed
-// is hidden at this zoom (it comes back when zoomed in far enough).
+// Labels are placed greedily, biggest first, where they belong or a line above or below; a
+// label that fits nowhere without overlapping one already placed is hidden at this zoom (it
+// comes back when zoomed in far enough). Officers (dots and names) are obstacles placed first.
 function placeLabels(labels) {
-  const placed = [];
+  const placed = [...document.querySelectorAll("#map .officer, #map .officer-name")].map((n) => {
+    const r = n.getBoundingClientRect();
+    return {x0: r.left, y0: r.top, x1: r.right, y1: r.bottom};
+  });
+  const free = (box) => !placed.some((b) => box.x0 < b.x1 && b.x0 < box.x1 && box.y0 < b.y1 && b.y0 < box.y1);
   for (const item of labels) {
     const node = item.marker.getElement();
     if (!node) continue;
+    const inner = node.firstElementChild ?? node;
     node.style.visibility = "hidden";
-    const r = (node.firstElementChild ?? node).getBoundingClientRect();
-    const box = {x0: r.left - 2, y0: r.top - 2, x1: r.right + 2, y1: r.bottom + 2};
-    const clash = placed.some((b) => box.x0 < b.x1 && b.x0 < box.x1 && box.y0 < b.y1 && b.y0 < box.y1);
-    if (!clash) { placed.push(box); node.style.visibility = ""; }
+    inner.style.marginTop = "0px";
+    const r = inner.getBoundingClientRect();
+    const h = r.height + 4;
+    // where it belongs, else just above or below that
+    const shift = [0, -h, h, -2 * h, 2 * h].find((dy) =>
+      free({x0: r.left - 2, y0: r.top + dy - 2, x1: r.right + 2, y1: r.bottom + dy + 2}));
+    if (shift === undefined) continue;
+    inner.style.marginTop = `${shift}px`;
+    placed.push({x0: r.left - 2, y0: r.top + shift - 2, x1: r.right + 2, y1: r.bottom + shift + 2});
+    node.style.visibility = "";
   }
 }
 
@@ -66,7 +79,7 @@ export async function initMap() {
   const labelLayer = L.layerGroup(labels.map((l) => l.marker)).addTo(map);
   if (grids.getLayers().length) map.fitBounds(grids.getBounds(), {padding: [10, 10]});
   else map.setView([0, 0], 2);
-  const relabel = () => placeLabels(labels);
+  relabel = () => placeLabels(labels);
   map.on("zoomend moveend resize", relabel);
   requestAnimationFrame(relabel);
   window.xixinMap = {map, grids, labelLayer, markers};  // for tests and the curious
@@ -109,6 +122,7 @@ export function drawOfficers(live, talkers, sosDevices) {
   for (const [device, m] of markers) {
     if (!seen.has(device)) { m.remove(); markers.delete(device); }
   }
+  relabel();
 }
 
 export function panTo(lat, lon, zoom) {
