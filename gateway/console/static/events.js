@@ -1,6 +1,6 @@
 // The live events panel: one readable line per event, with device and talkgroup names; a
-// device's quick run of floor events (queued then released a moment later, granted then taken)
-// is one line.
+// device's quick run of floor events on one floor (queued then released a moment later, granted
+// then taken) is one line, up to its release.
 "use strict";
 import {$, clock, deviceLabel, el, talkgroupLabel} from "./common.js";
 
@@ -63,7 +63,9 @@ export function addEvent(e) {
   const box = $("#events");
   const ts = e.ts ?? Date.now();
   for (const [key, line] of recent) if (ts - line.ts > COALESCE_MS || !line.node.isConnected) recent.delete(key);
-  const line = d.key ? recent.get(d.key) : null;
+  let line = d.key ? recent.get(d.key) : null;
+  // a floor line is one attempt: after "released" the device's next request is a new line
+  if (line && line.words.at(-1).startsWith("released") && !d.word.startsWith("released")) line = null;
   if (line) {
     if (line.words.at(-1) !== d.word) line.words.push(d.word);
     line.ts = ts;
