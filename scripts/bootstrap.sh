@@ -5,7 +5,7 @@
 #   bash scripts/bootstrap.sh setup     -> only install
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES=(mosquitto mosquitto-clients libopus0 opus-tools espeak-ng sox postgresql chromium)
+APT_PACKAGES=(mosquitto mosquitto-clients libopus0 opus-tools espeak-ng sox postgresql chromium fonts-noto-cjk)
 
 need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from importlib import resources
 from typing import Any, Final
 
@@ -16,9 +17,11 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from gateway.api.auth import CurrentAccount
+from gateway.api.console_settings import ConsoleSettings
 from gateway.api.routes import (
     audit,
     auth,
+    console,
     devices,
     events,
     health,
@@ -68,10 +71,17 @@ async def _forbidden(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=403)
 
 
-def create_app(service: GatewayService, security: HttpSecurity | None = None) -> FastAPI:
+def create_app(
+    service: GatewayService,
+    security: HttpSecurity | None = None,
+    console_settings: ConsoleSettings | None = None,
+) -> FastAPI:
     """The API and console; `security`: allowed Host names, TLS, token lives (default:
-    loopback names, plain HTTP)."""
+    loopback names, plain HTTP); `console_settings`: the map tile server (default none)."""
+    console_settings = console_settings or ConsoleSettings()
     security = security or HttpSecurity()
+    if console_settings.image_origins != security.image_origins:
+        security = replace(security, image_origins=console_settings.image_origins)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,8 +105,8 @@ def create_app(service: GatewayService, security: HttpSecurity | None = None) ->
             finally:
                 await app.state.voice.close()
 
-    # The schema only for the signed in (below); no Swagger UI: it loads scripts from a CDN,
-    # which the console's CSP (and an offline site) does not allow.
+    # The schema only for the signed in (below); Swagger UI at /docs (routes/console.py) is
+    # served from the package, as the whole console is: no CDN, works offline.
     app = FastAPI(
         title="Xixin gateway",
         version="1",
@@ -107,6 +117,7 @@ def create_app(service: GatewayService, security: HttpSecurity | None = None) ->
     )
     app.state.service = service
     app.state.security = security
+    app.state.console = console_settings
     app.state.throttle = LoginThrottle(
         security.login_max_failures, security.login_window_s, security.login_lockout_s
     )
@@ -117,13 +128,15 @@ def create_app(service: GatewayService, security: HttpSecurity | None = None) ->
         auth, health, devices, talkgroups, recordings, metrics, events, tracking, audit, voice,
     ):  # fmt: skip
         app.include_router(module.router)
+    app.include_router(console.router)
+    # Scripts, styles and vendored libraries only: no data (public, like the login page).
+    static = resources.files("gateway.console").joinpath("static")
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
     app.add_middleware(SecurityMiddleware, security=security)
     app.add_exception_handler(ForbiddenError, _forbidden)
     app.add_exception_handler(TrackingStoreError, tracking.tracking_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_failed)
-    console = resources.files("gateway.console").joinpath("index.html").read_text("utf-8")
-    static = resources.files("gateway.console").joinpath("static")
-    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    console_page = resources.files("gateway.console").joinpath("index.html").read_text("utf-8")
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi(caller: CurrentAccount) -> JSONResponse:
@@ -131,6 +144,6 @@ def create_app(service: GatewayService, security: HttpSecurity | None = None) ->
 
     @app.get("/", include_in_schema=False)
     def index() -> HTMLResponse:
-        return HTMLResponse(console)
+        return HTMLResponse(console_page)
 
     return app

@@ -23,15 +23,20 @@ SESSION_COOKIE: Final = "xixin_session"
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
-#: The console is one page with inline script and style, and talks to its own origin only
-#: (HTTP and WebSockets); nothing may frame it.
+#: The console's pages load scripts and styles from their own origin, talk to it only (HTTP and
+#: WebSockets), and nothing may frame them; images may also come from a map tile server.
 CSP: Final = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "img-src 'self' data:{images}; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "form-action 'self'; object-src 'none'"
 )
+
+
+def content_security_policy(image_origins: Iterable[str] = ()) -> str:
+    return CSP.format(images="".join(f" {origin}" for origin in image_origins))
+
+
 SECURITY_HEADERS: Final = (
-    (b"content-security-policy", CSP.encode()),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
@@ -52,6 +57,7 @@ class HttpSecurity:
     login_max_failures: int = 5
     login_window_s: float = 300.0
     login_lockout_s: float = 300.0
+    image_origins: tuple[str, ...] = ()  # a map tile server's origin (ConsoleSettings)
 
 
 def allowed_hosts_for(listen_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
@@ -129,7 +135,8 @@ class SecurityMiddleware:
     def __init__(self, app: ASGIApp, security: HttpSecurity) -> None:
         self.app = app
         self.security = security
-        headers = list(SECURITY_HEADERS)
+        csp = content_security_policy(security.image_origins)
+        headers = [(b"content-security-policy", csp.encode()), *SECURITY_HEADERS]
         if security.tls:
             headers.append(HSTS)
         self.headers = headers

@@ -96,6 +96,8 @@ TABLE: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/api/tracking/devices/T006/export.csv?start=0&end=10", None, WHOLE),
     ("GET", "/api/tracking/events", None, EVERYONE),
     ("GET", "/api/tracking/geofences", None, EVERYONE),
+    ("GET", "/api/org", None, EVERYONE),
+    ("GET", "/api/console/config", None, EVERYONE),
     ("POST", "/api/tracking/geofences", {"id": "f-{who}", "name": "x", **CIRCLE_06}, {A, C}),
     ("DELETE", "/api/tracking/geofences/grid-06-fence", None, {A, C}),
     ("GET", "/api/tracking/checkpoints", None, EVERYONE),
@@ -153,9 +155,11 @@ def test_health_and_pages_without_credentials_reveal_nothing(env: Env) -> None:
     full = env.http.get("/api/health", headers=env.headers(G)).json()
     assert {"broker", "devices", "problems"} <= full.keys()
     assert env.http.get("/login").status_code == 200
-    assert env.http.get("/docs").status_code == 404
+    docs = env.http.get("/docs", follow_redirects=False)
+    assert docs.status_code == 303 and docs.headers["location"] == "/login"
     page = env.http.get("/")
-    assert page.status_code == 200 and "fetch(url" in page.text  # the console's code, no data
+    assert page.status_code == 200 and 'src="/static/console.js"' in page.text  # code, no data
+    assert "T001" not in page.text and "grid-01" not in page.text
     assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["x-content-type-options"] == "nosniff"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
@@ -207,6 +211,8 @@ def test_lists_are_filtered_by_scope(env: Env) -> None:
     assert ids(G, "/api/recordings", "talker") == set()
     assert ids(C, "/api/recordings", "talker") == {"T006"}
     assert ids(G, "/api/tracking/geofences", "id") == {"grid-01"}
+    grid_org = env.http.get("/api/org", headers=env.headers(G)).json()["features"]
+    assert {f["properties"]["id"] for f in grid_org} == {"grid-01", "area-renxi"}
     assert len(ids(C, "/api/tracking/geofences", "id")) >= 13
 
 

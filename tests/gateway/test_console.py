@@ -75,19 +75,23 @@ def test_console_shows_talkgroups_devices_and_the_talker(
                 break
             deadline.wait(0.05)
         browser.sign_in(url, "centre", password)
-        browser.wait("document.querySelector('circle[data-device=\"T001\"]') !== null")
+        browser.wait("document.querySelector('.officer[data-device=\"T001\"]') !== null")
         browser.wait("document.querySelector('tr[data-tg=\"grid-01\"].taken') !== null")
         assert browser.eval("document.cookie") == ""  # the session cookie is HttpOnly
         dom = browser.dom()
         assert 'data-tg="grid-01"' in dom and 'data-tg="all"' in dom
         grid_row = dom.split('data-tg="grid-01"', 1)[1].split("</tr>", 1)[0]
-        assert 'class="taken"' in grid_row.split(">", 1)[0] and "<td>T001</td>" in grid_row
+        assert 'class="taken"' in grid_row.split(">", 1)[0] and ">民警 陈 (T001)</td>" in grid_row
         assert 'data-device="T001"' in dom
         device_tag = dom.split('<tr data-device="T001"', 1)[1].split(">", 1)[0]
         assert 'class="online"' in device_tag
-        assert dom.count("<polygon") == 13 and 'data-grid="grid-07"' in dom
-        dot = dom.split("<circle", 1)[1].split(">", 1)[0]
-        assert 'data-device="T001"' in dot and 'class="talker"' in dot
+        grids = browser.eval(
+            "[...window.xixinMap.grids.getLayers()].flatMap(g => g.getLayers())"
+            ".map(l => l.feature.properties.id)"
+        )
+        assert len(grids) == 13 and "grid-07" in grids
+        dot = dom.split('<div class="officer', 1)[1].split(">", 1)[0]
+        assert 'data-device="T001"' in dot and "talker" in dot and 'data-state="talking"' in dot
         assert "centre (centre)" in dom
         screenshot = tmp_path / "console.png"
         browser.screenshot(screenshot)

@@ -136,6 +136,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="MB",
         help="delete the oldest recordings while they take more disk than this (audited)",
     )
+    up.add_argument(
+        "--map-tiles",
+        type=_tile_url,
+        metavar="URL",
+        help="a map tile server for the console, e.g. https://tiles.example/{z}/{x}/{y}.png "
+        "(default none: the organisation's grid polygons only, which needs no network)",
+    )
+    up.add_argument(
+        "--map-attribution", default="", help="the tile server's attribution text on the map"
+    )
     up.set_defaults(handler=cmd_up)
 
 
@@ -148,6 +158,15 @@ def _retention(args: argparse.Namespace) -> RetentionPolicy:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _tile_url(text: str) -> str:
+    from gateway.api.console_settings import TileUrlError, check_tile_url
+
+    try:
+        return check_tile_url(text)
+    except TileUrlError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _listeners(args: argparse.Namespace) -> list[Listener]:
@@ -292,6 +311,7 @@ async def _serve(
     import uvicorn
 
     from gateway.api import create_app
+    from gateway.api.console_settings import ConsoleSettings
     from gateway.api.security import HttpSecurity, allowed_hosts_for
 
     runner = service.runner
@@ -305,7 +325,8 @@ async def _serve(
         allowed_hosts=allowed_hosts_for(args.http_host, args.http_allowed_host),
         tls=tls_files is not None,
     )
-    app = create_app(service, security)
+    console = ConsoleSettings(map_tiles=args.map_tiles, map_attribution=args.map_attribution)
+    app = create_app(service, security, console)
     server = _http_server(
         uvicorn.Config(
             app, host=args.http_host, port=args.http_port, log_level="warning", lifespan="on",
