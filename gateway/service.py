@@ -20,6 +20,9 @@ from gateway.durable import WriterStatus
 from gateway.errors import ConfigError
 from gateway.event_log import EventHub, EventWriter
 from gateway.floor import FloorConfig
+from gateway.incidents.categories import default_categories, load_categories
+from gateway.incidents.service import IncidentService
+from gateway.incidents.store import IncidentWriter
 from gateway.locks import release_lock, take_lock
 from gateway.recorder_process import RecorderLink
 from gateway.runner import GatewayRunner, GatewaySettings
@@ -51,6 +54,7 @@ class ServiceConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     device_poll_s: float = 2.0
     record: bool = True  # every talk burst to data_dir/recordings as Ogg Opus
+    categories_path: Path | None = None  # incident categories; None: the shipped ones
 
 
 class GatewayService:
@@ -89,6 +93,20 @@ class GatewayService:
         self.audit = AuditWriter(
             self.engine, journal_dir=self.journal_dir / "audit", logger=self.log
         )
+        # Incidents: journal first like the events; the service owns them while running.
+        self.incidents = IncidentService(
+            self.engine,
+            self.org,
+            load_categories(config.categories_path)
+            if config.categories_path
+            else default_categories(),
+            IncidentWriter(
+                self.engine, journal_dir=self.journal_dir / "incidents", logger=self.log
+            ),
+            publish=self.hub.publish,
+            logger=self.log,
+        )
+        self.hub.listeners.append(self.incidents.observe_hub)
         self.recordings_dir = config.data_dir / "recordings"
         self.recorder = (
             RecorderLink(self.recordings_dir, self.db_url, logger=self.log)
@@ -161,9 +179,11 @@ class GatewayService:
                 self.hub.publish,
                 self.tracking.observe_gateway_events,
                 self.audit.observe_gateway_events,
+                self.incidents.observe_gateway_events,
             ],
             logger=self.log,
         )
+        self.incidents.commander = self.runner.send_command
         if self.recorder is not None:
             self.runner.relay.tap = self.recorder.tap
         return self.runner
@@ -186,6 +206,7 @@ class GatewayService:
     ) -> Directory:
         rows = devices if devices is not None else self.registry.list()
         units = self.org.units()
+        self.incidents.set_officers((d.id, d.unit, d.role, d.enabled) for d in rows)
         return build_directory(
             self.org,
             [(d.id, d.unit, d.role, d.enabled) for d in rows if d.unit in units]
@@ -236,7 +257,11 @@ class GatewayService:
 
     def writers(self) -> list[tuple[str, WriterStatus]]:
         """(name, writer) of every durable database writer: gateway events, then tracking's."""
-        writers: list[tuple[str, WriterStatus]] = [("events", self.writer), ("audit", self.audit)]
+        writers: list[tuple[str, WriterStatus]] = [
+            ("events", self.writer),
+            ("audit", self.audit),
+            ("incidents", self.incidents.writer),
+        ]
         if self.tracking is not None:
             writers += self.tracking.writers()
         return writers
@@ -271,12 +296,23 @@ class GatewayService:
                 self.log.info("device registry changed; reloading accounts and directory")
                 await self.devices_changed()
 
+    async def _tick_incidents(self, interval_s: float = 1.0) -> None:
+        """Incident deadlines: reminders and automatic escalations."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.incidents.tick()
+            except Exception:  # logged; the next tick tries again
+                self.log.exception("incident deadlines failed")
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[GatewayRunner]:
         """Run the gateway while the context is open (the app lifespan uses this)."""
         runner = self.runner or self.prepare()
         self.writer.start()
         self.audit.start()
+        await asyncio.to_thread(self.incidents.load)
+        incident_ticker = asyncio.create_task(self._tick_incidents(), name="incident-deadlines")
         if self.recorder is not None:
             self.recorder.start()
         task = asyncio.create_task(runner.run(), name="gateway")
@@ -294,6 +330,7 @@ class GatewayService:
         finally:
             supervisor.cancel()
             watcher.cancel()
+            incident_ticker.cancel()
             self.tracking.stop()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(tracking, 15)
@@ -306,6 +343,7 @@ class GatewayService:
                 self.log.warning("the gateway's MQTT connections did not close within 10 s")
             self.writer.stop()
             self.audit.stop()
+            self.incidents.stop()
             if self.recorder is not None:
                 await asyncio.to_thread(self.recorder.stop)
 

@@ -21,6 +21,7 @@ from gateway.api.routes import (
     devices,
     events,
     health,
+    incidents,
     metrics,
     recordings,
     talkgroups,
@@ -108,6 +109,8 @@ def create_app(service: GatewayService, security: HttpSecurity | None = None) ->
     )
     for module in (auth, health, devices, talkgroups, recordings, metrics, events, tracking, audit):
         app.include_router(module.router)
+    app.include_router(incidents.router)
+    app.add_exception_handler(incidents.IncidentError, incidents.incident_error)
     app.add_middleware(SecurityMiddleware, security=security)
     app.add_exception_handler(ForbiddenError, _forbidden)
     app.add_exception_handler(TrackingStoreError, tracking.tracking_unavailable)

@@ -98,3 +98,13 @@ class Step:
 
     incident: Incident
     transitions: tuple[Transition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where an incident is, as far as the intake knows."""
+
+    grid: str | None = None
+    area: str | None = None
+    lat: float | None = None
+    lon: float | None = None

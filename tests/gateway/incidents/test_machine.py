@@ -92,9 +92,7 @@ def test_a_site_file_is_loaded(tmp_path: Path) -> None:
 def test_intake_places_the_incident_at_the_lowest_tier(
     category: str, grid: str | None, tier: str, unit: str
 ) -> None:
-    step = m.report(
-        7, CATS[category], "x", T0, source="api", reporter="a", grid=grid, org=ORG
-    )
+    step = m.report(7, CATS[category], "x", T0, source="api", reporter="a", grid=grid, org=ORG)
     assert (step.incident.tier, step.incident.unit, step.incident.state) == (tier, unit, "reported")
     (t,) = step.transitions
     assert (t.action, t.from_state, t.to_state, t.seq, t.ts, t.actor) == (
@@ -211,6 +209,7 @@ def test_deescalation_skips_tiers_the_place_lacks() -> None:
 
 
 # ---- deadlines: (category, ops before, minutes later, expected actions, state, tier) ----------
+
 
 @pytest.mark.parametrize(
     ("category", "ops", "minutes", "actions", "tier"),
