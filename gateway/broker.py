@@ -410,7 +410,9 @@ class ManagedBroker:
         except OSError:
             same = False
         if same and self._listening():
-            self.log.warning("taking over mosquitto pid %d left running by an earlier gateway", pid)
+            self.log.warning(
+                "taking over mosquitto pid %d left running by an earlier gateway", pid
+            )
             self._process = _Adopted(pid)
             self.reload()  # accounts may have changed since it read them
             return True

@@ -171,7 +171,9 @@ def issue_client(
 ) -> tuple[Path, Path]:
     """A client certificate for one terminal (CN = its device id), signed by the site's CA."""
     now = now or datetime.datetime.now(datetime.UTC)
-    cert, key = _issue(device_id, _load_ca(directory), ExtendedKeyUsageOID.CLIENT_AUTH, days, now)
+    cert, key = _issue(
+        device_id, _load_ca(directory), ExtendedKeyUsageOID.CLIENT_AUTH, days, now
+    )
     cert_path, key_path = out_dir / f"{device_id}.pem", out_dir / f"{device_id}.key"
     _write(key_path, _key_pem(key), 0o600)
     _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)

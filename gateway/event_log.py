@@ -89,6 +89,12 @@ class EventWriter(DurableWrapper[GatewayEvent]):
         """Events lost: only ones the journal could not encode (logged); never a full queue."""
         return self.core.lost
 
+
+
+
+
+
+
     def _write(self, batch: list[GatewayEvent]) -> None:
         """Store a batch in one transaction, or raise (the writer retries the same batch)."""
         floors: list[dict[str, Any]] = []

@@ -6,7 +6,7 @@
 - ``report`` (protocol §5.6): a new incident from a terminal, at its position's grid (else the
   terminal's grid); with ``voice`` the terminal's next talk burst is linked as its voice note;
 - an SOS (``alarm`` ``sos`` active) becomes an incident of the SOS category, once per open SOS;
-- ``floor`` ``granted`` of a terminal that announced a voice note links that burst;
+- ``floor`` ``floor_granted`` to a terminal that announced a voice note links that burst;
 - ``presence``: offline officers are not suggested.
 """
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from gateway.incidents.service import IncidentService
 
 OFFICER_CODES: Final = frozenset(OFFICER_STATUSES)
+#: Reports remembered by (device, request id), so a retried report makes one incident.
+REPORTS_REMEMBERED: Final = 10_000
 
 
 def _number(value: Any) -> float | None:
@@ -43,7 +45,7 @@ def observe(service: IncidentService, event: GatewayEvent) -> None:
         _report(service, device, data)
     elif event.kind == "alarm" and data.get("alarm") == "sos" and data.get("active"):
         _sos(service, device)
-    elif event.kind == "floor" and data.get("event") == "granted":
+    elif event.kind == "floor" and data.get("event") == "floor_granted":
         incident = service.pending_voice.pop(device, None)
         if incident is not None:
             service.link(incident, device, voice=f"{data.get('floor')}#{data.get('burst')}")
@@ -52,11 +54,17 @@ def observe(service: IncidentService, event: GatewayEvent) -> None:
 
 
 def _report(service: IncidentService, device: str, data: dict[str, Any]) -> None:
+    key = (device, str(data.get("id")))
+    if key in service.reports_seen:
+        return  # a retry of a report already taken (protocol §5.5: same id, up to 3 tries)
     incident = service.report(
         str(data.get("category")), str(data.get("text") or ""), source="terminal",
         reporter=device, place=Place(lat=_number(data.get("lat")), lon=_number(data.get("lon"))),
         reporter_unit=service.units.get(device),
     )  # fmt: skip
+    service.reports_seen[key] = incident.id
+    while len(service.reports_seen) > REPORTS_REMEMBERED:
+        del service.reports_seen[next(iter(service.reports_seen))]
     if data.get("voice"):
         service.pending_voice[device] = incident.id
 

@@ -24,11 +24,12 @@ from gateway.events import GatewayEvent
 from gateway.incidents import machine
 from gateway.incidents import store as db
 from gateway.incidents.categories import Categories, Category
-from gateway.incidents.errors import IncidentInputError, UnknownIncidentError
+from gateway.incidents.errors import IncidentError, IncidentInputError, UnknownIncidentError
 from gateway.incidents.intake import observe
 from gateway.incidents.model import Incident, OfficerStatus, Place, Source, Step, Transition
 from gateway.incidents.officers import OfficerIndex, Suggestion
 from gateway.incidents.store import IncidentWriter
+from gateway.log_once import LogOnce
 from protocol.org import Organisation
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,10 @@ class IncidentService:
         self.recent: dict[int, list[Transition]] = {}
         self.officers = OfficerIndex()
         self.units: dict[str, str] = {}  # device -> its unit (directory)
-        self.pending_voice: dict[str, int] = {}  # device -> incident its next burst belongs to
+        self.pending_voice: dict[str, int] = {}
+        self.reports_seen: dict[
+            tuple[str, str], int
+        ] = {}  # (device, request id) -> incident  # device -> incident its next burst belongs to
         self.sos_category = "police" if "police" in categories else next(iter(categories))
         self.commander: Commander | None = None
         # Set by a later merge: the alarm queue's lookup (alarm id -> Alarm of the alarms
@@ -73,7 +77,8 @@ class IncidentService:
         self.alarm_lookup: Callable[[int], Mapping[str, Any] | None] | None = None
         self._next_id = 1
         self.steps = 0
-        self.refused = 0
+        self.refused = 0  # terminal input refused (unknown category, not assigned, ...)
+        self._log_once = LogOnce(self.log)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -337,9 +342,15 @@ class IncidentService:
         for event in events:
             try:
                 self._observe(event)
-            except Exception as exc:  # a refused step is counted and logged, never a crash
+            except IncidentError as exc:  # bad input from a terminal: counted, logged once
                 self.refused += 1
-                self.log.warning("incident event from %s refused: %s", event.device, exc)
+                self._log_once.warning(
+                    (event.device, event.kind, type(exc).__name__),
+                    "incident %s from %s refused: %s", event.kind, event.device, exc,
+                )  # fmt: skip
+            except Exception:  # a bug: logged with its trace, never a crash of the runner
+                self.refused += 1
+                self.log.exception("incident event %s from %s failed", event.kind, event.device)
 
     def observe_hub(self, events: list[GatewayEvent]) -> None:
         """Positions from tracking (hub listener): officers' last fixes."""

@@ -231,6 +231,13 @@ class PositionWriter(DurableWrapper[PositionRow]):
         return self.core.backlog
 
 
+
+
+
+
+
+
+
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic GC while a bulk result is materialised.

@@ -3,7 +3,8 @@ clock the test moves."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,11 @@ def make_service(engine: sqlalchemy.Engine, journal: Path, clock: Clock) -> Inci
 def settle(service: IncidentService) -> None:
     """Stop the writer (it writes everything first) — what a test checks is then stored."""
     service.stop()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll `predicate` until it holds (a readiness signal, not a latency bound)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.02)
