@@ -14,7 +14,7 @@ distance at `speed_mps`. Offline officers and officers without a fix are not sug
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -29,7 +29,7 @@ AVAILABILITY_CODES: Final[dict[str, Availability]] = {
 }
 _RANKED: Final[tuple[Availability, ...]] = ("available", "on_duty", "busy")
 EARTH_M: Final = 6_371_000.0
-CELL_DEG: Final = 0.005  # about 550 m north-south, 480 m east-west at 30 degrees N
+CELL_DEG: Final = 0.001  # about 110 m north-south, 96 m east-west at 30 degrees N
 DEFAULT_SPEED_MPS: Final = 4.2  # 15 km/h: an officer on an e-bike through a village
 
 
@@ -76,33 +76,35 @@ class OfficerIndex:
         self.speed_mps = speed_mps
         self.officers: dict[str, Officer] = {}
         self._cells: dict[tuple[Availability, Cell], set[str]] = {}
-        self._grids: dict[tuple[Availability, str], set[str]] = {}
+        # The cells ever populated per availability (min y, max y, min x, max x): how far a
+        # ring search may have to go.
+        self._boxes: dict[Availability, tuple[int, int, int, int]] = {}
 
     # ---- updates ---------------------------------------------------------------------------
 
-    def _keys(
-        self, o: Officer
-    ) -> tuple[tuple[Availability, Cell] | None, tuple[Availability, str] | None]:
-        listed = o.online and o.availability != "off" and o.lat is not None and o.lon is not None
-        if not listed:
-            return None, None
-        assert o.lat is not None and o.lon is not None
-        cell = (o.availability, _cell(o.lat, o.lon))
-        return cell, (o.availability, o.grid) if o.grid is not None else None
+    def _key(self, o: Officer) -> tuple[Availability, Cell] | None:
+        """Where the officer is indexed; None: not suggested (offline, off duty, no fix)."""
+        if not o.online or o.availability == "off" or o.lat is None or o.lon is None:
+            return None
+        return (o.availability, _cell(o.lat, o.lon))
 
     def _remove(self, o: Officer) -> None:
-        cell, grid = self._keys(o)
+        cell = self._key(o)
         if cell is not None:
             self._cells[cell].discard(o.device)
-        if grid is not None:
-            self._grids[grid].discard(o.device)
 
     def _add(self, o: Officer) -> None:
-        cell, grid = self._keys(o)
+        cell = self._key(o)
         if cell is not None:
             self._cells.setdefault(cell, set()).add(o.device)
-        if grid is not None:
-            self._grids.setdefault(grid, set()).add(o.device)
+            availability, (y, x) = cell
+            box = self._boxes.get(availability)
+            if box is None:
+                self._boxes[availability] = (y, y, x, x)
+            elif not (box[0] <= y <= box[1] and box[2] <= x <= box[3]):
+                self._boxes[availability] = (
+                    min(box[0], y), max(box[1], y), min(box[2], x), max(box[3], x),
+                )  # fmt: skip
 
     def set_officers(self, officers: Iterable[tuple[str, str | None]]) -> None:
         """The provisioned officers and their grids; others are forgotten."""
@@ -155,32 +157,57 @@ class OfficerIndex:
             d / self.speed_mps, o.fix_at,
         )  # fmt: skip
 
+    def _ring(self, cy: int, cx: int, ring: int) -> Iterator[Cell]:
+        """The cells exactly `ring` cells from (cy, cx) (its square's perimeter)."""
+        if ring == 0:
+            yield (cy, cx)
+            return
+        for x in range(cx - ring, cx + ring + 1):
+            yield (cy - ring, x)
+            yield (cy + ring, x)
+        for y in range(cy - ring + 1, cy + ring):
+            yield (y, cx - ring)
+            yield (y, cx + ring)
+
     def _nearest(
-        self, availability: Availability, lat: float, lon: float, k: int, skip: set[str]
+        self,
+        availability: Availability,
+        lat: float,
+        lon: float,
+        k: int,
+        skip: set[str],
+        grid: str | None = None,
+        same: bool = True,
     ) -> list[tuple[float, str]]:
-        """The k nearest officers of one availability: rings of cells around the place until
-        k are found and the next ring cannot hold anyone nearer."""
-        cy, cx = _cell(lat, lon)
-        found: list[tuple[float, str]] = []
-        populated = [c for (a, c), devs in self._cells.items() if a == availability and devs]
-        if not populated:
+        """The k nearest officers of one availability (with `grid`: only those of the grid, or
+        with `same` False only those of other grids): rings of cells around the place until k
+        are found and the next ring cannot hold anyone nearer."""
+        box = self._boxes.get(availability)
+        if box is None:
             return []
-        max_ring = max(max(abs(y - cy), abs(x - cx)) for y, x in populated)
-        cell_m = CELL_DEG * math.pi / 180 * EARTH_M * math.cos(math.radians(lat))
+        cy, cx = _cell(lat, lon)
+        low_y, high_y, low_x, high_x = box
+        max_ring = max(abs(low_y - cy), abs(high_y - cy), abs(low_x - cx), abs(high_x - cx))
+        cell_deg_m = CELL_DEG * math.pi / 180 * EARTH_M
+        officers, cells = self.officers, self._cells
+        found: list[tuple[float, str]] = []
         for ring in range(max_ring + 1):
-            for y in range(cy - ring, cy + ring + 1):
-                for x in range(cx - ring, cx + ring + 1):
-                    if max(abs(y - cy), abs(x - cx)) != ring:
+            for cell in self._ring(cy, cx, ring):
+                for device in cells.get((availability, cell), ()):
+                    if device in skip:
                         continue
-                    for device in self._cells.get((availability, (y, x)), ()):
-                        if device in skip:
-                            continue
-                        o = self.officers[device]
-                        assert o.lat is not None and o.lon is not None
-                        found.append((distance_m(lat, lon, o.lat, o.lon), device))
+                    o = officers[device]
+                    if grid is not None and (o.grid == grid) != same:
+                        continue
+                    assert o.lat is not None and o.lon is not None
+                    found.append((distance_m(lat, lon, o.lat, o.lon), device))
             # Everyone not yet seen is at least `ring` cells away.
             if len(found) >= k:
                 found.sort()
+                # A cell's narrowest side (east-west, at the ring's farthest latitude).
+                cell_m = cell_deg_m * math.cos(
+                    math.radians(min(89.0, abs(lat) + (ring + 1) * CELL_DEG))
+                )
                 if found[k - 1][0] <= ring * cell_m:
                     break
         found.sort()
@@ -197,15 +224,9 @@ class OfficerIndex:
             if len(out) >= k:
                 break
             if grid is not None:
-                mine = [
-                    self._suggestion(d, lat, lon, grid)
-                    for d in self._grids.get((availability, grid), ())
-                    if d not in skip
-                ]
-                mine.sort(key=lambda s: s.distance_m)
-                out += mine[: k - len(out)]
-                skip.update(s.device for s in mine)
+                mine = self._nearest(availability, lat, lon, k - len(out), skip, grid, True)
+                out += [self._suggestion(d, lat, lon, grid) for _, d in mine]
             if len(out) < k:
-                nearest = self._nearest(availability, lat, lon, k - len(out), skip)
-                out += [self._suggestion(d, lat, lon, grid) for _, d in nearest]
+                others = self._nearest(availability, lat, lon, k - len(out), skip, grid, False)
+                out += [self._suggestion(d, lat, lon, grid) for _, d in others]
         return out[:k]
