@@ -430,6 +430,8 @@ class Firmware:
         elif cmd == "assign":
             self.assignment = {k: body.get(k) for k in ("incident", "grid", "text")}
             self._assigned(body, now)
+        elif cmd == "regroup":
+            ok, detail = self._regroup(body)
         elif cmd == "config":
             ok, detail, interval = parse_settings(body.get("settings"))
             self.beacon_interval = interval or self.beacon_interval
@@ -455,6 +457,17 @@ class Firmware:
             target = (float(lon), float(lat))
         here = self.gps.here(now) if self.gps is not None else None
         self.responder.assign(incident, target, here, now)
+
+    def _regroup(self, body: dict[str, Any]) -> tuple[bool, str | None]:
+        """Join (`active`) or leave an incident's talkgroup: affiliate with it added/removed."""
+        tg, active = body.get("tg"), body.get("active")
+        if not isinstance(tg, str) or not isinstance(active, bool):
+            return False, "regroup needs 'tg' and 'active'"
+        current = self.affiliated or self.profile.talkgroups
+        wanted = (*current, tg) if active else tuple(t for t in current if t != tg)
+        if wanted != current:
+            self.outbox.append(Affiliate(tuple(dict.fromkeys(wanted))))
+        return True, None
 
     def _answer(self, now: float) -> None:
         for incident, code in self.responder.due(now):

@@ -30,6 +30,7 @@ from gateway.store.db import create_db_engine, default_db_url, migrate
 from gateway.store.registry import Device, DeviceRegistry
 from gateway.tracking.config import TrackingConfig
 from gateway.tracking.service import BrokerAccount, TrackingService
+from protocol.ids import INCIDENT_TG_PREFIX
 from protocol.org import Organisation, default_org, load_org
 from transport.address import BrokerAddress
 from transport.errors import BrokerUrlError
@@ -142,7 +143,7 @@ class GatewayService:
                 )
         else:
             password_file, acl_file = sync_broker_auth(
-                self.registry, self.org, self.config.data_dir
+                self.registry, self.org, self.config.data_dir, self.incidents.memberships()
             )
             user, password = ensure_gateway_credentials(self.config.data_dir)
             assert user == GATEWAY_USER
@@ -184,6 +185,9 @@ class GatewayService:
             logger=self.log,
         )
         self.incidents.commander = self.runner.send_command
+        self.incidents.regroup_hook = self.devices_changed
+        # An officer sent outside its grid raises no left_grid alarm while assigned.
+        self.tracking.grid_exempt = self.incidents.is_assigned
         if self.recorder is not None:
             self.runner.relay.tap = self.recorder.tap
         return self.runner
@@ -207,6 +211,7 @@ class GatewayService:
         rows = devices if devices is not None else self.registry.list()
         units = self.org.units()
         self.incidents.set_officers((d.id, d.unit, d.role, d.enabled) for d in rows)
+        memberships = self.incidents.memberships()
         return build_directory(
             self.org,
             [(d.id, d.unit, d.role, d.enabled) for d in rows if d.unit in units]
@@ -215,13 +220,22 @@ class GatewayService:
                 for row in (talkers if talkers is not None else self.talkers())
                 if row[1] in units
             ],
+            memberships,
+            {
+                tg: f"Incident {tg.removeprefix(INCIDENT_TG_PREFIX)}"
+                for tgs in memberships.values()
+                for tg in tgs
+            },
         )
 
-    def _sync_accounts(self) -> tuple[list[Device], list[DirectoryRow]]:
-        """Blocking part of a device change: read the registry, rewrite broker accounts."""
+    def _sync_accounts(
+        self, extra: dict[str, set[str]] | None = None
+    ) -> tuple[list[Device], list[DirectoryRow]]:
+        """Blocking part of a device change: read the registry, rewrite broker accounts
+        (`extra`: incident talkgroup memberships, taken on the event loop)."""
         devices = self.registry.list()
         if self.broker is not None:
-            sync_broker_auth(self.registry, self.org, self.config.data_dir)
+            sync_broker_auth(self.registry, self.org, self.config.data_dir, extra)
             self.broker.reload()
         return devices, self.talkers()
 
@@ -232,7 +246,8 @@ class GatewayService:
         The database and files are touched on a worker thread; the directory is swapped on the
         event loop, which owns all gateway state.
         """
-        devices, talkers = await asyncio.to_thread(self._sync_accounts)
+        extra = self.incidents.memberships()
+        devices, talkers = await asyncio.to_thread(self._sync_accounts, extra)
         self._devices_seen, self._talkers_seen = devices, talkers
         if self.runner is not None:
             self.runner.update_directory(self.directory(devices, talkers))
@@ -312,6 +327,8 @@ class GatewayService:
         self.writer.start()
         self.audit.start()
         await asyncio.to_thread(self.incidents.load)
+        if self.incidents.memberships():  # incident talkgroups of a previous run: ACL, directory
+            await self.devices_changed()
         incident_ticker = asyncio.create_task(self._tick_incidents(), name="incident-deadlines")
         if self.recorder is not None:
             self.recorder.start()

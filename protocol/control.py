@@ -47,7 +47,7 @@ REPLY_TYPES: Final = frozenset(
     }
 )
 # Dispatcher commands (§5.4).
-COMMANDS: Final = frozenset({"text", "assign", "stun", "revive", "config", "monitor"})
+COMMANDS: Final = frozenset({"text", "assign", "stun", "revive", "config", "monitor", "regroup"})
 # Error codes of `error` replies and refused messages (§5.2; `bad_rr` is never answered).
 ERROR_CODES: Final = frozenset(
     {

@@ -44,3 +44,11 @@ def check_talkgroup_id(value: object) -> str:
     if not isinstance(value, str) or TALKGROUP_ID_RE.fullmatch(value) is None:
         raise InvalidIdError(f"{value!r} is not a talkgroup id (1-32 of a-z 0-9 -)")
     return value
+
+
+#: An incident's own talkgroup (dynamic regrouping, protocol §5.6): ``inc-<number>``.
+INCIDENT_TG_PREFIX: Final = "inc-"
+
+
+def incident_talkgroup(incident: int) -> str:
+    return f"{INCIDENT_TG_PREFIX}{incident}"

@@ -89,6 +89,7 @@ class IncidentOut(BaseModel):
     escalations: int
     resolution: str | None
     talkgroup: str | None
+    dispatcher: str | None
     alarm: int | None
     voice: str | None
     seq: int

@@ -33,6 +33,7 @@ from gateway.incidents.model import (
     state_rank,
     tier_rank,
 )
+from protocol.ids import incident_talkgroup
 from protocol.org import Organisation
 
 MAX_TEXT: Final = 2000
@@ -166,6 +167,8 @@ def assign(incident: Incident, officers: Iterable[str], now: float, actor: str) 
         state=state,
         officers=current.officers + new,
         assigned_at=current.assigned_at if current.assigned_at is not None else now,
+        talkgroup=current.talkgroup or incident_talkgroup(current.id),
+        dispatcher=actor,
     )
     step = _step(current, after, now, actor, "assigned", None, {"officers": list(new)})
     return _chain(first, step) if first is not None else step

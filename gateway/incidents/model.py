@@ -65,6 +65,7 @@ class Incident:
     resolution: str | None = None
     reminded: frozenset[str] = field(default_factory=frozenset)
     talkgroup: str | None = None
+    dispatcher: str | None = None  # the account that assigned officers last (its talkgroup)
     alarm: int | None = None
     voice: str | None = None  # the linked voice note: "<floor key>#<burst>" until recorded
     seq: int = 0

@@ -42,6 +42,7 @@ incidents = Table(
     Column("resolution", Text, nullable=True),
     Column("reminded", Text, nullable=False),  # JSON list of deadline keys
     Column("talkgroup", String(32), nullable=True),
+    Column("dispatcher", String(64), nullable=True),
     Column("alarm", Integer, nullable=True),
     Column("voice", String(128), nullable=True),
     Column("seq", Integer, nullable=False),

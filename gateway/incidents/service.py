@@ -13,13 +13,15 @@ become busy; when none of an officer's incidents is open any more it is availabl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 import sqlalchemy
 
+from gateway.auth.roles import talker_id
 from gateway.events import GatewayEvent
 from gateway.incidents import machine
 from gateway.incidents import store as db
@@ -61,6 +63,7 @@ class IncidentService:
         self.keep_closed_s = keep_closed_s
         self.log = logger or log
         self.incidents: dict[int, Incident] = {}
+        self._views: dict[int, tuple[int, Incident, dict[str, Any]]] = {}
         # Transitions applied by this run, for incidents held in memory: a timeline read right
         # after a step shows it before the writer has committed it.
         self.recent: dict[int, list[Transition]] = {}
@@ -72,6 +75,11 @@ class IncidentService:
         ] = {}  # (device, request id) -> incident  # device -> incident its next burst belongs to
         self.sos_category = "police" if "police" in categories else next(iter(categories))
         self.commander: Commander | None = None
+        # Applies changed incident talkgroup memberships (broker ACL, directory) before the
+        # terminals are told to move (the gateway service's devices_changed).
+        self.regroup_hook: Callable[[], Awaitable[None]] | None = None
+        self._assigned: frozenset[str] = frozenset()
+        self._tasks: set[asyncio.Task[None]] = set()
         # Set by a later merge: the alarm queue's lookup (alarm id -> Alarm of the alarms
         # contract), for an incident made from an alarm by a dispatcher's choice.
         self.alarm_lookup: Callable[[int], Mapping[str, Any] | None] | None = None
@@ -95,6 +103,7 @@ class IncidentService:
             time.sleep(0.02)
         now = self.clock()
         self.incidents = {i.id: i for i in db.load_current(self.engine, now - self.keep_closed_s)}
+        self._assigned = frozenset(o for i in self.incidents.values() if i.open for o in i.officers)
         self._next_id = db.max_id(self.engine) + 1
         self.log.info("incidents: %d current loaded", len(self.incidents))
 
@@ -122,12 +131,64 @@ class IncidentService:
     def _officer_effects(self, before: Incident | None, after: Incident) -> None:
         old = set(before.officers) if before is not None and before.open else set()
         new = set(after.officers) if after.open else set()
+        if old == new:
+            return
+        self._assigned = frozenset(o for i in self.incidents.values() if i.open for o in i.officers)
         for device in new - old:
             self.officers.set_availability(device, "busy")
             self._send_assignment(after, device)
         for device in old - new:
-            if not any(device in i.officers for i in self.incidents.values() if i.open):
+            if device not in self._assigned:
                 self.officers.set_availability(device, "available")
+        tg = after.talkgroup or (before.talkgroup if before is not None else None)
+        if tg is not None:
+            self._regroup(tg, after.id, sorted(new - old), sorted(old - new))
+
+    def is_assigned(self, device: str) -> bool:
+        """Whether the device works on an open incident (no left_grid alarm meanwhile)."""
+        return device in self._assigned
+
+    def memberships(self) -> dict[str, set[str]]:
+        """Device (or dispatcher talker) -> the incident talkgroups it is a member of now: the
+        officers of every open incident with a talkgroup, and the dispatcher who assigned them."""
+        found: dict[str, set[str]] = {}
+        for incident in self.incidents.values():
+            if not incident.open or incident.talkgroup is None or not incident.officers:
+                continue
+            members = list(incident.officers)
+            if incident.dispatcher is not None:
+                members.append(talker_id(incident.dispatcher))
+            for member in members:
+                found.setdefault(member, set()).add(incident.talkgroup)
+        return found
+
+    def _regroup(self, tg: str, incident: int, joined: list[str], left: list[str]) -> None:
+        """Apply the new memberships, then move terminals in (`regroup` active) or out."""
+        hook = self.regroup_hook
+        if hook is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the gateway's loop (a script): nothing to move
+            return
+
+        async def apply() -> None:
+            try:
+                await hook()
+            except Exception:
+                self.log.exception("incident %d: talkgroup %s not applied", incident, tg)
+                return
+            for device, active in [(d, True) for d in joined] + [(d, False) for d in left]:
+                if self.commander is None:
+                    return
+                try:
+                    self.commander(device, "regroup", tg=tg, incident=incident, active=active)
+                except Exception:
+                    self.log.exception("could not move %s for incident %d", device, incident)
+
+        task = loop.create_task(apply(), name=f"regroup-{tg}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _send_assignment(self, incident: Incident, device: str) -> None:
         if self.commander is None:
@@ -267,6 +328,7 @@ class IncidentService:
         for gone in [i.id for i in self.incidents.values() if i.closed_at and i.closed_at < cutoff]:
             del self.incidents[gone]
             self.recent.pop(gone, None)
+            self._views.pop(gone, None)
         return changed
 
     # ---- officers --------------------------------------------------------------------------
@@ -297,8 +359,27 @@ class IncidentService:
     # ---- views -----------------------------------------------------------------------------
 
     def view(self, incident: Incident) -> dict[str, Any]:
+        """The API's view of an incident (IncidentOut). The part that only changes with a step
+        is kept per incident held in memory (the board shows the same ones again and again);
+        only an open incident's deadlines are worked out at each call. Do not modify it."""
+        cached = self._views.get(incident.id)
+        if cached is None or cached[0] != incident.seq or cached[1] is not incident:
+            static = self._static_view(incident)
+            if incident.id in self.incidents:
+                self._views[incident.id] = (incident.seq, incident, static)
+        else:
+            static = cached[2]
         category = self.categories.get(incident.category)
-        now = self.clock()
+        if not incident.open or category is None:
+            return static
+        return {
+            **static,
+            "overdue": machine.overdue(incident, category, self.clock()),
+            "next_deadline": machine.next_deadline(incident, category),
+        }
+
+    def _static_view(self, incident: Incident) -> dict[str, Any]:
+        category = self.categories.get(incident.category)
         return {
             "id": incident.id, "category": incident.category,
             "category_name": category.name if category else incident.category,
@@ -315,11 +396,10 @@ class IncidentService:
             "closed_tier": incident.closed_tier, "officers": list(incident.officers),
             "reopens": incident.reopens, "escalations": incident.escalations,
             "resolution": incident.resolution, "talkgroup": incident.talkgroup,
-            "alarm": incident.alarm, "voice": incident.voice, "seq": incident.seq,
+            "dispatcher": incident.dispatcher, "alarm": incident.alarm, "voice": incident.voice,
+            "seq": incident.seq,
             "updated_at": incident.updated_at,
-            "overdue": category is not None and machine.overdue(incident, category, now),
-            "next_deadline": None if category is None
-            else machine.next_deadline(incident, category),
+            "overdue": False, "next_deadline": None,
         }  # fmt: skip
 
     def board(

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.api import create_app
+from gateway.api.incident_schemas import IncidentOut
 from gateway.events import GatewayEvent
 from gateway.service import GatewayService, ServiceConfig
 from tests.gateway.signin import bearer
@@ -92,6 +93,8 @@ def test_a_grid_sees_its_grids_incidents_and_an_escalated_one_is_the_areas(env: 
     assert env.call("ar", "POST", f"/api/incidents/{n}/accept", {}).status_code == 403
     assert env.call("c", "POST", f"/api/incidents/{n}/accept", {}).status_code == 200
     assert env.call("af", "GET", f"/api/incidents/{n}").status_code == 404
+    board = env.call("c", "GET", "/api/incidents").json()  # sent without a second validation
+    assert [IncidentOut.model_validate(i).id for i in board] == [i["id"] for i in board]
 
 
 def test_intake_places_and_refusals(env: Env) -> None:

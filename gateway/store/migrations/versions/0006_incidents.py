@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("resolution", sa.Text(), nullable=True),
         sa.Column("reminded", sa.Text(), nullable=False),
         sa.Column("talkgroup", sa.String(32), nullable=True),
+        sa.Column("dispatcher", sa.String(64), nullable=True),
         sa.Column("alarm", sa.Integer(), nullable=True),
         sa.Column("voice", sa.String(128), nullable=True),
         sa.Column("seq", sa.Integer(), nullable=False),
