@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from gateway.api.auth import CurrentAccount
@@ -116,6 +117,9 @@ def create_app(service: GatewayService, security: HttpSecurity | None = None) ->
     app.add_exception_handler(TrackingStoreError, tracking.tracking_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_failed)
     console = resources.files("gateway.console").joinpath("index.html").read_text("utf-8")
+    # The console's scripts (public code, no data): /static/...
+    static = resources.files("gateway.console").joinpath("static")
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi(caller: CurrentAccount) -> JSONResponse:
