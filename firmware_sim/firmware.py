@@ -458,6 +458,17 @@ class Firmware:
         here = self.gps.here(now) if self.gps is not None else None
         self.responder.assign(incident, target, here, now)
 
+    def report_incident(self, now: float, category: str, text: str, voice: bool = False) -> None:
+        """The officer reports an incident where it is (protocol §5.6)."""
+        if not self.connected:
+            return
+        lat = lon = None
+        if self.gps is not None:
+            lon, lat = self.gps.here(now)
+        pending, message = self.session.incident_report(now, category, text, lat, lon, voice)
+        self.outbox.append(SendRequest(pending, message))
+        self._settle(now)
+
     def _regroup(self, body: dict[str, Any]) -> tuple[bool, str | None]:
         """Join (`active`) or leave an incident's talkgroup: affiliate with it added/removed."""
         tg, active = body.get("tg"), body.get("active")

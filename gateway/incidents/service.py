@@ -14,6 +14,7 @@ become busy; when none of an officer's incidents is open any more it is availabl
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -37,6 +38,7 @@ from protocol.org import Organisation
 log = logging.getLogger(__name__)
 
 KEEP_CLOSED_S: Final = 86400.0
+BOARD_CLOSED: Final = 100  # resolved and closed incidents the board shows after the open ones
 Commander = Callable[..., str]  # (device, cmd, **fields) -> command id
 Publisher = Callable[[list[GatewayEvent]], None]
 
@@ -405,13 +407,16 @@ class IncidentService:
     def board(
         self, visible: Callable[[Incident], bool], include_closed: bool = True
     ) -> list[Incident]:
-        """Current incidents the caller sees: open ones (oldest first), then those closed
-        within `keep_closed_s` (newest first)."""
+        """Current incidents the caller sees: every open one (oldest first), then the
+        `BOARD_CLOSED` most recently resolved or closed within `keep_closed_s` (newest first;
+        older ones are history: ``state=all``)."""
         found = [i for i in self.incidents.values() if visible(i)]
         open_ = sorted((i for i in found if i.open), key=lambda i: i.reported_at)
         if not include_closed:
             return open_
-        done = sorted((i for i in found if not i.open), key=lambda i: -i.updated_at)
+        done = heapq.nlargest(
+            BOARD_CLOSED, (i for i in found if not i.open), key=lambda i: i.updated_at
+        )
         return open_ + done
 
     # ---- gateway events --------------------------------------------------------------------

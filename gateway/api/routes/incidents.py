@@ -1,8 +1,9 @@
 """Incidents: intake, the board, history, transitions, nearest officers, timelines, reports.
 
-- ``GET /api/incidents?state=current|open|all`` — current (open, then closed in the last day;
-  the board) or open only from memory; ``all`` from the database (``since``/``until`` on the
-  report time, ``category``, ``limit``). Filters ``tier`` and ``category`` apply to all.
+- ``GET /api/incidents?state=current|open|all`` — current (every open one, then the 100 most
+  recently resolved or closed of the last day: the board) or open only, from memory; ``all``
+  from the database (``since``/``until`` on the report time, ``category``, ``limit``).
+  Filters ``tier`` and ``category`` apply to all.
 - ``POST /api/incidents`` — a dispatcher's intake (201).
 - ``POST /api/incidents/from-alarm/{alarm}`` — an incident made of an alarm (201).
 - ``GET /api/incidents/{id}``, ``GET /api/incidents/{id}/timeline``.
