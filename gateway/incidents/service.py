@@ -405,12 +405,13 @@ class IncidentService:
         }  # fmt: skip
 
     def board(
-        self, visible: Callable[[Incident], bool], include_closed: bool = True
+        self, visible: Callable[[Incident], bool] | None, include_closed: bool = True
     ) -> list[Incident]:
         """Current incidents the caller sees: every open one (oldest first), then the
         `BOARD_CLOSED` most recently resolved or closed within `keep_closed_s` (newest first;
-        older ones are history: ``state=all``)."""
-        found = [i for i in self.incidents.values() if visible(i)]
+        older ones are history: ``state=all``); `visible` None: everything."""
+        everything = self.incidents.values()
+        found = list(everything) if visible is None else [i for i in everything if visible(i)]
         open_ = sorted((i for i in found if i.open), key=lambda i: i.reported_at)
         if not include_closed:
             return open_

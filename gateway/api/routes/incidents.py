@@ -18,8 +18,9 @@ Unknown and out-of-scope incidents are 404; seen but handled at another unit, 40
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
+import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -47,6 +48,8 @@ from gateway.incidents.store import HistoryQuery
 from gateway.service import GatewayService
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
+JSON: Final = "application/json"
+encode_json = msgspec.json.Encoder().encode
 
 Action = Literal[
     "accept", "assign", "unassign", "resolve", "close", "reopen", "escalate", "deescalate", "note"
@@ -120,7 +123,7 @@ async def list_incidents(
     ][:limit]  # fmt: skip
     # The service's views are IncidentOut already (tested); sent as they are, the board's
     # hundreds of incidents skip a second validation.
-    return JSONResponse([access.incidents.view(i) for i in found])
+    return Response(encode_json([access.incidents.view(i) for i in found]), media_type=JSON)
 
 
 @router.post("", status_code=201)

@@ -46,7 +46,7 @@ class IncidentAccess:
 
     def board(self, include_closed: bool) -> list[Incident]:
         self.caller.require("read")
-        return self.incidents.board(self.sees, include_closed)
+        return self.incidents.board(None if self.scope.whole else self.sees, include_closed)
 
     async def history(self, where: db.HistoryQuery) -> list[Incident]:
         self.caller.require("read")
