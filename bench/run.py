@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["relay", "codec", "fleet", "ingest", "replay", "soak", "faults"]
+BENCHMARKS = ["relay", "codec", "fleet", "ingest", "replay", "soak", "faults", "incidents"]
 
 
 def summary(name: str, result: dict[str, object]) -> str:
@@ -30,6 +30,7 @@ def summary(name: str, result: dict[str, object]) -> str:
         "replay": [],
         "soak": ["lost", "max_backlog", "rss_start_mb", "rss_end_mb", "targets_met"],
         "faults": ["all_meet_targets"],
+        "incidents": ["lost", "median_accept_s", "suggest_p95_ms", "board_p95_ms", "met"],
     }[name]
     parts = [f"{key}={result[key]}" for key in keys if key in result]
     rows = result.get("rows")

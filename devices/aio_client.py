@@ -398,8 +398,23 @@ class AsyncTerminalClient:
     async def sos(self, active: bool = True) -> dict[str, Any]:
         return await self.request("sos", active=active)
 
-    async def status_msg(self, code: str, text: str | None = None) -> dict[str, Any]:
-        return await self.request("status_msg", code=code, text=text)
+    async def status_msg(
+        self, code: str, text: str | None = None, incident: int | None = None
+    ) -> dict[str, Any]:
+        return await self.request("status_msg", code=code, text=text, incident=incident)
+
+    async def report_incident(
+        self,
+        category: str,
+        text: str,
+        lat: float | None = None,
+        lon: float | None = None,
+        voice: bool = False,
+    ) -> dict[str, Any]:
+        """Report an incident (protocol §5.6); `voice`: the next talk burst is its voice note."""
+        return await self.request(
+            "report", category=category, text=text, lat=lat, lon=lon, voice=voice or None
+        )
 
     def ack(self, command_id: str, ok: bool = True, detail: str | None = None) -> None:
         self.send(self.session.ack(command_id, ok, detail))

@@ -386,8 +386,23 @@ class TerminalClient:
     def sos(self, active: bool = True, timeout: float | None = None) -> dict[str, Any]:
         return self.request("sos", timeout, active=active)
 
-    def status_msg(self, code: str, text: str | None = None) -> dict[str, Any]:
-        return self.request("status_msg", None, code=code, text=text)
+    def status_msg(
+        self, code: str, text: str | None = None, incident: int | None = None
+    ) -> dict[str, Any]:
+        return self.request("status_msg", None, code=code, text=text, incident=incident)
+
+    def report_incident(
+        self,
+        category: str,
+        text: str,
+        lat: float | None = None,
+        lon: float | None = None,
+        voice: bool = False,
+    ) -> dict[str, Any]:
+        """Report an incident (protocol §5.6); `voice`: the next talk burst is its voice note."""
+        return self.request(
+            "report", None, category=category, text=text, lat=lat, lon=lon, voice=voice or None
+        )
 
     def ack(self, command_id: str, ok: bool = True, detail: str | None = None) -> None:
         self._publish(self.session.ack(command_id, ok, detail))

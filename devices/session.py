@@ -234,9 +234,23 @@ class TerminalSession:
         return self.request("sos", now, active=active)
 
     def status_msg(
-        self, now: float, code: str, text: str | None = None
+        self, now: float, code: str, text: str | None = None, incident: int | None = None
     ) -> tuple[PendingRequest, Outgoing]:
-        return self.request("status_msg", now, code=code, text=text)
+        return self.request("status_msg", now, code=code, text=text, incident=incident)
+
+    def incident_report(
+        self,
+        now: float,
+        category: str,
+        text: str,
+        lat: float | None = None,
+        lon: float | None = None,
+        voice: bool = False,
+    ) -> tuple[PendingRequest, Outgoing]:
+        """An incident report (protocol §5.6); `voice`: the next talk burst is its voice note."""
+        return self.request(
+            "report", now, category=category, text=text, lat=lat, lon=lon, voice=voice or None
+        )
 
     def ack(self, command_id: str, ok: bool = True, detail: str | None = None) -> Outgoing:
         body: dict[str, Any] = {"v": 1, "type": "ack", "re": command_id, "ok": ok}

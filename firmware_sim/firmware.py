@@ -55,6 +55,7 @@ from firmware_sim.model import (
     TerminalProfile,
     parse_settings,
 )
+from firmware_sim.responder import IncidentResponder
 from firmware_sim.voice import BurstSender, SpeechReel
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class Firmware:
         self.sos_active = False
         self.affiliated: tuple[str, ...] = ()
         self.assignment: dict[str, Any] | None = None
+        self.responder = IncidentResponder(config.responder, rng)
         self.gps = GpsModel(route, config.gps, rng, now) if route and config.beacons else None
         self.battery = Battery(config.battery, now)
         self.outages = OutagePlan(config.impairment, rng, now)
@@ -134,6 +136,7 @@ class Firmware:
             self._boot_done,
             self._offline_until,
             self.outages.next_at if self.connected else INF,
+            self.responder.next_at(),
         ]
         ptt = self.ptt
         if ptt is not None and ptt.phase == "talking" and self.sender is not None:
@@ -426,6 +429,9 @@ class Firmware:
             self.stats.texts.append(str(body.get("text", "")))
         elif cmd == "assign":
             self.assignment = {k: body.get(k) for k in ("incident", "grid", "text")}
+            self._assigned(body, now)
+        elif cmd == "regroup":
+            ok, detail = self._regroup(body)
         elif cmd == "config":
             ok, detail, interval = parse_settings(body.get("settings"))
             self.beacon_interval = interval or self.beacon_interval
@@ -441,6 +447,45 @@ class Firmware:
             ok, detail = False, f"unknown command {cmd!r}"
         self.outbox.append(Send(self.session.ack(command.id, ok, detail)))
         self._settle(now)
+
+    def _assigned(self, body: dict[str, Any], now: float) -> None:
+        incident, lat, lon = body.get("incident"), body.get("lat"), body.get("lon")
+        if not isinstance(incident, int) or isinstance(incident, bool):
+            return
+        target = None
+        if isinstance(lat, int | float) and isinstance(lon, int | float):
+            target = (float(lon), float(lat))
+        here = self.gps.here(now) if self.gps is not None else None
+        self.responder.assign(incident, target, here, now)
+
+    def report_incident(self, now: float, category: str, text: str, voice: bool = False) -> None:
+        """The officer reports an incident where it is (protocol §5.6)."""
+        if not self.connected:
+            return
+        lat = lon = None
+        if self.gps is not None:
+            lon, lat = self.gps.here(now)
+        pending, message = self.session.incident_report(now, category, text, lat, lon, voice)
+        self.outbox.append(SendRequest(pending, message))
+        self._settle(now)
+
+    def _regroup(self, body: dict[str, Any]) -> tuple[bool, str | None]:
+        """Join (`active`) or leave an incident's talkgroup: affiliate with it added/removed."""
+        tg, active = body.get("tg"), body.get("active")
+        if not isinstance(tg, str) or not isinstance(active, bool):
+            return False, "regroup needs 'tg' and 'active'"
+        current = self.affiliated or self.profile.talkgroups
+        wanted = (*current, tg) if active else tuple(t for t in current if t != tg)
+        if wanted != current:
+            self.outbox.append(Affiliate(tuple(dict.fromkeys(wanted))))
+        return True, None
+
+    def _answer(self, now: float) -> None:
+        for incident, code in self.responder.due(now):
+            self.stats.bump(self.stats.incident_answers, code)
+            if self.connected:
+                pending, message = self.session.status_msg(now, code, None, incident)
+                self.outbox.append(SendRequest(pending, message))
 
     def set_sos(self, now: float, active: bool) -> None:
         """The emergency button: raise (and talk on the home talkgroup) or cancel the SOS."""
@@ -477,6 +522,8 @@ class Firmware:
         self.outbox.extend(Send(report) for report in reports)
         if changed:
             self._settle(now)
+        if now >= self.responder.next_at():
+            self._answer(now)
         if now >= self._next_beacon:
             self._beacon(now)
         if now >= self._next_press:
@@ -506,7 +553,9 @@ class Firmware:
     def _beacon(self, now: float) -> None:
         assert self.gps is not None
         self.battery.update(now)
-        fix = self.gps.fix(now, self.wall_ms(now), self.battery.percent)
+        away = self.responder.position(now)
+        detour = None if away is None else (away, self.responder.moving(now))
+        fix = self.gps.fix(now, self.wall_ms(now), self.battery.percent, detour)
         self.stats.fixes += 1
         if fix.bad is not None:
             self.stats.bump(self.stats.bad_fixes, fix.bad)

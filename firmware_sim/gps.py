@@ -216,6 +216,12 @@ class GpsModel:
         course = math.degrees(math.atan2(x1 - x0, y1 - y0)) % 360.0
         return x0 + (x1 - x0) * f, y0 + (y1 - y0) * f, course
 
+    def here(self, now: float) -> Point:
+        """Where the terminal truly is on its route at `now` (lon, lat)."""
+        self.advance(now)
+        x, y, _ = self.true_position()
+        return self._to_lonlat(x, y)
+
     def next_interval(self, now: float) -> float:
         """Seconds to the next beacon: short while moving, long while standing."""
         cfg = self.config
@@ -225,11 +231,25 @@ class GpsModel:
 
     # ---- fixes ------------------------------------------------------------------------
 
-    def fix(self, now: float, wall_ms: int, battery: int | None = None) -> Fix:
-        self.advance(now)
-        x, y, course = self.true_position()
+    def fix(
+        self,
+        now: float,
+        wall_ms: int,
+        battery: int | None = None,
+        detour: tuple[Point, bool] | None = None,
+    ) -> Fix:
+        """A fix at `now`; `detour` ((lon, lat), moving): the terminal is away from its route
+        there (sent to an incident); the patrol resumes where it was left."""
+        if detour is not None:
+            self._stop_until = self._last_time = max(self._last_time, now)
+            x, y = self._to_xy(detour[0])
+            course = 0.0
+            moving = detour[1]
+        else:
+            self.advance(now)
+            x, y, course = self.true_position()
+            moving = self.moving(now)
         true_lon, true_lat = self._to_lonlat(x, y)
-        moving = self.moving(now)
         rng = self.rng
         # Correlated error: a bias that wanders (AR(1)) plus white noise, both ~ accuracy.
         sigma = self.accuracy / 1.5

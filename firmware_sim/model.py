@@ -13,6 +13,7 @@ from firmware_sim.errors import SimError
 from firmware_sim.gps import GpsConfig
 from firmware_sim.impairment import ImpairmentConfig
 from firmware_sim.reception import Histogram, ReceiverMeter
+from firmware_sim.responder import ResponderConfig
 from firmware_sim.voice import BurstLengths
 
 INF = float("inf")
@@ -83,6 +84,7 @@ class FirmwareConfig:
     report_interval_s: float = 1.0
     receive_idle_s: float = 2.0  # no floor news nor frames this long: back to idle
     boot_s: float = 0.0
+    responder: ResponderConfig = field(default_factory=ResponderConfig)
 
 
 @dataclass(slots=True)
@@ -169,6 +171,7 @@ class FirmwareStats:
     access_ms: Histogram = field(default_factory=Histogram)  # press -> immediate grant
     queue_wait_ms: Histogram = field(default_factory=Histogram)  # press -> grant after queueing
     commands: dict[str, int] = field(default_factory=dict)
+    incident_answers: dict[str, int] = field(default_factory=dict)  # status code -> sent
     texts: list[str] = field(default_factory=list)
     low_battery_alarms: int = 0
     outages: int = 0

@@ -39,6 +39,11 @@ ACTIONS: dict[str, tuple[set[str], set[str]]] = {
     "restart_broker": (set(), {"down"}),
     "command": ({"terminal", "cmd"}, {"text", "incident", "grid", "settings", "seconds", "by"}),
     "revoke": ({"tg"}, set()),
+    # An officer reports an incident from its terminal (protocol §5.6), at its position.
+    "report": ({"terminal", "category", "text"}, {"voice"}),
+    # A dispatcher's step on the incident last reported by terminal `of`: accept, assign
+    # (`officers`), escalate / deescalate (`reason`), resolve, close (`note`), reopen (`reason`).
+    "incident": ({"of", "action"}, {"officers", "reason", "note", "by"}),
 }
 CHECKS: dict[str, tuple[set[str], set[str]]] = {
     "heard": ({"terminal", "from"}, {"min_pct"}),
@@ -58,6 +63,8 @@ CHECKS: dict[str, tuple[set[str], set[str]]] = {
     "sos_active": ({"terminal"}, {"active"}),
     "connected": (set(), {"terminals"}),
     "command": ({"terminal", "cmd"}, {"min"}),
+    # The incident last reported by terminal `of`: its state, tier, escalations, answers.
+    "incident": ({"of"}, {"state", "tier", "min_escalations", "officers", "actions"}),
 }
 TERMINAL_KEYS = {
     "unit",
@@ -72,6 +79,7 @@ TERMINAL_KEYS = {
     "beacons",
     "emergency_talk",
     "route",
+    "responder",  # how the officer answers assignments: {accept, depart, speed_mps, handle}
 }
 TOP_KEYS = {
     "name", "description", "org", "floor", "vars", "defaults", "terminals", "duration",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -105,18 +105,23 @@ def write_password_file(path: Path, entries: Iterable[tuple[str, str]]) -> None:
     _write_atomically(path, "".join(lines))
 
 
-def device_acl_rules(device: Device, org: Organisation) -> list[str]:
-    """The ``topic`` lines of one device's ACL section (protocol §8)."""
+def device_acl_rules(device: Device, org: Organisation, extra: Iterable[str] = ()) -> list[str]:
+    """The ``topic`` lines of one device's ACL section (protocol §8); `extra`: dynamic
+    talkgroups the device is a member of now (incident talkgroups, §5.6)."""
     rules = topics.device_acl(
         device.id,
-        org.member_talkgroups(device.unit, device.role),
+        org.member_talkgroups(device.unit, device.role) | frozenset(extra),
         dispatcher=device.role == "dispatcher",
     )
     return [f"topic {access} {pattern}" for access, pattern in rules]
 
 
 def write_acl_file(
-    path: Path, devices: Iterable[Device], org: Organisation, gateway_user: str = GATEWAY_USER
+    path: Path,
+    devices: Iterable[Device],
+    org: Organisation,
+    gateway_user: str = GATEWAY_USER,
+    extra: Mapping[str, Iterable[str]] | None = None,
 ) -> None:
     """Write the mosquitto ACL: the gateway reads and writes everything, devices only their own.
 
@@ -138,7 +143,7 @@ def write_acl_file(
             raise ConfigError(f"device {device.id!r} would shadow the gateway's broker account")
         _check_user(device.id)
         try:
-            rules = device_acl_rules(device, org)
+            rules = device_acl_rules(device, org, (extra or {}).get(device.id, ()))
         except ProtocolError as exc:
             raise ConfigError(f"device {device.id!r}: {exc}") from exc
         sections.append(f"user {device.id}\n" + "".join(f"{rule}\n" for rule in rules))
@@ -146,7 +151,10 @@ def write_acl_file(
 
 
 def sync_broker_auth(
-    registry: DeviceRegistry, org: Organisation, data_dir: Path
+    registry: DeviceRegistry,
+    org: Organisation,
+    data_dir: Path,
+    extra: Mapping[str, Iterable[str]] | None = None,
 ) -> tuple[Path, Path]:
     """Regenerate data_dir/broker.passwd and data_dir/broker.acl; returns (password, acl) paths.
 
@@ -171,6 +179,6 @@ def sync_broker_auth(
     password_path = data_dir / PASSWORD_FILE
     acl_path = data_dir / ACL_FILE
     write_password_file(password_path, entries)
-    write_acl_file(acl_path, usable, org, user)
+    write_acl_file(acl_path, usable, org, user, extra)
     log.info("broker auth written: %d device accounts", len(entries) - 1)
     return password_path, acl_path

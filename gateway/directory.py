@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 from gateway.floor import Priority
 from protocol.org import Organisation
@@ -55,9 +55,21 @@ def device_info(
     )
 
 
-def build_directory(org: Organisation, devices: Iterable[tuple[str, str, str, bool]]) -> Directory:
-    """From (id, unit, role, enabled) rows and the organisation."""
-    return Directory.build(
-        (device_info(org, *row) for row in devices),
-        {tg.id: tg.name for tg in org.talkgroups.values()},
-    )
+def build_directory(
+    org: Organisation,
+    devices: Iterable[tuple[str, str, str, bool]],
+    extra: Mapping[str, Iterable[str]] | None = None,
+    extra_names: Mapping[str, str] | None = None,
+) -> Directory:
+    """From (id, unit, role, enabled) rows and the organisation; `extra`: device -> dynamic
+    talkgroups it is a member of besides its unit's (incident talkgroups), named in
+    `extra_names`."""
+    infos = [device_info(org, *row) for row in devices]
+    if extra:
+        infos = [
+            replace(i, talkgroups=i.talkgroups | frozenset(extra[i.id])) if i.id in extra else i
+            for i in infos
+        ]
+    names = {tg.id: tg.name for tg in org.talkgroups.values()}
+    names.update(extra_names or {})
+    return Directory.build(infos, names)

@@ -140,6 +140,9 @@ class DurableWriter(Generic[T]):
         self._count_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
+        # Set once the thread has opened the journal: from then on `backlog` counts what a
+        # previous run left in it (a caller that must see it written waits for this first).
+        self.opened = threading.Event()
         self._stop_requested = False
         self._stopping = False  # the thread has seen the stop request
         # Counters: `_submitted` under the lock (any thread); the rest by the writer thread.
@@ -247,6 +250,7 @@ class DurableWriter(Generic[T]):
         except Exception:
             self.internal_errors += 1
             self.log.exception("%s: the journal at %s cannot be used", self.label, self.journal_dir)
+        self.opened.set()
         while True:
             try:
                 if not self._cycle():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -130,6 +131,9 @@ class EventHub:
     def __init__(self, maxsize: int = 1000) -> None:
         self.maxsize = maxsize
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        # In-process consumers called with every published batch (on the event loop); one
+        # that raises is logged and the others still get the batch.
+        self.listeners: list[Callable[[list[GatewayEvent]], None]] = []
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.maxsize)
@@ -140,6 +144,11 @@ class EventHub:
         self._subscribers.discard(q)
 
     def publish(self, events: list[GatewayEvent]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(events)
+            except Exception:
+                log.exception("event hub listener failed")
         if not self._subscribers:
             return
         for event in events:

@@ -21,6 +21,9 @@ from gateway.durable import WriterStatus
 from gateway.errors import ConfigError
 from gateway.event_log import EventHub, EventWriter
 from gateway.floor import FloorConfig
+from gateway.incidents.categories import default_categories, load_categories
+from gateway.incidents.service import IncidentService
+from gateway.incidents.store import IncidentWriter
 from gateway.locks import release_lock, take_lock
 from gateway.recorder_process import RecorderLink
 from gateway.retention import Retention, RetentionPolicy
@@ -29,6 +32,7 @@ from gateway.store.db import create_db_engine, default_db_url, migrate
 from gateway.store.registry import Device, DeviceRegistry
 from gateway.tracking.config import TrackingConfig
 from gateway.tracking.service import BrokerAccount, TrackingService
+from protocol.ids import INCIDENT_TG_PREFIX
 from protocol.org import Organisation, default_org, load_org
 from transport.address import BrokerAddress
 from transport.errors import BrokerUrlError
@@ -54,6 +58,7 @@ class ServiceConfig:
     device_poll_s: float = 2.0
     record: bool = True  # every talk burst to data_dir/recordings as Ogg Opus
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)  # of the recordings
+    categories_path: Path | None = None  # incident categories; None: the shipped ones
 
 
 class GatewayService:
@@ -92,6 +97,20 @@ class GatewayService:
         self.audit = AuditWriter(
             self.engine, journal_dir=self.journal_dir / "audit", logger=self.log
         )
+        # Incidents: journal first like the events; the service owns them while running.
+        self.incidents = IncidentService(
+            self.engine,
+            self.org,
+            load_categories(config.categories_path)
+            if config.categories_path
+            else default_categories(),
+            IncidentWriter(
+                self.engine, journal_dir=self.journal_dir / "incidents", logger=self.log
+            ),
+            publish=self.hub.publish,
+            logger=self.log,
+        )
+        self.hub.listeners.append(self.incidents.observe_hub)
         self.recordings_dir = config.data_dir / "recordings"
         self.recorder = (
             RecorderLink(self.recordings_dir, self.db_url, logger=self.log)
@@ -130,7 +149,7 @@ class GatewayService:
                 )
         else:
             password_file, acl_file = sync_broker_auth(
-                self.registry, self.org, self.config.data_dir
+                self.registry, self.org, self.config.data_dir, self.incidents.memberships()
             )
             user, password = ensure_gateway_credentials(self.config.data_dir)
             assert user == GATEWAY_USER
@@ -167,9 +186,14 @@ class GatewayService:
                 self.hub.publish,
                 self.tracking.observe_gateway_events,
                 self.audit.observe_gateway_events,
+                self.incidents.observe_gateway_events,
             ],
             logger=self.log,
         )
+        self.incidents.commander = self.runner.send_command
+        self.incidents.regroup_hook = self.devices_changed
+        # An officer sent outside its grid raises no left_grid alarm while assigned.
+        self.tracking.grid_exempt = self.incidents.is_assigned
         if self.recorder is not None:
             self.runner.relay.tap = self.recorder.tap
         return self.runner
@@ -207,6 +231,8 @@ class GatewayService:
     ) -> Directory:
         rows = devices if devices is not None else self.registry.list()
         units = self.org.units()
+        self.incidents.set_officers((d.id, d.unit, d.role, d.enabled) for d in rows)
+        memberships = self.incidents.memberships()
         return build_directory(
             self.org,
             [(d.id, d.unit, d.role, d.enabled) for d in rows if d.unit in units]
@@ -215,13 +241,22 @@ class GatewayService:
                 for row in (talkers if talkers is not None else self.talkers())
                 if row[1] in units
             ],
+            memberships,
+            {
+                tg: f"Incident {tg.removeprefix(INCIDENT_TG_PREFIX)}"
+                for tgs in memberships.values()
+                for tg in tgs
+            },
         )
 
-    def _sync_accounts(self) -> tuple[list[Device], list[DirectoryRow]]:
-        """Blocking part of a device change: read the registry, rewrite broker accounts."""
+    def _sync_accounts(
+        self, extra: dict[str, set[str]] | None = None
+    ) -> tuple[list[Device], list[DirectoryRow]]:
+        """Blocking part of a device change: read the registry, rewrite broker accounts
+        (`extra`: incident talkgroup memberships, taken on the event loop)."""
         devices = self.registry.list()
         if self.broker is not None:
-            sync_broker_auth(self.registry, self.org, self.config.data_dir)
+            sync_broker_auth(self.registry, self.org, self.config.data_dir, extra)
             self.broker.reload()
         return devices, self.talkers()
 
@@ -232,7 +267,8 @@ class GatewayService:
         The database and files are touched on a worker thread; the directory is swapped on the
         event loop, which owns all gateway state.
         """
-        devices, talkers = await asyncio.to_thread(self._sync_accounts)
+        extra = self.incidents.memberships()
+        devices, talkers = await asyncio.to_thread(self._sync_accounts, extra)
         self._devices_seen, self._talkers_seen = devices, talkers
         if self.runner is not None:
             self.runner.update_directory(self.directory(devices, talkers))
@@ -257,7 +293,11 @@ class GatewayService:
 
     def writers(self) -> list[tuple[str, WriterStatus]]:
         """(name, writer) of every durable database writer: gateway events, then tracking's."""
-        writers: list[tuple[str, WriterStatus]] = [("events", self.writer), ("audit", self.audit)]
+        writers: list[tuple[str, WriterStatus]] = [
+            ("events", self.writer),
+            ("audit", self.audit),
+            ("incidents", self.incidents.writer),
+        ]
         if self.tracking is not None:
             writers += self.tracking.writers()
         return writers
@@ -303,12 +343,25 @@ class GatewayService:
                 self.log.info("device registry changed; reloading accounts and directory")
                 await self.devices_changed()
 
+    async def _tick_incidents(self, interval_s: float = 1.0) -> None:
+        """Incident deadlines: reminders and automatic escalations."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.incidents.tick()
+            except Exception:  # logged; the next tick tries again
+                self.log.exception("incident deadlines failed")
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[GatewayRunner]:
         """Run the gateway while the context is open (the app lifespan uses this)."""
         runner = self.runner or self.prepare()
         self.writer.start()
         self.audit.start()
+        await asyncio.to_thread(self.incidents.load)
+        if self.incidents.memberships():  # incident talkgroups of a previous run: ACL, directory
+            await self.devices_changed()
+        incident_ticker = asyncio.create_task(self._tick_incidents(), name="incident-deadlines")
         if self.recorder is not None:
             self.recorder.start()
         task = asyncio.create_task(runner.run(), name="gateway")
@@ -328,6 +381,7 @@ class GatewayService:
             supervisor.cancel()
             keeper.cancel()
             watcher.cancel()
+            incident_ticker.cancel()
             self.tracking.stop()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(tracking, 15)
@@ -340,6 +394,7 @@ class GatewayService:
                 self.log.warning("the gateway's MQTT connections did not close within 10 s")
             self.writer.stop()
             self.audit.stop()
+            self.incidents.stop()
             if self.recorder is not None:
                 await asyncio.to_thread(self.recorder.stop)
 

@@ -7,6 +7,7 @@ never imports the parts that build on it. Alembic's environment and the schema-d
 """
 
 from gateway.auth import schema as _auth  # noqa: F401
+from gateway.incidents import schema as _incidents  # noqa: F401
 from gateway.store import recordings as _recordings  # noqa: F401
 from gateway.store.schema import metadata
 from gateway.tracking import schema as _tracking  # noqa: F401

@@ -8,12 +8,20 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from protocol.errors import ProtocolError
-from protocol.ids import MAX_ID_CHARS, MAX_REQUEST_ID_CHARS, is_device_id, is_talkgroup_id
+from protocol.ids import (
+    MAX_ID_CHARS,
+    MAX_INCIDENT_ID,
+    MAX_REQUEST_ID_CHARS,
+    is_category_id,
+    is_device_id,
+    is_talkgroup_id,
+)
 from protocol.limits import (
     MAX_AFFILIATE_TGS,
     MAX_FIELD_CHARS,
     MAX_JSON_BYTES,
     MAX_REASON_CHARS,
+    MAX_REPORT_TEXT_CHARS,
     MAX_STATUS_CODE_CHARS,
     MAX_STATUS_TEXT_CHARS,
 )
@@ -21,7 +29,7 @@ from protocol.limits import (
 SCHEMA_VERSION: Final = 1
 # Uplink requests that get a reply (§5.1); `ack` and `rr` are never answered.
 REQUEST_TYPES: Final = frozenset(
-    {"floor_request", "floor_release", "affiliate", "sos", "status_msg"}
+    {"floor_request", "floor_release", "affiliate", "sos", "status_msg", "report"}
 )
 UNANSWERED_TYPES: Final = frozenset({"ack", "rr"})
 # The first reply to a request (§5.2).
@@ -34,11 +42,12 @@ REPLY_TYPES: Final = frozenset(
         "affiliated",
         "sos_ack",
         "status_ack",
+        "report_ack",
         "error",
     }
 )
 # Dispatcher commands (§5.4).
-COMMANDS: Final = frozenset({"text", "assign", "stun", "revive", "config", "monitor"})
+COMMANDS: Final = frozenset({"text", "assign", "stun", "revive", "config", "monitor", "regroup"})
 # Error codes of `error` replies and refused messages (§5.2; `bad_rr` is never answered).
 ERROR_CODES: Final = frozenset(
     {
@@ -100,6 +109,19 @@ class StatusMessage:
     id: str
     code: str
     text: str | None
+    incident: int | None = None  # the incident the status is about (§5.6)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentReport:
+    """§5.6: an officer reports an incident from its terminal."""
+
+    id: str
+    category: str
+    text: str
+    lat: float | None
+    lon: float | None
+    voice: bool  # the terminal's next talk burst is the report's voice note
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +231,14 @@ def _parse_rr(body: dict[str, Any]) -> ReceiverReport:
 
 
 Request = (
-    FloorRequest | FloorRelease | Affiliate | Sos | StatusMessage | CommandAck | ReceiverReport
+    FloorRequest
+    | FloorRelease
+    | Affiliate
+    | Sos
+    | StatusMessage
+    | IncidentReport
+    | CommandAck
+    | ReceiverReport
 )
 
 
@@ -329,12 +358,41 @@ def parse_request(payload: bytes) -> Request:
         return Affiliate(re_id, tuple(dict.fromkeys(tgs)))
     if msg_type == "sos":
         return Sos(re_id, _field(body, "active", bool, re_id))
+    if msg_type == "report":
+        return _parse_report(body, re_id)
     return StatusMessage(
         re_id,
         _field(body, "code", str, re_id, max_len=MAX_STATUS_CODE_CHARS),
         _field(body, "text", str, re_id, required=False, max_len=MAX_STATUS_TEXT_CHARS),
+        _incident(body, re_id),
     )
 
+
+def _incident(body: dict[str, Any], re_id: str) -> int | None:
+    value = body.get("incident")
+    if value is None:
+        return None
+    if type(value) is not int or not 1 <= value <= MAX_INCIDENT_ID:
+        raise ControlError("bad_field", "'incident' must be an incident number", re_id)
+    return value
+
+
+def _parse_report(body: dict[str, Any], re_id: str) -> IncidentReport:
+    category = body.get("category")
+    if not isinstance(category, str) or not is_category_id(category):
+        raise ControlError("bad_field", "'category' must be a category id", re_id)
+    text = _field(body, "text", str, re_id, max_len=MAX_REPORT_TEXT_CHARS)
+    if not text.strip():
+        raise ControlError("bad_field", "'text' must not be empty", re_id)
+    try:
+        lat = _number(body, "lat", -90, 90, required=False)
+        lon = _number(body, "lon", -180, 180, required=False)
+    except ControlError as exc:
+        raise ControlError("bad_field", exc.message, re_id) from exc
+    if (lat is None) != (lon is None):
+        raise ControlError("bad_field", "'lat' and 'lon' come together", re_id)
+    voice = _field(body, "voice", bool, re_id, required=False) or False
+    return IncidentReport(re_id, category, text, lat, lon, voice)
 
 
 @dataclass(frozen=True, slots=True)

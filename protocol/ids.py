@@ -13,6 +13,13 @@ DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 TALKGROUP_ID_RE: Final = re.compile(r"[a-z0-9-]{1,32}")
 UNIT_ID_RE: Final = TALKGROUP_ID_RE
 MAX_REQUEST_ID_CHARS: Final = 64
+# Incident categories (the `category` of a `report`, §5.6) and incident ids (decimal, > 0).
+CATEGORY_ID_RE: Final = re.compile(r"[a-z0-9-]{1,32}")
+MAX_INCIDENT_ID: Final = 2**53 - 1
+
+
+def is_category_id(value: object) -> bool:
+    return isinstance(value, str) and CATEGORY_ID_RE.fullmatch(value) is not None
 
 
 def is_device_id(value: object) -> bool:
@@ -37,3 +44,11 @@ def check_talkgroup_id(value: object) -> str:
     if not isinstance(value, str) or TALKGROUP_ID_RE.fullmatch(value) is None:
         raise InvalidIdError(f"{value!r} is not a talkgroup id (1-32 of a-z 0-9 -)")
     return value
+
+
+#: An incident's own talkgroup (dynamic regrouping, protocol §5.6): ``inc-<number>``.
+INCIDENT_TG_PREFIX: Final = "inc-"
+
+
+def incident_talkgroup(incident: int) -> str:
+    return f"{INCIDENT_TG_PREFIX}{incident}"

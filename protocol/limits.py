@@ -8,6 +8,7 @@ MAX_FIELD_CHARS: Final = 256  # a string field of a control message, unless its 
 MAX_STATUS_CODE_CHARS: Final = 32
 MAX_STATUS_TEXT_CHARS: Final = 512
 MAX_REASON_CHARS: Final = 256  # `reason` of a status message
+MAX_REPORT_TEXT_CHARS: Final = 1000  # `text` of an incident `report` (§5.6)
 
 # Per-device budgets (§5.1, §7): token buckets, a message costs one token; a bucket holds at
 # most its burst and refills at its rate (tokens per second). Over budget, a message is refused

@@ -10,6 +10,8 @@ from devices.session import CALL_PREFIX
 from firmware_sim.reception import Histogram
 from firmware_sim.scenario_spec import Check
 from firmware_sim.terminal import SimTerminal
+from gateway.incidents.model import Incident
+from gateway.incidents.service import IncidentService
 from xixin.environment import ManagedEnvironment
 
 Verdict = tuple[bool, str]
@@ -215,6 +217,42 @@ def command(c: CheckContext, a: dict[str, Any]) -> Verdict:
     return _count(stats.commands.get(str(a["cmd"]), 0), a, f"'{a['cmd']}' commands handled")
 
 
+def latest_incident(incidents: IncidentService, reporter: str) -> Incident | None:
+    """The newest incident `reporter` (a terminal) reported (on the gateway's loop)."""
+    found = [i for i in incidents.incidents.values() if i.reporter == reporter]
+    return max(found, key=lambda i: i.id) if found else None
+
+
+def incident(context: CheckContext, args: dict[str, Any]) -> Verdict:
+    """The incident last reported by `of`: its state, tier, escalations, officers, and the
+    officers' answers among its transitions (`actions`, in order)."""
+    env = context.env
+    incidents = env.service.incidents
+
+    def read() -> tuple[Incident | None, list[str]]:
+        found = latest_incident(incidents, str(args["of"]))
+        steps = [t.action for t in incidents.recent.get(found.id, [])] if found else []
+        return found, steps
+
+    found, steps = env.call(read)
+    if found is None:
+        return False, f"no incident reported by {args['of']}"
+    problems = []
+    for name in ("state", "tier"):
+        if name in args and getattr(found, name) != args[name]:
+            problems.append(f"{name} {getattr(found, name)}, expected {args[name]}")
+    if found.escalations < int(args.get("min_escalations", 0)):
+        problems.append(f"{found.escalations} escalations")
+    if "officers" in args and list(found.officers) != list(args["officers"]):
+        problems.append(f"officers {list(found.officers)}")
+    wanted = list(args.get("actions") or [])
+    seen = iter(steps)
+    if wanted and not all(any(step == w for step in seen) for w in wanted):
+        problems.append(f"actions {steps} lack {wanted} in order")
+    detail = f"incident {found.id}: {found.state} at {found.tier}, {len(steps)} steps"
+    return not problems, detail + ("; " + "; ".join(problems) if problems else "")
+
+
 CHECKERS: dict[str, Callable[[CheckContext, dict[str, Any]], Verdict]] = {
     "heard": heard,
     "access_time": access_time,
@@ -233,6 +271,7 @@ CHECKERS: dict[str, Callable[[CheckContext, dict[str, Any]], Verdict]] = {
     "sos_active": sos_active,
     "connected": connected,
     "command": command,
+    "incident": incident,
 }
 
 

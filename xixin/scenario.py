@@ -31,6 +31,7 @@ from firmware_sim.firmware import Firmware
 from firmware_sim.gps import GpsConfig, Route, load_geojson_routes
 from firmware_sim.impairment import Impairment, ImpairmentConfig
 from firmware_sim.model import FirmwareConfig, TalkPattern, TerminalProfile
+from firmware_sim.responder import ResponderConfig
 from firmware_sim.scenario_spec import Check, Scenario, Step, TerminalSpec, seconds
 from firmware_sim.terminal import Scheduler, SimTerminal
 from firmware_sim.voice import phrase_reel
@@ -38,7 +39,7 @@ from gateway.broker_auth import ensure_gateway_credentials
 from gateway.floor import FloorConfig
 from protocol import topics
 from transport.client import ClientOptions, MqttClient
-from xixin.checks import CheckContext, evaluate
+from xixin.checks import CheckContext, evaluate, latest_incident
 from xixin.environment import ManagedEnvironment
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,30 @@ def firmware_config(spec: TerminalSpec) -> FirmwareConfig:
         beacons=bool(o.get("beacons", True)),
         probe=bool(o.get("probe", False)),
         emergency_talk_s=seconds(o.get("emergency_talk", 6.0), f"{spec.id} emergency_talk"),
+        responder=responder_config(spec.id, o.get("responder") or {}),
+    )
+
+
+def responder_config(device: str, raw: dict[str, Any]) -> ResponderConfig:
+    """How a simulated officer answers assignments: each of accept, depart, handle is a
+    duration (or [low, high]) from the previous answer; speed_mps its travel speed."""
+
+    def span(name: str, default: tuple[float, float]) -> tuple[float, float]:
+        value = raw.get(name)
+        if value is None:
+            return default
+        if isinstance(value, list) and len(value) == 2:
+            return (seconds(value[0], f"{device} {name}"), seconds(value[1], f"{device} {name}"))
+        one = seconds(value, f"{device} responder {name}")
+        return (one, one)
+
+    base = ResponderConfig()
+    return ResponderConfig(
+        accept_s=span("accept", base.accept_s),
+        depart_s=span("depart", base.depart_s),
+        speed_mps=float(raw.get("speed_mps", base.speed_mps)),
+        travel_s=span("travel", base.travel_s),
+        handle_s=span("handle", base.handle_s),
     )
 
 
@@ -310,6 +335,9 @@ class ScenarioRunner:
         if step.do in ("command", "revoke"):
             self._gateway_action(step)
             return
+        if step.do == "incident":
+            self._incident_action(step)
+            return
         terminal = self.terminals[str(a["terminal"])]
         fw = terminal.firmware
         if step.do == "press":
@@ -326,6 +354,8 @@ class ScenarioRunner:
             fw.go_offline(now, float(a["for"]))
         elif step.do == "power_off":
             fw.power_off(now)
+        elif step.do == "report":
+            fw.report_incident(now, str(a["category"]), str(a["text"]), bool(a.get("voice")))
         terminal.flush()
 
     def _gateway_action(self, step: Step) -> None:
@@ -336,6 +366,24 @@ class ScenarioRunner:
             return
         fields = {k: v for k, v in a.items() if k not in ("terminal", "cmd")}
         env.call(lambda: env.runner.send_command(str(a["terminal"]), str(a["cmd"]), **fields))
+
+    def _incident_action(self, step: Step) -> None:
+        env, a = self.env, step.args
+        assert env is not None
+        incidents = env.service.incidents
+        args = {k: a[k] for k in ("officers", "reason", "note") if k in a}
+        actor = str(a.get("by", "scenario"))
+
+        def act() -> None:
+            found = latest_incident(incidents, str(a["of"]))
+            if found is None:
+                raise ScenarioError(f"{step.line}: no incident reported by {a['of']}")
+            incidents.step(found.id, str(a["action"]), actor, **args)
+
+        try:
+            env.call(act)
+        except Exception as exc:  # the check that follows says what did not happen
+            self.log.warning("%s: incident %s refused: %s", step.line, a["action"], exc)
 
     def _check(self, check: Check) -> CheckResult:
         assert self.env is not None and self.checker is not None

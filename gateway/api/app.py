@@ -25,6 +25,7 @@ from gateway.api.routes import (
     devices,
     events,
     health,
+    incidents,
     metrics,
     recordings,
     talkgroups,
@@ -132,6 +133,8 @@ def create_app(
     # Scripts, styles and vendored libraries only: no data (public, like the login page).
     static = resources.files("gateway.console").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    app.include_router(incidents.router)
+    app.add_exception_handler(incidents.IncidentError, incidents.incident_error)
     app.add_middleware(SecurityMiddleware, security=security)
     app.add_exception_handler(ForbiddenError, _forbidden)
     app.add_exception_handler(TrackingStoreError, tracking.tracking_unavailable)

@@ -10,7 +10,8 @@ the centre, administrators and viewers see everything. Resources are placed in u
 - a recording: its floor's, or its talker's;
 - a geofence: a grid fence is its grid; a custom fence is the grid holding its first point
   (the centre when outside every grid);
-- a checkpoint: its grid.
+- a checkpoint: its grid;
+- an incident: its handling unit (the grid, its area or the centre, by its tier) or its grid.
 
 What a role may do at all is an :data:`Action` set (:data:`ABILITIES`); doing it on a resource
 takes both the action and the resource being in scope. Routes and streams ask this module
@@ -89,6 +90,15 @@ class Scope:
     def sees_checkpoint(self, grid: str) -> bool:
         return self.sees_unit(grid)
 
+    def sees_incident(self, grid: str | None, unit: str) -> bool:
+        """An incident: where it is handled (its grid, area or the centre), or its grid — a
+        grid keeps sight of its incident when it is escalated; acting on it takes the
+        handling unit (:meth:`handles_incident`)."""
+        return self.sees_unit(unit) or self.sees_unit(grid)
+
+    def handles_incident(self, unit: str) -> bool:
+        return self.sees_unit(unit)
+
     def allows(self, action: Action, in_scope: bool = True) -> bool:
         """Whether `action` on a resource that is (or is not) in scope is allowed."""
         return self.may(action) and in_scope
@@ -134,6 +144,12 @@ def event_visible(scope: Scope, message: Mapping[str, object], unit_of: UnitOf) 
     anything else by its device; events of neither only for whole-organisation scopes."""
     if scope.whole:
         return True
+    incident = message.get("incident")
+    if message.get("kind") == "incident" and isinstance(incident, Mapping):
+        grid, unit = incident.get("grid"), incident.get("unit")
+        return isinstance(unit, str) and scope.sees_incident(
+            grid if isinstance(grid, str) else None, unit
+        )
     floor = message.get("floor")
     if isinstance(floor, str):
         return scope.sees_floor(floor, unit_of)

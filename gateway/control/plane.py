@@ -36,6 +36,7 @@ from protocol.control import (
     ControlError,
     FloorRelease,
     FloorRequest,
+    IncidentReport,
     ReceiverReport,
     Request,
     Sos,
@@ -246,10 +247,18 @@ class ControlPlane:
         elif isinstance(request, Sos):
             self.alarms.handle(info, request, wall_ms)
         elif isinstance(request, StatusMessage):
-            self.out.event(
-                "status_msg", info.id, wall_ms, {"code": request.code, "text": request.text}
-            )
+            data: dict[str, Any] = {"code": request.code, "text": request.text}
+            if request.incident is not None:
+                data["incident"] = request.incident
+            self.out.event("status_msg", info.id, wall_ms, data)
             self.out.reply(info.id, "status_ack", re=request.id)
+        elif isinstance(request, IncidentReport):
+            self.out.event(
+                "report", info.id, wall_ms,
+                {"id": request.id, "category": request.category, "text": request.text,
+                 "lat": request.lat, "lon": request.lon, "voice": request.voice},
+            )  # fmt: skip
+            self.out.reply(info.id, "report_ack", re=request.id)
         elif isinstance(request, CommandAck):
             self.command_log.ack(info.id, request, wall_ms)
         elif isinstance(request, ReceiverReport):

@@ -100,6 +100,7 @@ class TrackingService:
         self.registry = registry
         self.broker = broker
         self.hub = hub
+        self.grid_exempt: Callable[[str], bool] | None = None
         self.config = config or TrackingConfig()
         self.clock = clock
         self.log = logger or log
@@ -142,8 +143,12 @@ class TrackingService:
     # ---- devices and fences ----------------------------------------------------------------------
 
     def assigned_grid(self, device_id: str) -> str | None:
+        """The grid a device keeps to (left_grid alarm); None: none, or exempt for now (an
+        officer sent to an incident: `grid_exempt`)."""
         device = self.devices.get(device_id)
         if device is None or device.unit not in self.org.grids:
+            return None
+        if self.grid_exempt is not None and self.grid_exempt(device_id):
             return None
         return device.unit
 

@@ -30,6 +30,7 @@ def test_every_required_scenario_ships() -> None:
         "emergency",
         "broker_restart",
         "terminal_offline",
+        "incident_closed_loop",
     } <= names
 
 

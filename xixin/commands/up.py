@@ -40,6 +40,9 @@ from xixin.options import (
 if TYPE_CHECKING:
     import uvicorn
 
+    from firmware_sim.demo_fleet import DemoFleet
+    from transport.address import BrokerAddress
+
 # Terminals on this machine; the whole network with --mqtt-listen 0.0.0.0:1883 (or TLS).
 DEFAULT_MQTT_LISTEN = "127.0.0.1:1883"
 
@@ -372,12 +375,9 @@ async def _serve(
         )
     for line in banner or []:
         print(line, flush=True)
-    fleet = None
-    if args.demo:
-        from firmware_sim.demo_fleet import DemoFleet
-
-        fleet = DemoFleet(terminals_broker.host, terminals_broker.port, secrets)
-        fleet.start()
+    fleet, dispatcher = (
+        _start_demo(service, terminals_broker, secrets) if args.demo else (None, None)
+    )
     started = last_report = time.monotonic()
     try:
         while not serving.done() and not server.should_exit and not stop.is_set():
@@ -390,7 +390,8 @@ async def _serve(
                 break
     finally:
         # Terminals first, so none of them waits on a gateway that is already gone.
-        if fleet is not None:
+        if fleet is not None and dispatcher is not None:
+            dispatcher.cancel()
             await asyncio.to_thread(fleet.stop)
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
@@ -400,6 +401,22 @@ async def _serve(
         print("xixin up: the demo saw no grant or relayed frame", file=sys.stderr)
         return 1
     return 0
+
+
+def _start_demo(
+    service: GatewayService, broker: BrokerAddress, secrets: dict[str, str]
+) -> tuple[DemoFleet, asyncio.Task[None]]:
+    """The demo terminals, and a simulated dispatcher that keeps incidents flowing."""
+    from firmware_sim.demo_fleet import DEMO_DEVICES, DemoFleet
+    from xixin.demo_incidents import run_demo_dispatcher
+
+    fleet = DemoFleet(broker.host, broker.port, secrets)
+    fleet.start()
+    grids = sorted({unit for _, unit, _, _ in DEMO_DEVICES if unit in service.org.grids})
+    task = asyncio.create_task(
+        run_demo_dispatcher(service.incidents, grids), name="demo-dispatcher"
+    )
+    return fleet, task
 
 
 def _http_server(config: uvicorn.Config) -> uvicorn.Server:
