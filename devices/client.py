@@ -26,12 +26,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from codec.frame import VoiceFrame
+from codec.opus import Pcm16
 from codec.stream import PlayoutChunk, VoicePlayer
 from devices.beacons import BeaconQueue
 from devices.errors import DevicesError
@@ -52,10 +54,9 @@ from devices.session import (
     ScanList,
     TerminalSession,
     body_key,
-    key_fields,
     target_key,
 )
-from devices.values import report_message
+from devices.voice import VoiceSession
 from protocol import topics
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,16 @@ class TerminalClient:
         on_control: Callable[[dict[str, Any]], None] | None = None,
         retry: RetryPolicy | None = None,
         beacons: BeaconQueue | None = None,
-        player: VoicePlayer | None = None,
+        voice: VoiceSession | None = None,
         logger: logging.Logger | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        """`tls`: connect over TLS with this context (devices.tls.client_tls_context)."""
+        """`tls`: connect over TLS with this context (devices.tls.client_tls_context).
+
+        `voice`: talk and listen with loss-adaptive protection (docs/protocol.md §9): received
+        frames of the call being played (the scan list decides which talkgroup) go into its
+        jitter buffer and pull_audio() plays them out; receiver reports are sent as they fall
+        due; forwarded reports adapt what start_talk()/talk()/send_speech() encode."""
         self.device_id = device_id
         self.host, self.port, self.keep_alive = host, port, keep_alive
         self.log = logger or log
@@ -153,9 +159,7 @@ class TerminalClient:
         self._wanted_tgs: list[str] = []
         self.control: queue.Queue[dict[str, Any]] = queue.Queue()
         self.frames: queue.Queue[ReceivedFrame] = queue.Queue()
-        # With a player, received frames of the call being played (the scan list decides which
-        # talkgroup) go into its jitter buffer; pull_audio() plays them out.
-        self.player = player
+        self.voice = voice
         self.scan: ScanList | None = None
 
     def topic(self, rest: str) -> str:
@@ -334,6 +338,8 @@ class TerminalClient:
             self._wanted_tgs = accepted
             if accepted:  # scanning: the first talkgroup is the selected one
                 self.scan = ScanList(accepted[0], accepted[1:])
+                if self.voice is not None:
+                    self.voice.scan = self.scan
         for tg in set(current) | set(new):
             if tg not in accepted:
                 self._mqtt.unsubscribe([self.session.tg_down(tg), self.session.tg_ctrl(tg)])
@@ -421,26 +427,86 @@ class TerminalClient:
             sent += 1
         return sent
 
-    # ---- listening (jitter buffer) ------------------------------------------------------
+    # ---- voice with loss-adaptive protection (needs `voice`) --------------------------------
+
+    @property
+    def player(self) -> VoicePlayer | None:
+        return self.voice.player if self.voice is not None else None
+
+    def _voice(self) -> VoiceSession:
+        if self.voice is None:
+            raise ClientError("this client was made without voice (voice=VoiceSession())")
+        return self.voice
 
     def pull_audio(self, now: float | None = None) -> PlayoutChunk:
-        """The next chunk of received audio out of the jitter buffer (needs a player)."""
-        if self.player is None:
-            raise ClientError("this client was made without a player (player=VoicePlayer())")
+        """The next chunk of received audio out of the jitter buffer."""
+        voice = self._voice()
         with self._lock:
-            return self.player.pull(time.monotonic() if now is None else now)
+            return voice.pull(time.monotonic() if now is None else now)
+
+    def start_talk(self, burst: int, tg: str | None = None, call: str | None = None) -> None:
+        """Start encoding a burst on a granted floor (`burst` from floor_granted)."""
+        key = target_key(tg, call)
+        voice = self._voice()
+        with self._lock:
+            voice.start_talk(burst, time.monotonic(), key=key)
+
+    def talk(self, pcm: Pcm16) -> int:
+        """Encode microphone samples and publish the frames they complete; returns how many."""
+        voice = self._voice()
+        with self._lock:
+            key = voice.talking_key
+            if key is None:
+                raise ClientError("talk() outside a burst: call start_talk first")
+            frames = voice.talk(pcm, time.monotonic())
+        for frame in frames:
+            self._publish(self.session.frame(frame, key))
+        return len(frames)
+
+    def end_talk(self) -> None:
+        """Publish the burst's last message (END); nothing if no burst is under way."""
+        voice = self._voice()
+        with self._lock:
+            key = voice.talking_key
+            frame = voice.end_talk(time.monotonic())
+        if frame is not None and key is not None:
+            self._publish(self.session.frame(frame, key))
+
+    def send_speech(
+        self,
+        pcm: Pcm16,
+        burst: int,
+        tg: str | None = None,
+        call: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Talk `pcm` (at the voice's sample rate) as one burst, at real-time pace: each
+        20 ms chunk is encoded when it would have been captured, so the protection follows
+        the receiver reports forwarded meanwhile. Ends the burst (END)."""
+        voice = self._voice()
+        chunk = voice.sample_rate // 50
+        self.start_talk(burst, tg, call)
+        start = clock()
+        try:
+            for index in range(0, len(pcm), chunk):
+                delay = start + (index + chunk) / voice.sample_rate - clock()
+                if delay > 0:
+                    sleep(delay)
+                self.talk(np.ascontiguousarray(pcm[index : index + chunk]))
+        finally:
+            self.end_talk()
 
     def send_receiver_report(self, now: float | None = None) -> bool:
-        """Send an `rr` about the call being played, if one is due; True if sent."""
-        if self.player is None or self.scan is None or self.scan.playing is None:
+        """Send an `rr` about the call being played if one is due; True if sent. (Reports
+        also go out by themselves as frames arrive.)"""
+        if self.voice is None:
             return False
         with self._lock:
-            report = self.player.receiver_report(
-                time.monotonic() if now is None else now, **key_fields(self.scan.playing)
-            )
+            report = self.voice.report_due(time.monotonic() if now is None else now)
         if report is None:
             return False
-        self.send_report(report_message(report))
+        self.send_report(report)
         return True
 
     def publish_raw(self, topic: str, payload: bytes, qos: int = 0) -> mqtt.MQTTMessageInfo:
@@ -515,10 +581,11 @@ class TerminalClient:
         if isinstance(incoming, FrameIn):
             assert incoming.frame is not None  # this session decodes frames
             received = ReceivedFrame(msg.topic, incoming.frame, time.monotonic())
-            if self.player is not None:
+            if self.voice is not None:
                 with self._lock:
-                    if self.scan is None or self.scan.offer(incoming.key):
-                        self.player.receive(incoming.frame, received.received_at)
+                    report = self.voice.hear(incoming.key, incoming.frame, received.received_at)
+                if report is not None:
+                    self.send_report(report)
             if self.on_frame is not None:
                 self.on_frame(received)
             else:
@@ -529,9 +596,15 @@ class TerminalClient:
             return
         if isinstance(incoming, FloorNews) and incoming.body.get("type") == "floor_idle":
             key = body_key(incoming.body)
-            if self.scan is not None and key is not None:
+            if key is not None:
                 with self._lock:
-                    self.scan.ended(key)
+                    if self.voice is not None:
+                        self.voice.ended(key)  # also ends it in the scan list
+                    elif self.scan is not None:
+                        self.scan.ended(key)
+        if isinstance(incoming, Control) and self.voice is not None:
+            with self._lock:
+                self.voice.on_forwarded(incoming.body, time.monotonic())
         if isinstance(incoming, Reply):
             if box is not None:
                 box.put(incoming.body)

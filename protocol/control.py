@@ -193,7 +193,9 @@ def _number(
     return float(value)
 
 
-def _parse_rr(body: dict[str, Any]) -> ReceiverReport:
+def parse_rr(body: dict[str, Any]) -> ReceiverReport:
+    """The fields of an `rr` object (§9.1); ControlError if one is missing or out of range.
+    Also reads the report the gateway forwards to a talker (its `from` is left to the caller)."""
     tg, call = _target(body, "")
     burst = _number(body, "burst", 1, 0xFFFF, integer=True)
     loss = _number(body, "loss_pct", 0, 100)
@@ -302,7 +304,7 @@ def parse_request(payload: bytes) -> Request:
         )
     if msg_type == "rr":
         try:
-            return _parse_rr(body)
+            return parse_rr(body)
         except ControlError as exc:
             raise ControlError("bad_rr", exc.message, reply=False) from exc
     if msg_type not in REQUEST_TYPES:
@@ -334,7 +336,6 @@ def parse_request(payload: bytes) -> Request:
         _field(body, "code", str, re_id, max_len=MAX_STATUS_CODE_CHARS),
         _field(body, "text", str, re_id, required=False, max_len=MAX_STATUS_TEXT_CHARS),
     )
-
 
 
 @dataclass(frozen=True, slots=True)
