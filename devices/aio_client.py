@@ -29,12 +29,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-import numpy as np
-
 from codec.frame import VoiceFrame
 from codec.opus import Pcm16
 from devices.beacons import BeaconQueue
-from devices.client import ClientError, ConnectFailedError, ReplyTimeoutError
+from devices.errors import ClientError, ConnectFailedError, ReplyTimeoutError
 from devices.mqtt_link import AckCallback, TerminalMqtt
 from devices.session import (
     CALL_PREFIX,
@@ -349,16 +347,14 @@ class AsyncTerminalClient:
         """Talk `pcm` (at the voice's sample rate) as one burst at real-time pace: each 20 ms
         is encoded when it would have been captured, so the protection follows the receiver
         reports forwarded meanwhile. Ends the burst (END)."""
-        voice = self._voice()
-        chunk = voice.sample_rate // 50
         self.start_talk(burst, tg, call)
         start = self.clock()
         try:
-            for index in range(0, len(pcm), chunk):
-                delay = start + (index + chunk) / voice.sample_rate - self.clock()
+            for due_s, chunk in self._voice().speech_chunks(pcm):
+                delay = start + due_s - self.clock()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                self.talk(np.ascontiguousarray(pcm[index : index + chunk]))
+                self.talk(chunk)
         finally:
             self.end_talk()
 

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
@@ -34,9 +33,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from codec.frame import VoiceFrame
 from codec.opus import Pcm16
-from codec.stream import PlayoutChunk, VoicePlayer
+from codec.stream import PlayoutChunk
 from devices.beacons import BeaconQueue
-from devices.errors import DevicesError
+from devices.errors import ClientError, ConnectFailedError, ReplyTimeoutError
 from devices.session import (
     CALL_PREFIX,
     ROOT,
@@ -70,20 +69,6 @@ __all__ = [
 ]
 
 
-class ClientError(DevicesError):
-    """The terminal client could not do what was asked."""
-
-
-class ConnectFailedError(ClientError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"connection refused: {reason}")
-        self.reason = reason
-
-
-class ReplyTimeoutError(ClientError):
-    """No reply to a request in time (after the retries)."""
-
-
 @dataclass(frozen=True, slots=True)
 class ReceivedFrame:
     topic: str
@@ -115,12 +100,9 @@ class TerminalClient:
         logger: logging.Logger | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        """`tls`: connect over TLS with this context (devices.tls.client_tls_context).
-
-        `voice`: talk and listen with loss-adaptive protection (docs/protocol.md §9): received
-        frames of the call being played (the scan list decides which talkgroup) go into its
-        jitter buffer and pull_audio() plays them out; receiver reports are sent as they fall
-        due; forwarded reports adapt what start_talk()/talk()/send_speech() encode."""
+        """`tls`: connect over TLS with this context (devices.tls.client_tls_context). `voice`:
+        play the scanned call (pull_audio), send its receiver reports as they fall due, and talk
+        (start_talk, talk, send_speech) protected as the forwarded reports ask (§9)."""
         self.device_id = device_id
         self.host, self.port, self.keep_alive = host, port, keep_alive
         self.log = logger or log
@@ -429,10 +411,6 @@ class TerminalClient:
 
     # ---- voice with loss-adaptive protection (needs `voice`) --------------------------------
 
-    @property
-    def player(self) -> VoicePlayer | None:
-        return self.voice.player if self.voice is not None else None
-
     def _voice(self) -> VoiceSession:
         if self.voice is None:
             raise ClientError("this client was made without voice (voice=VoiceSession())")
@@ -484,30 +462,16 @@ class TerminalClient:
         """Talk `pcm` (at the voice's sample rate) as one burst, at real-time pace: each
         20 ms chunk is encoded when it would have been captured, so the protection follows
         the receiver reports forwarded meanwhile. Ends the burst (END)."""
-        voice = self._voice()
-        chunk = voice.sample_rate // 50
         self.start_talk(burst, tg, call)
         start = clock()
         try:
-            for index in range(0, len(pcm), chunk):
-                delay = start + (index + chunk) / voice.sample_rate - clock()
+            for due_s, chunk in self._voice().speech_chunks(pcm):
+                delay = start + due_s - clock()
                 if delay > 0:
                     sleep(delay)
-                self.talk(np.ascontiguousarray(pcm[index : index + chunk]))
+                self.talk(chunk)
         finally:
             self.end_talk()
-
-    def send_receiver_report(self, now: float | None = None) -> bool:
-        """Send an `rr` about the call being played if one is due; True if sent. (Reports
-        also go out by themselves as frames arrive.)"""
-        if self.voice is None:
-            return False
-        with self._lock:
-            report = self.voice.report_due(time.monotonic() if now is None else now)
-        if report is None:
-            return False
-        self.send_report(report)
-        return True
 
     def publish_raw(self, topic: str, payload: bytes, qos: int = 0) -> mqtt.MQTTMessageInfo:
         return self._mqtt.publish(topic, payload, qos=qos)
@@ -596,12 +560,10 @@ class TerminalClient:
             return
         if isinstance(incoming, FloorNews) and incoming.body.get("type") == "floor_idle":
             key = body_key(incoming.body)
-            if key is not None:
+            ender = self.voice if self.voice is not None else self.scan
+            if key is not None and ender is not None:
                 with self._lock:
-                    if self.voice is not None:
-                        self.voice.ended(key)  # also ends it in the scan list
-                    elif self.scan is not None:
-                        self.scan.ended(key)
+                    ender.ended(key)  # the voice session ends it in the scan list too
         if isinstance(incoming, Control) and self.voice is not None:
             with self._lock:
                 self.voice.on_forwarded(incoming.body, time.monotonic())

@@ -19,8 +19,11 @@ No sockets, no threads, no clock: `now` (monotonic seconds) comes in with every 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from codec.frame import VoiceFrame
 from codec.jitter import JitterConfig
@@ -106,6 +109,14 @@ class VoiceSession:
     def talk(self, pcm: Pcm16, now: float) -> list[VoiceFrame]:
         """Microphone samples in; the voice frames they complete out (to publish on `key`)."""
         return self.sender.push_pcm(pcm, now)
+
+    def speech_chunks(self, pcm: Pcm16) -> Iterator[tuple[float, Pcm16]]:
+        """Recorded speech as a microphone would deliver it: (seconds from the start of the
+        burst when the chunk has been captured, 20 ms of samples), for real-time pacing."""
+        step = self.sample_rate // 50
+        for index in range(0, len(pcm), step):
+            chunk = np.ascontiguousarray(pcm[index : index + step])
+            yield (index + len(chunk)) / self.sample_rate, chunk
 
     def end_talk(self, now: float) -> VoiceFrame | None:
         """PTT released: the last message (END), or None if no burst was under way."""
