@@ -317,6 +317,8 @@ class Firmware:
         self.outbox.append(SendFrame(frame, key))
         stats = self.stats
         stats.frames_sent += 1
+        if frame.redundant is not None or frame.fec:
+            stats.frames_protected += 1
         ident = (key, frame.burst)
         stats.sent_bursts[ident] = stats.sent_bursts.get(ident, 0) + 1
         if len(stats.sent_bursts) > 2000:

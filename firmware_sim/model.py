@@ -177,6 +177,7 @@ class FirmwareStats:
     outages: int = 0
     reports_sent: int = 0
     reports_applied: int = 0  # forwarded `rr` the live talker's protection adapted to
+    frames_protected: int = 0  # frames sent with RED or FEC (§9.3)
     meter: ReceiverMeter = field(default_factory=ReceiverMeter)
     mouth_to_ear: Histogram = field(default_factory=Histogram)
     transitions: list[tuple[float, str, str]] = field(default_factory=list)  # (t, from, to)

@@ -53,6 +53,7 @@ CHECKS: dict[str, tuple[set[str], set[str]]] = {
     "no_beacon_lost": (set(), {"terminals"}),
     "beacons_queued_offline": ({"terminal"}, {"min"}),
     "frame_loss": (set(), {"terminal", "max_pct"}),
+    "protected": ({"terminal"}, {"min_pct", "max_pct"}),
     "mouth_to_ear": ({"max_ms"}, {"terminal", "p"}),
     "late_entry": ({"terminal"}, {"min"}),
     "gateway": ({"counter"}, {"min", "max"}),
