@@ -30,13 +30,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from codec.frame import VoiceFrame
+from codec.opus import Pcm16
 from devices.beacons import BeaconQueue
-from devices.client import ClientError, ConnectFailedError, ReplyTimeoutError
+from devices.errors import ClientError, ConnectFailedError, ReplyTimeoutError
 from devices.mqtt_link import AckCallback, TerminalMqtt
 from devices.session import (
     CALL_PREFIX,
     Beacon,
+    Control,
     Dropped,
+    FloorNews,
     FrameIn,
     GatewayStatus,
     Incoming,
@@ -45,9 +48,11 @@ from devices.session import (
     Reply,
     RetryPolicy,
     TerminalSession,
+    body_key,
     key_fields,
     target_key,
 )
+from devices.voice import VoiceSession
 from transport.client import ClientOptions, Will
 from transport.errors import ConnectRefusedError
 
@@ -99,9 +104,16 @@ class AsyncTerminalClient:
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
         tls: ssl.SSLContext | None = None,
+        voice: VoiceSession | None = None,
     ) -> None:
-        """`tls`: connect over TLS with this context (devices.tls.client_tls_context)."""
+        """`tls`: connect over TLS with this context (devices.tls.client_tls_context).
+
+        `voice`: talk and listen with loss-adaptive protection (docs/protocol.md §9): received
+        frames are played by it (one call at a time) and its receiver reports sent as they
+        fall due; forwarded reports adapt what start_talk()/talk()/send_speech() encode. A
+        handler that plays voice itself (the softphone, the simulator) leaves it None."""
         self.tls = tls
+        self.voice = voice
         self.device_id = device_id
         self.secret = secret
         self.host, self.port, self.keep_alive = host, port, keep_alive
@@ -301,6 +313,51 @@ class AsyncTerminalClient:
             sent += 1
         return sent
 
+    def _voice(self) -> VoiceSession:
+        if self.voice is None:
+            raise ClientError("this client was made without voice (voice=VoiceSession())")
+        return self.voice
+
+    def start_talk(self, burst: int, tg: str | None = None, call: str | None = None) -> None:
+        """Start encoding a burst on a granted floor (`burst` from floor_granted)."""
+        self._voice().start_talk(burst, self.clock(), key=target_key(tg, call))
+
+    def talk(self, pcm: Pcm16) -> int:
+        """Encode microphone samples and send the frames they complete; returns how many."""
+        voice = self._voice()
+        key = voice.talking_key
+        if key is None:
+            raise ClientError("talk() outside a burst: call start_talk first")
+        frames = voice.talk(pcm, self.clock())
+        for frame in frames:
+            self.send_frame(frame, key=key)
+        return len(frames)
+
+    def end_talk(self) -> None:
+        """Send the burst's last message (END); nothing if no burst is under way."""
+        voice = self._voice()
+        key = voice.talking_key
+        frame = voice.end_talk(self.clock())
+        if frame is not None and key is not None:
+            self.send_frame(frame, key=key)
+
+    async def send_speech(
+        self, pcm: Pcm16, burst: int, tg: str | None = None, call: str | None = None
+    ) -> None:
+        """Talk `pcm` (at the voice's sample rate) as one burst at real-time pace: each 20 ms
+        is encoded when it would have been captured, so the protection follows the receiver
+        reports forwarded meanwhile. Ends the burst (END)."""
+        self.start_talk(burst, tg, call)
+        start = self.clock()
+        try:
+            for due_s, chunk in self._voice().speech_chunks(pcm):
+                delay = start + due_s - self.clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                self.talk(chunk)
+        finally:
+            self.end_talk()
+
     def send_beacon(self, beacon: Beacon) -> None:
         self.beacons.take(beacon, self.clock())
         self.flush_beacons()
@@ -492,6 +549,8 @@ class AsyncTerminalClient:
     def _deliver(self, incoming: Incoming) -> None:
         now = self.clock()
         answered = False
+        if self.voice is not None:
+            self._voice_in(self.voice, incoming, now)
         if isinstance(incoming, GatewayStatus):
             self._gateway_status(incoming)
         if isinstance(incoming, Reply):
@@ -510,3 +569,17 @@ class AsyncTerminalClient:
                 self.frames.put_nowait(incoming)
         elif not isinstance(incoming, Dropped | GatewayStatus) and not answered:
             self.control.put_nowait(incoming.body)
+
+    def _voice_in(self, voice: VoiceSession, incoming: Incoming, now: float) -> None:
+        """Play frames, send the reports that fall due, adapt to forwarded reports."""
+        if isinstance(incoming, FrameIn):
+            if incoming.frame is not None:
+                report = voice.hear(incoming.key, incoming.frame, now)
+                if report is not None:
+                    self.send(self.session.report(report))
+        elif isinstance(incoming, Control):
+            voice.on_forwarded(incoming.body, now)
+        elif isinstance(incoming, FloorNews) and incoming.body.get("type") == "floor_idle":
+            key = body_key(incoming.body)
+            if key is not None:
+                voice.ended(key)

@@ -32,9 +32,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from codec.frame import VoiceFrame
-from codec.stream import PlayoutChunk, VoicePlayer
+from codec.opus import Pcm16
+from codec.stream import PlayoutChunk
 from devices.beacons import BeaconQueue
-from devices.errors import DevicesError
+from devices.errors import ClientError, ConnectFailedError, ReplyTimeoutError
 from devices.session import (
     CALL_PREFIX,
     ROOT,
@@ -52,10 +53,9 @@ from devices.session import (
     ScanList,
     TerminalSession,
     body_key,
-    key_fields,
     target_key,
 )
-from devices.values import report_message
+from devices.voice import VoiceSession
 from protocol import topics
 
 log = logging.getLogger(__name__)
@@ -67,20 +67,6 @@ __all__ = [
     "ReplyTimeoutError",
     "TerminalClient",
 ]
-
-
-class ClientError(DevicesError):
-    """The terminal client could not do what was asked."""
-
-
-class ConnectFailedError(ClientError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"connection refused: {reason}")
-        self.reason = reason
-
-
-class ReplyTimeoutError(ClientError):
-    """No reply to a request in time (after the retries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +96,13 @@ class TerminalClient:
         on_control: Callable[[dict[str, Any]], None] | None = None,
         retry: RetryPolicy | None = None,
         beacons: BeaconQueue | None = None,
-        player: VoicePlayer | None = None,
+        voice: VoiceSession | None = None,
         logger: logging.Logger | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        """`tls`: connect over TLS with this context (devices.tls.client_tls_context)."""
+        """`tls`: connect over TLS with this context (devices.tls.client_tls_context). `voice`:
+        play the scanned call (pull_audio), send its receiver reports as they fall due, and talk
+        (start_talk, talk, send_speech) protected as the forwarded reports ask (§9)."""
         self.device_id = device_id
         self.host, self.port, self.keep_alive = host, port, keep_alive
         self.log = logger or log
@@ -153,9 +141,7 @@ class TerminalClient:
         self._wanted_tgs: list[str] = []
         self.control: queue.Queue[dict[str, Any]] = queue.Queue()
         self.frames: queue.Queue[ReceivedFrame] = queue.Queue()
-        # With a player, received frames of the call being played (the scan list decides which
-        # talkgroup) go into its jitter buffer; pull_audio() plays them out.
-        self.player = player
+        self.voice = voice
         self.scan: ScanList | None = None
 
     def topic(self, rest: str) -> str:
@@ -334,6 +320,8 @@ class TerminalClient:
             self._wanted_tgs = accepted
             if accepted:  # scanning: the first talkgroup is the selected one
                 self.scan = ScanList(accepted[0], accepted[1:])
+                if self.voice is not None:
+                    self.voice.scan = self.scan
         for tg in set(current) | set(new):
             if tg not in accepted:
                 self._mqtt.unsubscribe([self.session.tg_down(tg), self.session.tg_ctrl(tg)])
@@ -436,27 +424,69 @@ class TerminalClient:
             sent += 1
         return sent
 
-    # ---- listening (jitter buffer) ------------------------------------------------------
+    # ---- voice with loss-adaptive protection (needs `voice`) --------------------------------
+
+    def _voice(self) -> VoiceSession:
+        if self.voice is None:
+            raise ClientError("this client was made without voice (voice=VoiceSession())")
+        return self.voice
 
     def pull_audio(self, now: float | None = None) -> PlayoutChunk:
-        """The next chunk of received audio out of the jitter buffer (needs a player)."""
-        if self.player is None:
-            raise ClientError("this client was made without a player (player=VoicePlayer())")
+        """The next chunk of received audio out of the jitter buffer."""
+        voice = self._voice()
         with self._lock:
-            return self.player.pull(time.monotonic() if now is None else now)
+            return voice.pull(time.monotonic() if now is None else now)
 
-    def send_receiver_report(self, now: float | None = None) -> bool:
-        """Send an `rr` about the call being played, if one is due; True if sent."""
-        if self.player is None or self.scan is None or self.scan.playing is None:
-            return False
+    def start_talk(self, burst: int, tg: str | None = None, call: str | None = None) -> None:
+        """Start encoding a burst on a granted floor (`burst` from floor_granted)."""
+        key = target_key(tg, call)
+        voice = self._voice()
         with self._lock:
-            report = self.player.receiver_report(
-                time.monotonic() if now is None else now, **key_fields(self.scan.playing)
-            )
-        if report is None:
-            return False
-        self.send_report(report_message(report))
-        return True
+            voice.start_talk(burst, time.monotonic(), key=key)
+
+    def talk(self, pcm: Pcm16) -> int:
+        """Encode microphone samples and publish the frames they complete; returns how many."""
+        voice = self._voice()
+        with self._lock:
+            key = voice.talking_key
+            if key is None:
+                raise ClientError("talk() outside a burst: call start_talk first")
+            frames = voice.talk(pcm, time.monotonic())
+        for frame in frames:
+            self._publish(self.session.frame(frame, key))
+        return len(frames)
+
+    def end_talk(self) -> None:
+        """Publish the burst's last message (END); nothing if no burst is under way."""
+        voice = self._voice()
+        with self._lock:
+            key = voice.talking_key
+            frame = voice.end_talk(time.monotonic())
+        if frame is not None and key is not None:
+            self._publish(self.session.frame(frame, key))
+
+    def send_speech(
+        self,
+        pcm: Pcm16,
+        burst: int,
+        tg: str | None = None,
+        call: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Talk `pcm` (at the voice's sample rate) as one burst, at real-time pace: each
+        20 ms chunk is encoded when it would have been captured, so the protection follows
+        the receiver reports forwarded meanwhile. Ends the burst (END)."""
+        self.start_talk(burst, tg, call)
+        start = clock()
+        try:
+            for due_s, chunk in self._voice().speech_chunks(pcm):
+                delay = start + due_s - clock()
+                if delay > 0:
+                    sleep(delay)
+                self.talk(chunk)
+        finally:
+            self.end_talk()
 
     def publish_raw(self, topic: str, payload: bytes, qos: int = 0) -> mqtt.MQTTMessageInfo:
         return self._mqtt.publish(topic, payload, qos=qos)
@@ -530,10 +560,11 @@ class TerminalClient:
         if isinstance(incoming, FrameIn):
             assert incoming.frame is not None  # this session decodes frames
             received = ReceivedFrame(msg.topic, incoming.frame, time.monotonic())
-            if self.player is not None:
+            if self.voice is not None:
                 with self._lock:
-                    if self.scan is None or self.scan.offer(incoming.key):
-                        self.player.receive(incoming.frame, received.received_at)
+                    report = self.voice.hear(incoming.key, incoming.frame, received.received_at)
+                if report is not None:
+                    self.send_report(report)
             if self.on_frame is not None:
                 self.on_frame(received)
             else:
@@ -544,9 +575,13 @@ class TerminalClient:
             return
         if isinstance(incoming, FloorNews) and incoming.body.get("type") == "floor_idle":
             key = body_key(incoming.body)
-            if self.scan is not None and key is not None:
+            ender = self.voice if self.voice is not None else self.scan
+            if key is not None and ender is not None:
                 with self._lock:
-                    self.scan.ended(key)
+                    ender.ended(key)  # the voice session ends it in the scan list too
+        if isinstance(incoming, Control) and self.voice is not None:
+            with self._lock:
+                self.voice.on_forwarded(incoming.body, time.monotonic())
         if isinstance(incoming, Reply):
             if box is not None:
                 box.put(incoming.body)

@@ -8,12 +8,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
+from codec.errors import ReportError
 from codec.frame import VoiceFrame
 from codec.protection import ReceiverReport
 from devices.errors import DevicesError
 from protocol import keys, topics
-from protocol.control import COMMANDS, REPLY_TYPES, rr_body
+from protocol.control import COMMANDS, REPLY_TYPES, parse_rr, rr_body
 from protocol.errors import ProtocolError
+from protocol.ids import is_device_id
 from protocol.keys import CALL_PREFIX, body_key, key_fields
 from protocol.limits import MAX_JSON_BYTES
 from protocol.topics import ROOT
@@ -144,6 +146,31 @@ def report_message(report: ReceiverReport) -> dict[str, Any]:
         late_pct=report.late_pct,
         sender=report.sender,
     )
+
+
+def forwarded_report(body: dict[str, Any]) -> ReceiverReport:
+    """The `rr` the gateway forwards to a talker (§9.2): a listener's report plus `from`, the
+    reporting device (for a private call `call` is then the reporter). SessionError if invalid."""
+    sender = body.get("from")
+    if not isinstance(sender, str) or not is_device_id(sender):
+        raise SessionError("a forwarded receiver report names its reporter in 'from'")
+    try:
+        fields = parse_rr(body)
+        extra = fields.extra
+        return ReceiverReport(
+            burst=fields.burst,
+            loss_pct=fields.loss_pct,
+            jitter_ms=fields.jitter_ms,
+            tg=fields.tg,
+            call=fields.call,
+            expected=extra.get("expected"),
+            received=extra.get("received"),
+            late_pct=fields.late_pct,
+            interval_ms=extra.get("interval_ms"),
+            sender=sender,
+        )
+    except (ProtocolError, ReportError) as exc:
+        raise SessionError(f"not a receiver report: {exc}") from exc
 
 
 @dataclass(slots=True)

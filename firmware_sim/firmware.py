@@ -33,6 +33,7 @@ from devices.session import (
     body_key,
     key_fields,
 )
+from devices.voice import VoiceSession
 from firmware_sim.battery import Battery
 from firmware_sim.gps import GpsModel, Route
 from firmware_sim.impairment import OutagePlan
@@ -56,7 +57,7 @@ from firmware_sim.model import (
     parse_settings,
 )
 from firmware_sim.responder import IncidentResponder
-from firmware_sim.voice import BurstSender, SpeechReel
+from firmware_sim.voice import SPEECH_RATE, BurstSender, LiveBurstSender, SpeechReel
 
 log = logging.getLogger(__name__)
 INF = float("inf")
@@ -102,8 +103,26 @@ class Firmware:
         self.battery = Battery(config.battery, now)
         self.outages = OutagePlan(config.impairment, rng, now)
         scan = ScanList(profile.home, [t for t in profile.talkgroups if t != profile.home])
-        self.listener = Listener(config, scan, self.stats, session, wall_offset)
-        self.sender = BurstSender(reel, config.packets_per_message) if reel else None
+        # One voice session per decoding or live-talking terminal: it plays and reports what
+        # is heard, and protects what is said as the forwarded reports ask (§9).
+        self.voice = (
+            VoiceSession(
+                SPEECH_RATE,
+                packets_per_message=config.packets_per_message,
+                report_interval_s=config.report_interval_s,
+                scan=scan,
+                logger=self.log,
+            )
+            if config.probe or config.live_voice
+            else None
+        )
+        self.listener = Listener(config, scan, self.stats, session, wall_offset, self.voice)
+        self.sender: BurstSender | LiveBurstSender | None = None
+        if reel is not None and config.live_voice:
+            assert self.voice is not None
+            self.sender = LiveBurstSender(reel, self.voice)
+        elif reel is not None:
+            self.sender = BurstSender(reel, config.packets_per_message)
         self.ptt: Ptt | None = None
         self.beacon_interval: float | None = None  # a `config` command overrides the GPS's
         self._next_beacon = INF  # the GPS starts with the power
@@ -246,6 +265,12 @@ class Firmware:
             self._reply(incoming, now)
         elif isinstance(incoming, Command):
             self._command(incoming, now)
+        elif (
+            isinstance(incoming, Control)
+            and self.voice is not None
+            and self.voice.on_forwarded(incoming.body, now)
+        ):
+            self.stats.reports_applied += 1
         elif isinstance(incoming, FloorNews | Control):
             self._floor_message(incoming.body, now)
 
@@ -281,7 +306,7 @@ class Firmware:
         if ptt is None:
             return
         if ptt.phase == "talking" and self.sender is not None:
-            end = self.sender.stop()
+            end = self.sender.stop(now)
             if end is not None:
                 self._send_frame(end, ptt.key)
             self.stats.talk_s += now - ptt.talk_started
@@ -295,6 +320,8 @@ class Firmware:
         self.outbox.append(SendFrame(frame, key))
         stats = self.stats
         stats.frames_sent += 1
+        if frame.redundant is not None or frame.fec:
+            stats.frames_protected += 1
         ident = (key, frame.burst)
         stats.sent_bursts[ident] = stats.sent_bursts.get(ident, 0) + 1
         if len(stats.sent_bursts) > 2000:
@@ -303,7 +330,7 @@ class Firmware:
     def _drop_talk(self, now: float) -> None:
         """Stop talking without a release (the connection is gone or we were stunned)."""
         if self.ptt is not None and self.ptt.phase == "talking" and self.sender is not None:
-            self.sender.stop()
+            self.sender.stop(now)
             self.stats.talk_s += now - self.ptt.talk_started
         self.ptt = None
 
@@ -505,6 +532,9 @@ class Firmware:
         if self.listener.frame(incoming, now):
             self.needs_schedule = True
             self._settle(now)
+        if self.listener.reports:
+            self.outbox.extend(Send(report) for report in self.listener.reports)
+            self.listener.reports = []
 
     # ---- the clock ---------------------------------------------------------------------------
 

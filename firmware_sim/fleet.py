@@ -50,6 +50,10 @@ class FleetOptions:
     # Listeners that decode and play out (jitter buffer + Opus, mouth-to-ear), per process, on
     # different talkgroups: each costs a decoder running every 20 ms, so they are a sample.
     probes: int = 8
+    # Talkers encode their speech at run time with loss-adaptive protection (§9.3), adapting to
+    # the probes' receiver reports, instead of replaying the pre-encoded reel (an Opus encoder
+    # per talker: a few per process, not a thousand).
+    live_talkers: bool = False
     packets_per_message: int = 1
     impairment: ImpairmentConfig = field(default_factory=ImpairmentConfig)
     bad_fix_rate: float = 0.02
@@ -175,6 +179,7 @@ class Worker:
                 talk=talk,
                 packets_per_message=options.packets_per_message,
                 probe=device.id in probes,
+                live_voice=talker and options.live_talkers,
                 boot_s=n / options.connect_rate_per_s,
             )
             rng = random.Random(self.rng.random())

@@ -2,8 +2,8 @@
 
 Owned by :class:`firmware_sim.firmware.Firmware`: it tracks the talkgroups someone else is
 talking on, feeds every received frame to the :class:`ReceiverMeter`, and — when the terminal is
-a decoding probe — plays the scan list's chosen call through a :class:`VoiceProbe` and sends a
-receiver report (`rr`) about once a second.
+a decoding probe — plays the scan list's chosen call through a :class:`VoiceProbe` and sends the
+receiver reports (`rr`) its voice session says are due (once a second, and at a burst's END).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 from codec.frame import HEADER, HEADER_SIZE, RESERVED_FLAGS
-from devices.session import FrameIn, Outgoing, ScanList, TerminalSession, key_fields
-from devices.values import report_message
+from devices.session import FrameIn, Outgoing, ScanList, TerminalSession
+from devices.voice import VoiceSession
 from firmware_sim.model import FirmwareConfig, FirmwareStats
 from firmware_sim.reception import VoiceProbe
 
@@ -27,22 +27,24 @@ class Listener:
         stats: FirmwareStats,
         session: TerminalSession,
         wall_offset: float,
+        voice: VoiceSession | None = None,
     ) -> None:
+        """`voice`: the terminal's voice session (shared with its live talker), if a probe."""
         self.config = config
         self.scan = scan
         self.stats = stats
         self.session = session
         self.wall_offset = wall_offset
-        self.probe = VoiceProbe() if config.probe else None
+        self.probe = VoiceProbe(voice=voice) if config.probe else None
         if self.probe is not None:
             stats.mouth_to_ear = self.probe.mouth_to_ear
         self.active: dict[str, float] = {}  # talkgroups someone else talks on -> last activity
-        self._next_report = INF
+        self.reports: list[Outgoing] = []  # `rr` due, for the firmware to send
 
     def wakeups(self) -> list[float]:
         times: list[float] = []
         if self.probe is not None and self.probe.active:
-            times += [self.probe.next_pull, self._next_report]
+            times.append(self.probe.next_pull)
         if self.active:
             times.append(min(self.active.values()) + self.config.receive_idle_s)
         sweep = self.stats.meter.next_sweep
@@ -89,9 +91,11 @@ class Listener:
         probe = self.probe
         if probe is not None and frame is not None and self.scan.offer(key):
             if not probe.active:
-                self._next_report = now + self.config.report_interval_s
                 fresh = True  # the playout clock starts: wake up for it
-            probe.receive(frame, now)
+            report = probe.receive(frame, now, key)
+            if report is not None and not self.session.stunned:
+                self.reports.append(self.session.report(report))
+                self.stats.reports_sent += 1
         return fresh
 
     def fast_frame(self, tg: str, payload: bytes, start: int = 0, stop: int | None = None) -> bool:
@@ -124,14 +128,10 @@ class Listener:
         probe = self.probe
         if probe is not None and probe.active and now >= probe.next_pull:
             probe.pull(now, wall)
-        if probe is not None and probe.active and now >= self._next_report:
-            self._next_report = now + self.config.report_interval_s
-            key = self.scan.playing
-            if key is not None and connected:
-                report = probe.player.receiver_report(now, **key_fields(key))
-                if report is not None:
-                    out.append(self.session.report(report_message(report)))
-                    self.stats.reports_sent += 1
+        if self.reports:
+            if connected:
+                out += self.reports
+            self.reports = []
         changed = False
         for key, last in list(self.active.items()):
             if now - last >= self.config.receive_idle_s:

@@ -79,6 +79,9 @@ class FirmwareConfig:
     beacons: bool = True
     packets_per_message: int = 1  # 1-3 packets of 20 ms per voice message
     probe: bool = False  # decode and play out received voice (jitter buffer + Opus)
+    # Encode speech at run time with loss-adaptive protection (§9.3) instead of sending the
+    # shared pre-encoded reel: costs an Opus encoder per talking terminal.
+    live_voice: bool = False
     wait_in_queue: bool = True  # False: give up when queued
     emergency_talk_s: float = 8.0
     report_interval_s: float = 1.0
@@ -176,6 +179,8 @@ class FirmwareStats:
     low_battery_alarms: int = 0
     outages: int = 0
     reports_sent: int = 0
+    reports_applied: int = 0  # forwarded `rr` the live talker's protection adapted to
+    frames_protected: int = 0  # frames sent with RED or FEC (§9.3)
     meter: ReceiverMeter = field(default_factory=ReceiverMeter)
     mouth_to_ear: Histogram = field(default_factory=Histogram)
     transitions: list[tuple[float, str, str]] = field(default_factory=list)  # (t, from, to)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from codec.frame import VoiceFrame
 from codec.jitter import PlayoutKind
 from codec.opus import OPUS_CLOCK
 from codec.stream import PlayoutChunk, VoicePlayer
+from devices.voice import VoiceSession
 from firmware_sim.voice import TS_MOD, ts_to_wall
 
 _PLAYED = (PlayoutKind.NORMAL, PlayoutKind.FEC, PlayoutKind.RED)
@@ -212,20 +214,27 @@ class ReceiverMeter:
 
 
 class VoiceProbe:
-    """A listener that decodes and plays out (jitter buffer + Opus), measuring mouth-to-ear."""
+    """A listener that decodes and plays out (jitter buffer + Opus), measuring mouth-to-ear, and
+    reports what it receives (its :class:`devices.voice.VoiceSession` says when)."""
 
-    def __init__(self, sample_rate: int = 16000) -> None:
-        self.player = VoicePlayer(sample_rate)
+    def __init__(self, sample_rate: int = 16000, voice: VoiceSession | None = None) -> None:
+        self.voice = voice or VoiceSession(sample_rate)
         self.mouth_to_ear = Histogram()
         self.played_ms = 0.0
         self.active = False
         self.next_pull = 0.0
 
-    def receive(self, frame: VoiceFrame, now: float) -> None:
-        self.player.receive(frame, now)
+    @property
+    def player(self) -> VoicePlayer:
+        return self.voice.player
+
+    def receive(self, frame: VoiceFrame, now: float, key: str = "sim") -> dict[str, Any] | None:
+        """Play `frame` of the call on floor `key`; the `rr` due now, if any."""
+        report = self.voice.hear(key, frame, now)
         if not self.active:
             self.active = True
             self.next_pull = now
+        return report
 
     def pull(self, now: float, now_wall: float) -> PlayoutChunk:
         """Play the next chunk at `now`; schedules the next pull after its duration.
@@ -234,7 +243,7 @@ class VoiceProbe:
         this one was *due*, not after it ran, so a timer that fires late does not push the
         playout clock (and the mouth-to-ear delay) back a little more on every chunk.
         """
-        chunk = self.player.pull(now)
+        chunk = self.voice.pull(now)
         item = chunk.item
         if item.kind in _PLAYED and item.timestamp is not None:
             mouth = ts_to_wall(item.timestamp, now_wall)

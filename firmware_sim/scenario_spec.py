@@ -7,7 +7,8 @@ Format (see firmware_sim/scenarios/*.yaml)::
     floor: {queue: true, max_burst: 30s, queue_timeout: 30s}
     vars: {offline: 60s}         # ${offline} anywhere below; tests override vars to compress time
     defaults: {beacon_interval: 5s, adaptive_beacons: false, bad_fix_rate: 0, talk_per_h: 0,
-               probe: false, impairment: {loss_pct: 0, jitter_ms: 0, reorder_pct: 0}}
+               probe: false, live_voice: false,
+               impairment: {loss_pct: 0, jitter_ms: 0, reorder_pct: 0}}
     terminals: {T1: {unit: grid-07, role: officer, …defaults overrides}, …}
     duration: 20s
     timeline:                    # actions, by time from the moment every terminal is online
@@ -57,6 +58,7 @@ CHECKS: dict[str, tuple[set[str], set[str]]] = {
     "no_beacon_lost": (set(), {"terminals"}),
     "beacons_queued_offline": ({"terminal"}, {"min"}),
     "frame_loss": (set(), {"terminal", "max_pct"}),
+    "protected": ({"terminal"}, {"min_pct", "max_pct"}),
     "mouth_to_ear": ({"max_ms"}, {"terminal", "p"}),
     "late_entry": ({"terminal"}, {"min"}),
     "gateway": ({"counter"}, {"min", "max"}),
@@ -75,6 +77,7 @@ TERMINAL_KEYS = {
     "bad_fix_rate",
     "talk_per_h",
     "probe",
+    "live_voice",
     "impairment",
     "beacons",
     "emergency_talk",

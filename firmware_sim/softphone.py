@@ -1,10 +1,11 @@
 """The softphone: a PC as a handheld — microphone, speaker, PTT — on the real protocol client.
 
-:class:`Softphone` owns an :class:`AsyncTerminalClient`, encodes the microphone with the codec's
-:class:`VoiceSender` while it holds the floor (real-time pace: 20 ms of audio per tick) and plays
-what it receives through the jitter buffer and decoder (:class:`VoicePlayer`), sending receiver
-reports. The keyboard UI around it is :mod:`firmware_sim.softphone_cli`; tests drive it directly
-with WAV files in place of a sound card.
+:class:`Softphone` owns an :class:`AsyncTerminalClient`, encodes the microphone while it holds
+the floor (real-time pace: 20 ms of audio per tick) with loss-adaptive protection driven by the
+receiver reports the gateway forwards, and plays what it receives through the jitter buffer and
+decoder, sending receiver reports — all through one :class:`devices.voice.VoiceSession`. The
+keyboard UI around it is :mod:`xixin.commands.terminal`; tests drive it directly with WAV files
+in place of a sound card.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from codec.opus import EncoderSettings
-from codec.stream import VoicePlayer, VoiceSender
+from codec.protection import ProtectionPolicy
 from devices.aio_client import AsyncTerminalClient
 from devices.session import (
     Command,
@@ -29,7 +29,7 @@ from devices.session import (
     body_key,
     key_fields,
 )
-from devices.values import report_message
+from devices.voice import VoiceSession
 from firmware_sim.audio import CHUNK, RATE, Microphone, Speaker, WavMicrophone
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class Softphone:
         mic: Microphone,
         speaker: Speaker,
         logger: logging.Logger | None = None,
+        policy: ProtectionPolicy | None = None,
     ) -> None:
         if not talkgroups:
             raise ValueError("the softphone needs at least one talkgroup")
@@ -64,8 +65,8 @@ class Softphone:
         self.mic = mic
         self.speaker = speaker
         self.log = logger or log
-        self.sender = VoiceSender(EncoderSettings(sample_rate=RATE))
-        self.player = VoicePlayer(RATE)
+        # Talk with loss-adaptive protection, listen with receiver reports (§9).
+        self.voice = VoiceSession(RATE, policy=policy, logger=self.log)
         self.ptt: Ptt | None = None
         self.sos = False
         self.messages: list[str] = []  # texts, denials, revocations: the UI's message line
@@ -73,7 +74,6 @@ class Softphone:
         self.sent_frames = 0
         self._task: asyncio.Task[None] | None = None
         self._next_pull = 0.0
-        self._next_report = 0.0
         client.handler = self
 
     def note(self, text: str) -> None:
@@ -116,8 +116,9 @@ class Softphone:
         if ptt is None:
             return
         now = time.monotonic()
-        if ptt.phase == "talking" and self.sender.burst is not None:
-            self.client.send_frame(self.sender.end_burst(now), key=ptt.key)
+        end = self.voice.end_talk(now) if ptt.phase == "talking" else None
+        if end is not None:
+            self.client.send_frame(end, key=ptt.key)
             self.sent_frames += 1
         if self.client.is_connected:
             self.client.send_request(*self.client.session.floor_release(now, **key_fields(ptt.key)))
@@ -144,8 +145,16 @@ class Softphone:
     def on_incoming(self, incoming: Incoming, now: float) -> None:
         if isinstance(incoming, FrameIn):
             if incoming.frame is not None and incoming.key == self._listening_key():
-                self.player.receive(incoming.frame, now)
+                report = self.voice.hear(incoming.key, incoming.frame, now)
+                if report is not None and self.client.is_connected:
+                    self.client.send(self.client.session.report(report))
+        elif isinstance(incoming, Control) and self.voice.on_forwarded(incoming.body, now):
+            return  # a listener's report, forwarded by the gateway: the sender adapted
         elif isinstance(incoming, Reply | Control | FloorNews):
+            if incoming.body.get("type") == "floor_idle":
+                key = body_key(incoming.body)
+                if key is not None:
+                    self.voice.ended(key)
             self._floor(incoming.body, now)
         elif isinstance(incoming, Command):
             text = incoming.body.get("text")
@@ -171,7 +180,7 @@ class Softphone:
             burst = body.get("burst")
             if isinstance(burst, int):
                 ptt.phase, ptt.burst = "talking", burst
-                self.sender.start_burst(burst, now)
+                self.voice.start_talk(burst, now, key=ptt.key)
                 if isinstance(self.mic, WavMicrophone):
                     self.mic.rewind()
         elif kind == "floor_queued":
@@ -188,7 +197,7 @@ class Softphone:
 
     async def _run(self) -> None:
         start = time.monotonic()
-        self._next_pull = self._next_report = start
+        self._next_pull = start
         ticks = 0
         while True:
             ticks += 1
@@ -204,22 +213,15 @@ class Softphone:
             if now >= ptt.stop_at:
                 self.release()
             else:
-                for frame in self.sender.push_pcm(self.mic.read(CHUNK), now):
+                for frame in self.voice.talk(self.mic.read(CHUNK), now):
                     self.client.send_frame(frame, key=ptt.key)
                     self.sent_frames += 1
         while self._next_pull <= now:
-            chunk = self.player.pull(now)
+            chunk = self.voice.pull(now)
             self.speaker.play(chunk.pcm)
             if chunk.item.kind.value != "silence":
                 self.heard_ms += chunk.item.duration_ms
             self._next_pull += max(chunk.item.duration_ms, 10.0) / 1000.0
-        if now >= self._next_report:
-            self._next_report = now + 1.0
-            key = self._listening_key()
-            if key is not None and self.client.is_connected:
-                report = self.player.receiver_report(now, **key_fields(key))
-                if report is not None:
-                    self.client.send(self.client.session.report(report_message(report)))
 
     # ---- what the UI shows ---------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from codec.errors import CodecError
 from codec.frame import VoiceFrame
 from codec.opus import OPUS_CLOCK, EncoderSettings, OpusEncoder, Pcm16
 from codec.pcm import read_wav, resample
+from devices.voice import VoiceSession
 from firmware_sim.errors import AudioError, SimError
 
 TS_MOD = 1 << 32
@@ -229,8 +230,9 @@ class BurstSender:
             out.append(self._message(count, end=self._sent + count >= self._total))
         return out
 
-    def stop(self) -> VoiceFrame | None:
+    def stop(self, now: float = 0.0) -> VoiceFrame | None:
         """End early (release / revoke): a bare END marker, or None if already ended."""
+        del now
         if self.ended or self.burst is None:
             return None
         return self._message(0, end=True)
@@ -255,3 +257,74 @@ class BurstSender:
         if end:
             self.ended = True
         return frame
+
+
+class LiveBurstSender:
+    """Paces one talk burst like :class:`BurstSender`, but encodes the reel's speech at run
+    time through a :class:`devices.voice.VoiceSession`: with the loss-adaptive protection that
+    the receiver reports forwarded to this terminal ask for (docs/protocol.md §9.3). Each
+    message is encoded when its audio has been captured; the burst ends with a bare END."""
+
+    def __init__(self, reel: SpeechReel, voice: VoiceSession) -> None:
+        if voice.sample_rate != SPEECH_RATE:
+            raise SimError(f"live talkers encode {SPEECH_RATE} Hz speech")
+        self.reel = reel
+        self.voice = voice
+        self.per_message = voice.sender.packets_per_message
+        self.burst: int | None = None
+        self._start = 0.0
+        self._offset = 0  # in packets of the reel
+        self._total = 0
+        self._sent = 0
+        self.ended = True
+
+    @property
+    def span_s(self) -> float:
+        return self.per_message * PACKET_MS / 1000.0
+
+    def start(
+        self, burst: int, now: float, wall_s: float, duration_s: float, rng: random.Random
+    ) -> None:
+        """Capture begins at `now` (monotonic) = `wall_s` (wall clock)."""
+        self.burst = burst
+        self._start = now
+        self._offset = rng.randrange(len(self.reel.packets))
+        self._total = max(self.per_message, int(duration_s * 1000 / PACKET_MS))
+        self._sent = 0
+        self.ended = False
+        self.voice.start_talk(burst, now, timestamp=wall_to_ts(wall_s))
+
+    @property
+    def next_due(self) -> float:
+        upto = min(self._total, self._sent + self.per_message)
+        return self._start + upto * PACKET_MS / 1000.0
+
+    @property
+    def finished_audio(self) -> bool:
+        return self._sent >= self._total
+
+    def due(self, now: float) -> list[VoiceFrame]:
+        """Messages whose audio has been captured by `now`; then the END marker."""
+        out: list[VoiceFrame] = []
+        size = SPEECH_RATE * PACKET_MS // 1000
+        pcm, n = self.reel.pcm, len(self.reel.packets)
+        while not self.ended and self.next_due <= now + 1e-9:
+            at = self.next_due
+            count = min(self.per_message, self._total - self._sent)
+            first = (self._offset + self._sent) % n
+            index = [(first + i) % n for i in range(count)]
+            chunk = np.concatenate([pcm[i * size : (i + 1) * size] for i in index])
+            self._sent += count
+            out += self.voice.talk(chunk, at)
+            if self._sent >= self._total:
+                end = self.stop(at)
+                if end is not None:
+                    out.append(end)
+        return out
+
+    def stop(self, now: float = 0.0) -> VoiceFrame | None:
+        """End (release / revoke / all said): the last message, or None if already ended."""
+        if self.ended or self.burst is None:
+            return None
+        self.ended = True
+        return self.voice.end_talk(now)

@@ -215,7 +215,9 @@ def _number(
     return float(value)
 
 
-def _parse_rr(body: dict[str, Any]) -> ReceiverReport:
+def parse_rr(body: dict[str, Any]) -> ReceiverReport:
+    """The fields of an `rr` object (§9.1); ControlError if one is missing or out of range.
+    Also reads the report the gateway forwards to a talker (its `from` is left to the caller)."""
     tg, call = _target(body, "")
     burst = _number(body, "burst", 1, 0xFFFF, integer=True)
     loss = _number(body, "loss_pct", 0, 100)
@@ -331,7 +333,7 @@ def parse_request(payload: bytes) -> Request:
         )
     if msg_type == "rr":
         try:
-            return _parse_rr(body)
+            return parse_rr(body)
         except ControlError as exc:
             raise ControlError("bad_rr", exc.message, reply=False) from exc
     if msg_type not in REQUEST_TYPES:

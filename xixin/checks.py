@@ -174,6 +174,19 @@ def frame_loss(c: CheckContext, a: dict[str, Any]) -> Verdict:
     return loss <= want, f"{loss:.2f} % lost ({received}/{expected}; want <= {want:g} %)"
 
 
+def protected(c: CheckContext, a: dict[str, Any]) -> Verdict:
+    """The share of a talker's frames sent with RED or FEC (§9.3), and the reports it used."""
+    stats = c.terminals[a["terminal"]].firmware.stats
+    if not stats.frames_sent:
+        return False, f"{a['terminal']} sent no frames"
+    pct = 100.0 * stats.frames_protected / stats.frames_sent
+    low, high = float(a.get("min_pct", 0.0)), float(a.get("max_pct", 100.0))
+    return low <= pct <= high, (
+        f"{a['terminal']} protected {stats.frames_protected}/{stats.frames_sent} frames "
+        f"({pct:.1f} %, want {low:g}-{high:g} %) after {stats.reports_applied} forwarded reports"
+    )
+
+
 def mouth_to_ear(c: CheckContext, a: dict[str, Any]) -> Verdict:
     h = _merged(c, a, lambda t: t.firmware.stats.mouth_to_ear)
     a = {"p": 95, **a}
@@ -265,6 +278,7 @@ CHECKERS: dict[str, Callable[[CheckContext, dict[str, Any]], Verdict]] = {
     "no_beacon_lost": no_beacon_lost,
     "beacons_queued_offline": queued_offline,
     "frame_loss": frame_loss,
+    "protected": protected,
     "mouth_to_ear": mouth_to_ear,
     "late_entry": late_entry,
     "gateway": gateway,

@@ -139,6 +139,7 @@ def firmware_config(spec: TerminalSpec) -> FirmwareConfig:
         talk=TalkPattern("poisson", rate_per_h=rate) if rate > 0 else TalkPattern(),
         beacons=bool(o.get("beacons", True)),
         probe=bool(o.get("probe", False)),
+        live_voice=bool(o.get("live_voice", False)),
         emergency_talk_s=seconds(o.get("emergency_talk", 6.0), f"{spec.id} emergency_talk"),
         responder=responder_config(spec.id, o.get("responder") or {}),
     )

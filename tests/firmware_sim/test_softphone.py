@@ -83,6 +83,11 @@ def test_talk_from_a_wav_file_and_hear_it_in_another(
     assert loud_in >= 1.0
     assert abs(loud_out - loud_in) <= 0.2, (loud_in, loud_out)
     assert listener.heard_ms >= 1800
+    # Receiver reports went up while it listened, and the gateway forwarded them to the talker,
+    # whose protection controller took them in (§9.3; whether it protected depends on what a
+    # loaded machine made arrive late).
+    assert listener.voice.counters.reports_sent >= 2
+    assert talker.voice.counters.reports_applied >= 1
     # What came out is the speech that went in: envelopes (20 ms) correlate at some lag.
     env_in = _envelope(speech[: 2 * RATE])
     env_out = _envelope(samples)

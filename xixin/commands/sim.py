@@ -74,6 +74,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="decoding listeners per process, for mouth-to-ear delay (default 8)",
     )
     sim.add_argument(
+        "--live-talkers",
+        action="store_true",
+        help="talkers encode their speech at run time with loss-adaptive protection, driven by "
+        "the probes' receiver reports (default: replay pre-encoded speech, unprotected)",
+    )
+    sim.add_argument(
         "--message-ms",
         type=int,
         choices=(20, 40, 60),
@@ -168,6 +174,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             talkers_pct=args.talkers_pct,
             talk_rate_per_h=args.talk_rate,
             probes=args.probes,
+            live_talkers=args.live_talkers,
             packets_per_message=args.message_ms // 20,
             impairment=impairment,
             bad_fix_rate=args.bad_fix_rate,

@@ -20,6 +20,7 @@ import time
 import tty
 from pathlib import Path
 
+from codec.protection import ProtectionPolicy, ProtectMode
 from devices.aio_client import AsyncTerminalClient
 from devices.tls import client_tls_context
 from firmware_sim.audio import open_audio
@@ -75,6 +76,13 @@ def add_terminal_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     p.add_argument("--wav-in", type=Path, help="talk from this WAV file instead of a microphone")
     p.add_argument("--wav-out", type=Path, help="write what you hear to this WAV file")
     p.add_argument("--no-card", action="store_true", help="do not try the sound card")
+    p.add_argument(
+        "--protect",
+        choices=[mode.value for mode in ProtectMode],
+        default=ProtectMode.AUTO.value,
+        help="loss protection of what you say (docs/protocol.md §9.3): auto adapts to the "
+        "listeners' receiver reports (default); off, fec and red force a mode",
+    )
     p.set_defaults(handler=cmd_terminal)
 
 
@@ -147,7 +155,8 @@ def cmd_terminal(args: argparse.Namespace) -> int:
         print(f"xixin terminal: {one_line(exc)}", file=sys.stderr)
         return 2
     client = AsyncTerminalClient(args.device, secret, address.host, address.port, tls=tls)
-    phone = Softphone(client, talkgroups, mic, speaker)
+    policy = ProtectionPolicy(mode=ProtectMode(args.protect))
+    phone = Softphone(client, talkgroups, mic, speaker, policy=policy)
     try:
         return asyncio.run(_main(phone))
     except KeyboardInterrupt:
