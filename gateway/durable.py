@@ -139,6 +139,7 @@ class DurableWriter(Generic[T]):
         # taken by submit(), which must not wait.
         self._count_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._opened = threading.Event()  # the journal a previous run left is counted
         self._started = False
         self._stop_requested = False
         self._stopping = False  # the thread has seen the stop request
@@ -195,6 +196,15 @@ class DurableWriter(Generic[T]):
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def wait_caught_up(self, timeout: float) -> bool:
+        """Wait (blocking) until what was submitted, and what a previous run journalled, is
+        committed; False if it is not within `timeout` (the database is down)."""
+        deadline = self._clock() + timeout
+        self._opened.wait(timeout)
+        while self.backlog and self._clock() < deadline:
+            self._sleep(0.02)
+        return self._opened.is_set() and not self.backlog
+
     @property
     def journal_items(self) -> int:
         journal = self._journal
@@ -247,6 +257,7 @@ class DurableWriter(Generic[T]):
         except Exception:
             self.internal_errors += 1
             self.log.exception("%s: the journal at %s cannot be used", self.label, self.journal_dir)
+        self._opened.set()
         while True:
             try:
                 if not self._cycle():

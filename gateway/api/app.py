@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.api.auth import CurrentAccount
 from gateway.api.routes import (
+    alarms,
     audit,
     auth,
     devices,
@@ -106,7 +107,9 @@ def create_app(service: GatewayService, security: HttpSecurity | None = None) ->
     app.state.ip_throttle = LoginThrottle(
         security.login_max_failures * 4, security.login_window_s, security.login_lockout_s
     )
-    for module in (auth, health, devices, talkgroups, recordings, metrics, events, tracking, audit):
+    for module in (
+        auth, health, devices, alarms, talkgroups, recordings, metrics, events, tracking, audit,
+    ):  # fmt: skip
         app.include_router(module.router)
     app.add_middleware(SecurityMiddleware, security=security)
     app.add_exception_handler(ForbiddenError, _forbidden)
