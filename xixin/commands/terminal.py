@@ -75,6 +75,11 @@ def add_terminal_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     p.add_argument("--wav-in", type=Path, help="talk from this WAV file instead of a microphone")
     p.add_argument("--wav-out", type=Path, help="write what you hear to this WAV file")
     p.add_argument("--no-card", action="store_true", help="do not try the sound card")
+    p.add_argument(
+        "--position",
+        type=_position,
+        help="where this PC is, LAT,LON in degrees: sent with an SOS (protocol §5.1)",
+    )
     p.set_defaults(handler=cmd_terminal)
 
 
@@ -130,6 +135,16 @@ def _talkgroups(args: argparse.Namespace, identity: Identity) -> list[str]:
     return list(org.default_affiliation(unit, role))
 
 
+def _position(text: str) -> tuple[float, float]:
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LAT,LON") from exc
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise argparse.ArgumentTypeError(f"{text!r} is outside -90..90, -180..180")
+    return lat, lon
+
+
 def cmd_terminal(args: argparse.Namespace) -> int:
     try:
         address = BrokerAddress.parse(args.broker)
@@ -146,7 +161,10 @@ def cmd_terminal(args: argparse.Namespace) -> int:
     except EXPECTED_ERRORS as exc:
         print(f"xixin terminal: {one_line(exc)}", file=sys.stderr)
         return 2
-    client = AsyncTerminalClient(args.device, secret, address.host, address.port, tls=tls)
+    where: tuple[float, float] | None = args.position
+    client = AsyncTerminalClient(
+        args.device, secret, address.host, address.port, tls=tls, position=lambda: where
+    )
     phone = Softphone(client, talkgroups, mic, speaker)
     try:
         return asyncio.run(_main(phone))

@@ -199,7 +199,9 @@ class GatewayView:
         by = self._caller.account.name if self._caller is not None else "gateway"
         command_id = self._runner.send_command(device_id, cmd, by, **fields)
         record = self._control.command_log.get(command_id)
-        self._record("command", device_id, record.state, detail | {"id": command_id})
+        self._record(
+            "command", device_id, "sent", detail | {"id": command_id, "state": record.state}
+        )
         return record
 
     def commands(self, device_id: str, stored: list[CommandRecord]) -> list[CommandRecord]:
