@@ -401,9 +401,7 @@ class TerminalClient:
     def answer_radio_check(self, command_id: str) -> None:
         """Answer a `radio_check` with `battery` and `signal` (§5.4); the client does this by
         itself when one arrives."""
-        self._publish(
-            self.session.ack(command_id, True, battery=self.battery, signal=self.signal)
-        )
+        self._publish(self.session.ack(command_id, True, battery=self.battery, signal=self.signal))
 
     def send_report(self, report: dict[str, Any]) -> None:
         """Send a receiver report (`rr`), e.g. devices.values.report_message(report)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from protocol.org import Organisation
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+RECENT_LIMIT = 5000
 
 
 class AlarmDesk:
@@ -52,6 +54,8 @@ class AlarmDesk:
         self.writer = RowWriter(engine, [alarms], name="alarm writer", journal_dir=journal_dir,
                                 logger=self.log)  # fmt: skip
         self.queue = AlarmQueue(org.parent, self.policy)
+        # The latest changes, which the database may not show yet (its writer is behind).
+        self._recent: OrderedDict[int, Alarm] = OrderedDict()
 
     def load(self) -> None:
         """Take the open alarms a previous run left (blocking; before `start`)."""
@@ -121,7 +125,8 @@ class AlarmDesk:
         """Alarms as stored, with the open ones as they are now (a change may still be on its
         way to the database), newest first."""
         stored = await asyncio.to_thread(find_alarms, self.engine, where)
-        live = {a.id: a for a in self.queue.open_alarms()}
+        live = dict(self._recent)  # newer than the database: closed ones included
+        live.update((a.id, a) for a in self.queue.open_alarms())
         merged = {a.id: live.get(a.id, a) for a in stored}
         for alarm in live.values():
             if alarm.id not in merged and _matches(alarm, where):
@@ -136,6 +141,11 @@ class AlarmDesk:
         if not changed:
             return
         self.writer.submit([("alarms", alarm_row(a)) for a in changed])
+        for alarm in changed:
+            self._recent[alarm.id] = alarm
+            self._recent.move_to_end(alarm.id)
+        while len(self._recent) > RECENT_LIMIT:
+            self._recent.popitem(last=False)
         for alarm in changed:
             self.log.info("alarm %d %s %s: %s", alarm.id, alarm.kind, alarm.device, alarm.state)
         if self.hub is not None:

@@ -35,7 +35,12 @@ def test_the_org_has_three_tiers_above_a_grid() -> None:
 def test_raise_acknowledge_close() -> None:
     q = queue()
     raised = q.raise_alarm("sos", "T001", GRID, 100.0, HERE)
-    assert (raised.id, raised.state, raised.position, raised.active) == (1, "unattended", HERE, True)
+    assert (raised.id, raised.state, raised.position, raised.active) == (
+        1,
+        "unattended",
+        HERE,
+        True,
+    )
     acked = q.acknowledge(1, "wang", 110.0)
     assert (acked.state, acked.acknowledged_by, acked.acknowledged_at) == (
         "acknowledged", "wang", 110.0,
