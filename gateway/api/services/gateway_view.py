@@ -130,7 +130,7 @@ class GatewayView:
             enabled=device.enabled,
             presence=presence.state,
             presence_since_ms=presence.since_ms or None,
-            battery=self._battery(device.id) if presence.battery is None else presence.battery,
+            battery=_first(self._battery(device.id), presence.battery),
             talkgroups=sorted(info.talkgroups) if info else [],
             sos=device.id in control.alarms,
             online=device.enabled and presence.state == "online",
@@ -228,3 +228,8 @@ class GatewayView:
         if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_CHARS:
             raise ForbiddenError(f"monitor needs a `reason` (1-{MAX_REASON_CHARS} characters)")
         return {"seconds": seconds, "by": own, "reason": reason.strip()}
+
+
+def _first(*values: int | None) -> int | None:
+    """The first value that is known."""
+    return next((v for v in values if v is not None), None)
