@@ -5,6 +5,7 @@ keeps open alarms, queued commands and the stun; a grid dispatcher cannot touch 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,9 +16,10 @@ from fastapi.testclient import TestClient
 
 from devices.client import TerminalClient
 from devices.values import Beacon
+from gateway.alarms.queue import AlarmPolicy
 from gateway.api import create_app
 from gateway.service import GatewayService, ServiceConfig
-from tests.gateway.signin import bearer, sign_in
+from tests.gateway.signin import ORIGIN, bearer, sign_in
 from tests.gateway.signin import client as signin_client
 
 HERE = (30.6598, 104.0633)  # lat, lon
@@ -36,8 +38,8 @@ def until(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
 class Gateway:
     """A full gateway service on a data directory, with a signed-in admin client."""
 
-    def __init__(self, data_dir: Path, admin: str) -> None:
-        self.service = GatewayService(ServiceConfig(data_dir=data_dir, device_poll_s=0.2))
+    def __init__(self, data_dir: Path, admin: str, **config: Any) -> None:
+        self.service = GatewayService(ServiceConfig(data_dir=data_dir, device_poll_s=0.2, **config))
         self._context = signin_client(create_app(self.service))
         self.http: TestClient = self._context.__enter__()
         sign_in(self.http, self.service, "admin", admin)
@@ -247,3 +249,40 @@ def test_a_grid_dispatcher_cannot_act_on_another_grids_alarm_or_device(
         assert acked.status_code == 200 and acked.json()["acknowledged_by"] == "g6"
     finally:
         http.cookies.update(cookies)
+
+
+def test_an_unattended_sos_escalates_and_every_change_is_streamed(tmp_path: Path) -> None:
+    gw = Gateway(tmp_path, "admin", alarms=AlarmPolicy(escalate_after_s=1.0))
+    try:
+        secret = add(gw, "T001", "grid-01")
+        terminal = gw.terminal("T001", secret)
+        seen: list[dict[str, Any]] = []
+        token = bearer(gw.http, gw.service, "area:" + str(gw.service.org.parent("grid-01")), "a1")
+        headers = {"Origin": ORIGIN, "Authorization": f"Bearer {token}"}
+        with gw.http.websocket_connect("ws://localhost/api/events", headers=headers) as ws:
+
+            def read() -> None:  # until the alarm has reached the centre
+                while not any(m["alarm"]["escalations"] == 2 for m in seen):
+                    message = ws.receive_json()
+                    if message["kind"] == "alarm":
+                        seen.append(message)
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            try:
+                terminal.sos(True)
+                reader.join(30)
+            finally:
+                terminal.disconnect()
+            assert not reader.is_alive(), f"no escalation to the centre streamed: {seen}"
+        org = gw.service.org
+        area = org.parent("grid-01")
+        steps = [(m["alarm"]["state"], m["alarm"]["escalated_to"]) for m in seen]
+        assert steps == [
+            ("unattended", None), ("unattended", area), ("unattended", org.centre.id),
+        ]  # fmt: skip
+        assert all(m["device"] == "T001" for m in seen)
+        (alarm,) = gw.alarms(kind="sos")
+        assert alarm["escalations"] == 2 and alarm["escalated_to"] == org.centre.id
+    finally:
+        gw.close()
