@@ -76,4 +76,7 @@ def downgrade() -> None:
     op.drop_table("alarms")
     op.drop_table("commands")
     with op.batch_alter_table("devices") as batch:
+        if op.get_bind().dialect.name == "sqlite":  # PostgreSQL's native boolean has no CHECK
+            # first: SQLite's copy of the table would keep it, naming a column it lacks
+            batch.drop_constraint(op.f("ck_devices_stunned_bool"), type_="check")
         batch.drop_column("stunned")
