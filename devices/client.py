@@ -261,10 +261,12 @@ class TerminalClient:
             self.log.info("%s disconnected: %s", self.device_id, reason)
 
     def disconnect(self) -> None:
-        """Clean power-off: publish offline, then DISCONNECT (no Last Will)."""
+        """Clean power-off: publish offline, then DISCONNECT (no Last Will). Without a
+        connection (the broker dropped it: a disabled account) there is nothing to tell."""
         status = self.session.status("offline", _now_ms(), battery=self.battery, reason="shutdown")
         info = self._mqtt.publish(status.topic, status.payload, qos=1, retain=True)
-        info.wait_for_publish(2.0)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            info.wait_for_publish(2.0)
         self._mqtt.disconnect()
         self._mqtt.loop_stop()
 
