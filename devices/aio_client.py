@@ -98,6 +98,8 @@ class AsyncTerminalClient:
         gate: FrameGate | None = None,
         on_frame: Callable[[FrameIn, float], None] | None = None,
         battery: Callable[[], int | None] | None = None,
+        signal: Callable[[], int | None] | None = None,
+        position: Callable[[], tuple[float, float] | None] | None = None,
         decode_frames: bool = True,
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
@@ -123,6 +125,8 @@ class AsyncTerminalClient:
         self.gate = gate
         self.on_frame = on_frame
         self.battery = battery or (lambda: None)
+        self.signal = signal or (lambda: None)  # link quality 0-100 for a radio_check
+        self.position = position or (lambda: None)  # (lat, lon) sent with an SOS
         self.backoff = (backoff_initial, backoff_max)
         self.clock = clock
         self.log = logger or log
@@ -453,7 +457,15 @@ class AsyncTerminalClient:
         return await self._await(pending, message)
 
     async def sos(self, active: bool = True) -> dict[str, Any]:
-        return await self.request("sos", active=active)
+        """Raise or cancel an SOS, with `position()` when the terminal has one (§5.1)."""
+        pending, message = self.sos_request(active)
+        return await self._await(pending, message)
+
+    def sos_request(self, active: bool) -> tuple[PendingRequest, Outgoing]:
+        """The SOS request to send (with `send_request`), carrying the position if known."""
+        where = self.position()
+        lat, lon = where if where is not None else (None, None)
+        return self.session.sos(self.clock(), active, lat, lon)
 
     async def status_msg(
         self, code: str, text: str | None = None, incident: int | None = None
@@ -475,6 +487,10 @@ class AsyncTerminalClient:
 
     def ack(self, command_id: str, ok: bool = True, detail: str | None = None) -> None:
         self.send(self.session.ack(command_id, ok, detail))
+
+    def answer_radio_check(self, command_id: str) -> None:
+        """Answer a `radio_check` with `battery()` and `signal()` (§5.4)."""
+        self.send(self.session.ack(command_id, True, battery=self.battery(), signal=self.signal()))
 
     async def _await(self, pending: PendingRequest, message: Outgoing) -> dict[str, Any]:
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

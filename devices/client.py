@@ -111,6 +111,10 @@ class TerminalClient:
         self.session = TerminalSession(device_id, retry=retry)
         self.beacons = beacons or BeaconQueue()
         self.battery: int | None = None
+        #: link quality 0-100 reported to a `radio_check` (§5.4); None: not known
+        self.signal: int | None = None
+        #: where the terminal is (lat, lon), sent with an SOS (§5.1); None: no fix
+        self.position: tuple[float, float] | None = None
         protocol = mqtt.MQTTv5 if mqtt_v5 else mqtt.MQTTv311
         self._mqtt = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=device_id, protocol=protocol
@@ -243,10 +247,12 @@ class TerminalClient:
             self.log.info("%s disconnected: %s", self.device_id, reason)
 
     def disconnect(self) -> None:
-        """Clean power-off: publish offline, then DISCONNECT (no Last Will)."""
+        """Clean power-off: publish offline, then DISCONNECT (no Last Will). Without a
+        connection (the broker dropped it: a disabled account) there is nothing to tell."""
         status = self.session.status("offline", _now_ms(), battery=self.battery, reason="shutdown")
         info = self._mqtt.publish(status.topic, status.payload, qos=1, retain=True)
-        info.wait_for_publish(2.0)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            info.wait_for_publish(2.0)
         self._mqtt.disconnect()
         self._mqtt.loop_stop()
 
@@ -372,7 +378,9 @@ class TerminalClient:
         return self.request("floor_release", timeout, tg=tg, call=call)
 
     def sos(self, active: bool = True, timeout: float | None = None) -> dict[str, Any]:
-        return self.request("sos", timeout, active=active)
+        """Raise or cancel an SOS, with `position` when the terminal has one."""
+        lat, lon = self.position if self.position is not None else (None, None)
+        return self.request("sos", timeout, active=active, lat=lat, lon=lon)
 
     def status_msg(
         self, code: str, text: str | None = None, incident: int | None = None
@@ -394,6 +402,11 @@ class TerminalClient:
 
     def ack(self, command_id: str, ok: bool = True, detail: str | None = None) -> None:
         self._publish(self.session.ack(command_id, ok, detail))
+
+    def answer_radio_check(self, command_id: str) -> None:
+        """Answer a `radio_check` with `battery` and `signal` (§5.4); the client does this by
+        itself when one arrives."""
+        self._publish(self.session.ack(command_id, True, battery=self.battery, signal=self.signal))
 
     def send_report(self, report: dict[str, Any]) -> None:
         """Send a receiver report (`rr`), e.g. devices.values.report_message(report)."""
@@ -589,6 +602,8 @@ class TerminalClient:
             body = incoming.body
         elif isinstance(incoming, Control | FloorNews | PeerStatus | Command):
             body = incoming.body
+            if isinstance(incoming, Command) and incoming.cmd == "radio_check":
+                self.answer_radio_check(incoming.id)
         else:
             return  # own echo, malformed frame or unreadable JSON (counted by the session)
         if self.on_control is not None:

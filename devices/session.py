@@ -230,8 +230,13 @@ class TerminalSession:
             target_key(tg=tg)
         return self.request("affiliate", now, tgs=list(tgs))
 
-    def sos(self, now: float, active: bool) -> tuple[PendingRequest, Outgoing]:
-        return self.request("sos", now, active=active)
+    def sos(
+        self, now: float, active: bool, lat: float | None = None, lon: float | None = None
+    ) -> tuple[PendingRequest, Outgoing]:
+        """Raise or cancel an SOS; with the terminal's own position when it has a fix (§5.1)."""
+        if (lat is None) != (lon is None):
+            raise SessionError("an SOS position needs both lat and lon")
+        return self.request("sos", now, active=active, lat=lat, lon=lon)
 
     def status_msg(
         self, now: float, code: str, text: str | None = None, incident: int | None = None
@@ -252,10 +257,24 @@ class TerminalSession:
             "report", now, category=category, text=text, lat=lat, lon=lon, voice=voice or None
         )
 
-    def ack(self, command_id: str, ok: bool = True, detail: str | None = None) -> Outgoing:
+    def ack(
+        self,
+        command_id: str,
+        ok: bool = True,
+        detail: str | None = None,
+        *,
+        battery: int | None = None,
+        signal: int | None = None,
+    ) -> Outgoing:
+        """The answer to a `command` (§5.4); a `radio_check`'s carries battery and signal."""
         body: dict[str, Any] = {"v": 1, "type": "ack", "re": command_id, "ok": ok}
         if detail is not None:
             body["detail"] = detail
+        for name, value in (("battery", battery), ("signal", signal)):
+            if value is not None:
+                if not 0 <= value <= 100:
+                    raise SessionError(f"{name} must be 0..100")
+                body[name] = int(value)
         return Outgoing(self.ctrl_up, _json(body), 1)
 
     def report(self, report: dict[str, Any]) -> Outgoing:

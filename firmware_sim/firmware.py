@@ -96,6 +96,7 @@ class Firmware:
         self.connected = False
         self.powered_off = False
         self.sos_active = False
+        self.last_position: tuple[float, float] | None = None  # sent with an SOS (§5.1)
         self.affiliated: tuple[str, ...] = ()
         self.assignment: dict[str, Any] | None = None
         self.responder = IncidentResponder(config.responder, rng)
@@ -462,6 +463,16 @@ class Firmware:
         elif cmd == "config":
             ok, detail, interval = parse_settings(body.get("settings"))
             self.beacon_interval = interval or self.beacon_interval
+        elif cmd == "status":
+            self.stats.texts.append(f"[{body.get('code')}] {body.get('text') or ''}".strip())
+        elif cmd == "radio_check":
+            battery = self.battery.percent
+            signal = round(100.0 - self.config.impairment.loss_pct)  # what it sees of the link
+            self.outbox.append(
+                Send(self.session.ack(command.id, True, battery=battery, signal=signal))
+            )
+            self._settle(now)
+            return
         elif cmd == "monitor":
             peer, seconds = body.get("by"), body.get("seconds")
             if isinstance(peer, str) and isinstance(seconds, int | float) and seconds > 0:
@@ -518,7 +529,10 @@ class Firmware:
         """The emergency button: raise (and talk on the home talkgroup) or cancel the SOS."""
         self.sos_active = active
         if self.connected:
-            pending, message = self.session.sos(now, active)
+            where = self.last_position
+            pending, message = self.session.sos(
+                now, active, *(where if where is not None else (None, None))
+            )
             self.outbox.append(SendRequest(pending, message))
         if active and self.ptt is None:
             self.press(now, hold_s=self.config.emergency_talk_s, emergency=True)
@@ -587,6 +601,8 @@ class Firmware:
         detour = None if away is None else (away, self.responder.moving(now))
         fix = self.gps.fix(now, self.wall_ms(now), self.battery.percent, detour)
         self.stats.fixes += 1
+        if fix.bad is None:
+            self.last_position = (fix.beacon.lat, fix.beacon.lon)
         if fix.bad is not None:
             self.stats.bump(self.stats.bad_fixes, fix.bad)
         self.outbox.append(SendBeacon(fix.beacon))

@@ -126,7 +126,8 @@ class Softphone:
     def toggle_sos(self) -> None:
         self.sos = not self.sos
         if self.client.is_connected:
-            self.client.send_request(*self.client.session.sos(time.monotonic(), self.sos))
+            # with the position the client knows (`xixin terminal --position`), if any
+            self.client.send_request(*self.client.sos_request(self.sos))
 
     # ---- TerminalHandler -----------------------------------------------------------------
 
@@ -161,7 +162,12 @@ class Softphone:
             self.note(f"{incoming.cmd}: {text}" if text else f"command {incoming.cmd}")
             if incoming.cmd == "stun" and self.ptt is not None:
                 self.release()
-            self.client.ack(incoming.id, incoming.cmd in ("text", "assign", "stun", "revive"))
+            if incoming.cmd == "radio_check":
+                self.client.answer_radio_check(incoming.id)
+                return
+            known = ("text", "assign", "stun", "revive", "status")
+            self.client.ack(incoming.id, incoming.cmd in known, None if incoming.cmd in known
+                            else "unknown command")  # fmt: skip
 
     def _listening_key(self) -> str | None:
         """The call to play: the selected talkgroup if busy, else any busy one."""

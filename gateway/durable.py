@@ -198,6 +198,15 @@ class DurableWriter(Generic[T]):
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def wait_caught_up(self, timeout: float) -> bool:
+        """Wait (blocking) until what was submitted, and what a previous run journalled, is
+        committed; False if it is not within `timeout` (the database is down)."""
+        deadline = self._clock() + timeout
+        self.opened.wait(timeout)
+        while self.backlog and self._clock() < deadline:
+            self._sleep(0.02)
+        return self.opened.is_set() and not self.backlog
+
     @property
     def journal_items(self) -> int:
         journal = self._journal

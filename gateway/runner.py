@@ -240,8 +240,12 @@ class GatewayRunner:
         self.control.update_directory(directory, time.monotonic(), _wall_ms())
         self._drain()
 
-    def send_command(self, device: str, cmd: str, **fields: object) -> str:
-        command_id = self.control.send_command(device, cmd, time.monotonic(), _wall_ms(), **fields)
+    def send_command(
+        self, device: str, cmd: str, issued_by: str = "gateway", **fields: object
+    ) -> str:
+        command_id = self.control.send_command(
+            device, cmd, time.monotonic(), _wall_ms(), issued_by, **fields
+        )
         self._drain()
         return command_id
 

@@ -11,11 +11,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.alarms.desk import AlarmDesk
+from gateway.alarms.queue import AlarmPolicy
 from gateway.auth.audit import AuditWriter
 from gateway.auth.roles import TALKER_PREFIX
 from gateway.auth.store import AccountStore
 from gateway.broker import BrokerError, Listener, ManagedBroker
 from gateway.broker_auth import GATEWAY_USER, ensure_gateway_credentials, sync_broker_auth
+from gateway.command_store import CommandWriter, load_outbox
+from gateway.control.commands import ACK_TIMEOUT_S
 from gateway.directory import Directory, build_directory
 from gateway.durable import WriterStatus
 from gateway.errors import ConfigError
@@ -59,6 +63,8 @@ class ServiceConfig:
     record: bool = True  # every talk burst to data_dir/recordings as Ogg Opus
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)  # of the recordings
     categories_path: Path | None = None  # incident categories; None: the shipped ones
+    alarms: AlarmPolicy = field(default_factory=AlarmPolicy)  # SOS escalation
+    command_ack_timeout_s: float = ACK_TIMEOUT_S  # a sent command unanswered: timed_out
 
 
 class GatewayService:
@@ -111,6 +117,14 @@ class GatewayService:
             logger=self.log,
         )
         self.hub.listeners.append(self.incidents.observe_hub)
+        # The command outbox and the alarm queue: every change journalled before it is told.
+        self.commands = CommandWriter(
+            self.engine, journal_dir=self.journal_dir / "commands", logger=self.log
+        )
+        self.alarms = AlarmDesk(
+            self.engine, self.org, self._unit_of, self.hub, config.alarms,
+            journal_dir=self.journal_dir / "alarms", logger=self.log,
+        )  # fmt: skip
         self.recordings_dir = config.data_dir / "recordings"
         self.recorder = (
             RecorderLink(self.recordings_dir, self.db_url, logger=self.log)
@@ -125,6 +139,7 @@ class GatewayService:
         self._devices_seen: list[Device] = []
         self._talkers_seen: list[DirectoryRow] = []
         self._migrated = False
+        self._stores_started = False
 
     def migrate(self) -> DeviceRegistry:
         """Bring the database schema up to date (idempotent); returns the device registry."""
@@ -182,6 +197,7 @@ class GatewayService:
             settings,
             self.directory(self._devices_seen, self._talkers_seen),
             event_sinks=[
+                self.commands.observe_gateway_events,  # first: stored before it is streamed
                 self.writer.submit,
                 self.hub.publish,
                 self.tracking.observe_gateway_events,
@@ -194,9 +210,43 @@ class GatewayService:
         self.incidents.regroup_hook = self.devices_changed
         # An officer sent outside its grid raises no left_grid alarm while assigned.
         self.tracking.grid_exempt = self.incidents.is_assigned
+        # What a killed run journalled goes to the database before the outbox and queue are read.
+        self._start_stores()
+        for name, writer in (("commands", self.commands), ("alarms", self.alarms.writer)):
+            if not writer.core.wait_caught_up(30.0):
+                self.log.error("%s: %d journalled rows not yet stored", name, writer.backlog)
+        outbox = self.runner.control.command_log
+        outbox.ack_timeout_s = self.config.command_ack_timeout_s
+        outbox.load(*load_outbox(self.engine))
+        self.alarms.last_fix = self.tracking.last_fix
+        self.tracking.alarm_sinks.append(self.alarms.on_tracking_events)
+        self.alarms.load()
         if self.recorder is not None:
             self.runner.relay.tap = self.recorder.tap
         return self.runner
+
+    @property
+    def devices_seen(self) -> list[Device]:
+        """The device registry as last read (every device_poll_s)."""
+        return self._devices_seen
+
+    def _start_stores(self) -> None:
+        if not self._stores_started:
+            self._stores_started = True
+            self.commands.start()
+            self.alarms.start()
+
+    def _stop_stores(self) -> None:
+        if self._stores_started:
+            self._stores_started = False
+            self.commands.stop()
+            self.alarms.stop()
+
+    def _unit_of(self, device: str) -> str | None:
+        if self.runner is None:
+            return None
+        info = self.runner.control.directory.get(device)
+        return info.unit if info is not None else None
 
     def talkers(self) -> list[DirectoryRow]:
         """Dispatcher accounts as the gateway's talkers (blocking): each is a dispatcher at its
@@ -297,6 +347,8 @@ class GatewayService:
             ("events", self.writer),
             ("audit", self.audit),
             ("incidents", self.incidents.writer),
+            ("commands", self.commands),
+            ("alarms", self.alarms.writer),
         ]
         if self.tracking is not None:
             writers += self.tracking.writers()
@@ -362,9 +414,11 @@ class GatewayService:
         if self.incidents.memberships():  # incident talkgroups of a previous run: ACL, directory
             await self.devices_changed()
         incident_ticker = asyncio.create_task(self._tick_incidents(), name="incident-deadlines")
+        self._start_stores()
         if self.recorder is not None:
             self.recorder.start()
         task = asyncio.create_task(runner.run(), name="gateway")
+        escalation = asyncio.create_task(self.alarms.run(), name="alarm-escalation")
         watcher = asyncio.create_task(self._watch_devices(), name="device-watch")
         supervisor = asyncio.create_task(self._supervise_broker(), name="broker-supervisor")
         keeper = asyncio.create_task(self._keep_recordings(), name="recording-retention")
@@ -378,6 +432,7 @@ class GatewayService:
                 task.result()  # raises why the gateway could not start
             yield runner
         finally:
+            escalation.cancel()
             supervisor.cancel()
             keeper.cancel()
             watcher.cancel()
@@ -395,11 +450,13 @@ class GatewayService:
             self.writer.stop()
             self.audit.stop()
             self.incidents.stop()
+            self._stop_stores()
             if self.recorder is not None:
                 await asyncio.to_thread(self.recorder.stop)
 
     def close(self) -> None:
         try:
+            self._stop_stores()
             if self.broker is not None:
                 self.broker.stop()
             self.engine.dispose()

@@ -6,6 +6,8 @@ never imports the parts that build on it. Alembic's environment and the schema-d
 `metadata` from here.
 """
 
+from gateway import command_store as _commands  # noqa: F401
+from gateway.alarms import store as _alarms  # noqa: F401
 from gateway.auth import schema as _auth  # noqa: F401
 from gateway.incidents import schema as _incidents  # noqa: F401
 from gateway.store import recordings as _recordings  # noqa: F401

@@ -47,7 +47,32 @@ REPLY_TYPES: Final = frozenset(
     }
 )
 # Dispatcher commands (§5.4).
-COMMANDS: Final = frozenset({"text", "assign", "stun", "revive", "config", "monitor", "regroup"})
+COMMANDS: Final = frozenset(
+    {"text", "assign", "stun", "revive", "config", "monitor", "status", "radio_check", "regroup"}
+)
+#: The `config` settings a terminal knows (§5.4): name -> (lowest, highest) value.
+CONFIG_SETTINGS: Final = {"beacon_interval_s": (1, 3600)}
+#: Each command's fields (§5.4): name -> required. `monitor`'s are the gateway's own (by).
+COMMAND_FIELDS: Final = {
+    "text": {"text": True},
+    "assign": {
+        "incident": False,
+        "grid": False,
+        "text": False,
+        "category": False,
+        "category_name": False,
+        "lat": False,
+        "lon": False,
+        "tg": False,
+    },
+    "stun": {},
+    "revive": {},
+    "config": {"settings": True},
+    "monitor": {"seconds": True, "by": False, "reason": True},
+    "status": {"code": True, "text": False},
+    "radio_check": {},
+    "regroup": {"tg": True, "incident": True, "active": True},
+}
 # Error codes of `error` replies and refused messages (§5.2; `bad_rr` is never answered).
 ERROR_CODES: Final = frozenset(
     {
@@ -102,6 +127,8 @@ class Affiliate:
 class Sos:
     id: str
     active: bool
+    lat: float | None = None  # the terminal's own fix, when it has one (§5.1)
+    lon: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +156,14 @@ class CommandAck:
     re: str
     ok: bool
     detail: str | None
+    battery: int | None = None  # a `radio_check`'s answer (§5.4)
+    signal: int | None = None
+
+    def result(self) -> dict[str, Any] | None:
+        """What the ack reports besides ok/detail (a radio check's battery and signal)."""
+        if self.battery is None and self.signal is None:
+            return None
+        return {"battery": self.battery, "signal": self.signal}
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +267,60 @@ def parse_rr(body: dict[str, Any]) -> ReceiverReport:
     return ReceiverReport(tg, call, int(burst), loss, jitter, late or 0.0, extra)
 
 
+def _parse_sos(body: dict[str, Any], re_id: str) -> Sos:
+    active = _field(body, "active", bool, re_id)
+    try:
+        lat = _number(body, "lat", -90, 90, required=False)
+        lon = _number(body, "lon", -180, 180, required=False)
+    except ControlError as exc:
+        raise ControlError("bad_field", exc.message, re_id) from exc
+    if (lat is None) != (lon is None):
+        raise ControlError("bad_field", "'lat' and 'lon' go together", re_id)
+    return Sos(re_id, active, lat, lon)
+
+
+def check_command(cmd: str, fields: dict[str, Any]) -> None:
+    """Refuse (ControlError `bad_field`) a dispatcher command the terminal could not carry out
+    (§5.4): an unknown command, a missing, unknown or empty field, a text without text, a
+    `config` with settings a terminal does not know or out of range."""
+    spec = COMMAND_FIELDS.get(cmd)
+    if spec is None:
+        raise ControlError("bad_field", f"unknown command {cmd!r}; known: {sorted(COMMANDS)}")
+    unknown = sorted(set(fields) - set(spec))
+    if unknown:
+        raise ControlError("bad_field", f"{cmd!r} takes no field {', '.join(unknown)}")
+    for name, required in spec.items():
+        value = fields.get(name)
+        if value is None:
+            if required:
+                raise ControlError("bad_field", f"{cmd!r} needs '{name}'")
+            continue
+        if name == "incident" and (type(value) is not int or not 1 <= value <= MAX_INCIDENT_ID):
+            raise ControlError("bad_field", "'incident' must be an incident number")
+        if name in ("text", "code", "grid", "reason", "category", "category_name", "tg") and (
+            not isinstance(value, str) or not value.strip()
+        ):
+            raise ControlError("bad_field", f"'{name}' must be a non-empty string")
+    if cmd == "assign" and not fields:
+        raise ControlError("bad_field", "'assign' needs 'incident', 'grid' or 'text'")
+    if cmd == "status" and len(fields["code"]) > MAX_STATUS_CODE_CHARS:
+        raise ControlError("bad_field", f"'code' is at most {MAX_STATUS_CODE_CHARS} characters")
+    if cmd == "config":
+        _check_settings(fields["settings"])
+
+
+def _check_settings(settings: object) -> None:
+    if not isinstance(settings, dict) or not settings:
+        raise ControlError("bad_field", "'settings' must be a non-empty object")
+    unknown = sorted(k for k in settings if k not in CONFIG_SETTINGS)
+    if unknown:
+        raise ControlError(
+            "bad_field", f"unknown settings {unknown}; known: {sorted(CONFIG_SETTINGS)}"
+        )
+    for name, (low, high) in CONFIG_SETTINGS.items():
+        _number(settings, name, low, high, required=False)
+
+
 Request = (
     FloorRequest
     | FloorRelease
@@ -326,10 +415,14 @@ def parse_request(payload: bytes) -> Request:
     if not isinstance(msg_type, str):
         raise ControlError("unknown_type", "'type' must be a message type name", re_id)
     if msg_type == "ack":
+        battery = _number(body, "battery", 0, 100, required=False, integer=True)
+        signal = _number(body, "signal", 0, 100, required=False, integer=True)
         return CommandAck(
             re=_field(body, "re", str, None, max_len=MAX_REQUEST_ID_CHARS),
             ok=_field(body, "ok", bool, None),
             detail=_field(body, "detail", str, None, required=False),
+            battery=None if battery is None else int(battery),
+            signal=None if signal is None else int(signal),
         )
     if msg_type == "rr":
         try:
@@ -359,7 +452,7 @@ def parse_request(payload: bytes) -> Request:
             raise ControlError("bad_field", "'tgs' must be a list of talkgroup ids", re_id)
         return Affiliate(re_id, tuple(dict.fromkeys(tgs)))
     if msg_type == "sos":
-        return Sos(re_id, _field(body, "active", bool, re_id))
+        return _parse_sos(body, re_id)
     if msg_type == "report":
         return _parse_report(body, re_id)
     return StatusMessage(

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from gateway.api.auth import CurrentAccount
 from gateway.api.console_settings import ConsoleSettings
 from gateway.api.routes import (
+    alarms,
     audit,
     auth,
     console,
@@ -126,7 +127,8 @@ def create_app(
         security.login_max_failures * 4, security.login_window_s, security.login_lockout_s
     )
     for module in (
-        auth, health, devices, talkgroups, recordings, metrics, events, tracking, audit, voice,
+        auth, health, devices, alarms, talkgroups, recordings, metrics, events, tracking, audit,
+        voice,
     ):  # fmt: skip
         app.include_router(module.router)
     app.include_router(console.router)

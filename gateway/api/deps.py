@@ -37,6 +37,7 @@ def get_view(runner: RunnerDep, service: ServiceDep, caller: CurrentAccount) -> 
         broker_restarts=lambda: service.broker_restarts,
         caller=caller,
         audit=service.audit,
+        battery=service.tracking.battery if service.tracking is not None else lambda d: None,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any, Final, Literal, Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from protocol.control import encode, is_utf8
+from protocol.control import ControlError, check_command, encode, is_utf8
 from protocol.ids import DEVICE_ID_RE
 from protocol.limits import MAX_JSON_BYTES
 
@@ -34,9 +34,11 @@ class DeviceOut(BaseModel):
     enabled: bool
     presence: str
     presence_since_ms: int | None
-    battery: int | None
+    battery: int | None  # the newest of its status and beacons
     talkgroups: list[str]
     sos: bool
+    online: bool  # connected and enabled (a disabled device is never online)
+    stunned: bool  # stunned by a dispatcher (protocol §5.4) until revived
 
 
 class DeviceCreate(BaseModel):
@@ -78,7 +80,7 @@ class FloorOut(BaseModel):
 #: field would override or clash with, and the parameter names of the calls that pass `fields` on
 #: as keywords (GatewayRunner/ControlPlane.send_command, ControlPlane._reply, messages.encode).
 RESERVED_COMMAND_KEYS: Final = frozenset(
-    {"v", "type", "id", "cmd", "device", "now", "wall_ms", "self", "msg_type"}
+    {"v", "type", "id", "cmd", "device", "now", "wall_ms", "self", "msg_type", "issued_by"}
 )
 #: How deeply `fields` values may nest (a `config` command's `settings` is one level).
 MAX_FIELDS_DEPTH: Final = 16
@@ -117,15 +119,27 @@ def _json_problem(fields: dict[str, Any]) -> str | None:
 
 
 class CommandIn(BaseModel):
-    """A command to a terminal; refused (422) unless the whole `command` message is valid JSON
-    within the terminals' size limit, so a refused command has no effect at all."""
+    """A command to a terminal: `{"command": "text", "text": "..."}` (its fields beside it), or
+    `{"cmd": "text", "fields": {...}}`. Refused (422) unless the terminal could carry it out
+    (protocol §5.4: no text without text, no unknown command, field or setting) and the whole
+    `command` message is valid JSON within the terminals' size limit, so a refused command has
+    no effect at all."""
 
-    cmd: Literal["text", "assign", "stun", "revive", "config", "monitor"]
+    cmd: Literal["text", "assign", "stun", "revive", "config", "monitor", "status", "radio_check"]
     fields: dict[str, Any] = Field(
         default_factory=dict,
         description="the command's own fields (protocol §5.4), e.g. `text`; not "
         + ", ".join(sorted(RESERVED_COMMAND_KEYS)),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, data: Any) -> Any:
+        """The flat form: `command` and the command's fields side by side."""
+        if isinstance(data, dict) and "command" in data and "cmd" not in data:
+            fields = {k: v for k, v in data.items() if k != "command"}
+            return {"cmd": data["command"], "fields": fields}
+        return data
 
     @field_validator("fields")
     @classmethod
@@ -143,6 +157,11 @@ class CommandIn(BaseModel):
 
     @model_validator(mode="after")
     def _fits(self) -> Self:
+        if self.cmd != "monitor":  # a controlled power: checked against the caller (403)
+            try:
+                check_command(self.cmd, self.fields)
+            except ControlError as exc:
+                raise ValueError(exc.message) from exc
         size = len(encode("command", id=_ID_FOR_SIZE, cmd=self.cmd, **self.fields))
         if size > MAX_JSON_BYTES:
             raise ValueError(
@@ -153,9 +172,59 @@ class CommandIn(BaseModel):
 
 
 class CommandOut(BaseModel):
+    """A command and what became of it: `queued` (terminal offline; sent when it is back),
+    `pending` (sent, awaiting the terminal's ack), `acknowledged`, `failed` (the terminal said
+    no: `result.detail`) or `timed_out`. A radio check's `result`: `battery`, `signal`."""
+
     id: str
     device: str
-    cmd: str
+    command: str
+    args: dict[str, Any]
+    state: Literal["pending", "queued", "acknowledged", "timed_out", "failed"]
+    created_at: float
+    created_by: str
+    updated_at: float
+    result: dict[str, Any] | None
+
+
+class PositionOut(BaseModel):
+    lat: float
+    lon: float
+    at: float
+
+
+class AlarmOut(BaseModel):
+    id: int
+    kind: Literal["sos", "low_battery", "offline_too_long", "left_grid", "no_movement"]
+    device: str
+    device_name: str | None
+    unit: str
+    state: Literal["unattended", "acknowledged", "closed"]
+    active: bool  # the condition still holds (an SOS not cancelled, the battery still low)
+    raised_at: float
+    acknowledged_by: str | None
+    acknowledged_at: float | None
+    closed_by: str | None
+    closed_at: float | None
+    outcome: Literal["valid", "false_alarm"] | None
+    note: str | None
+    position: PositionOut | None
+    escalated_to: str | None
+    escalations: int
+
+
+class AlarmClose(BaseModel):
+    outcome: Literal["valid", "false_alarm"]
+    note: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("note")
+    @classmethod
+    def _not_blank(cls, note: str) -> str:
+        if not note.strip():
+            raise ValueError("a note is required")
+        if not is_utf8(note):
+            raise ValueError("the note has a lone surrogate, which is not valid UTF-8")
+        return note.strip()
 
 
 class RecordingOut(BaseModel):

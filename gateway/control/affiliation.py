@@ -68,5 +68,10 @@ class SosAlarms:
             self._active.add(info.id)
         else:
             self._active.discard(info.id)
-        self._out.event("alarm", info.id, wall_ms, {"alarm": "sos", "active": request.active})
+        self._out.event(
+            "sos",
+            info.id,
+            wall_ms,
+            {"active": request.active, "lat": request.lat, "lon": request.lon},
+        )
         self._out.reply(info.id, "sos_ack", re=request.id)

@@ -127,6 +127,9 @@ class ControlPlane:
             info = directory.get(device)
             if info is None or not info.enabled:
                 self._remove_everywhere(device, now, wall_ms)
+                self.command_log.went_offline(device, wall_ms)
+            elif self.roster.get(device).state == "online" and self.command_log.queued(device):
+                self._deliver(device, wall_ms)  # enabled again
 
     # ---- input ------------------------------------------------------------------------------
 
@@ -153,8 +156,24 @@ class ControlPlane:
         except ControlError as exc:
             self.out.reject(exc.code, device, "bad status from %s: %s", device, exc.message)
             return
-        if self.roster.update(device, status, wall_ms) and status.state == "offline":
+        if not self.roster.update(device, status, wall_ms):
+            return
+        if status.state == "offline":
             self._remove_everywhere(device, now, wall_ms)
+            self.command_log.went_offline(device, wall_ms)
+        elif (info := self.directory.get(device)) is not None and info.enabled:
+            self._deliver(device, wall_ms)
+
+    def _deliver(self, device: str, wall_ms: int) -> None:
+        """A terminal came online: its queued commands go out, and a stunned one is stunned
+        again (it may have restarted and forgotten it, §5.4)."""
+        payloads = self.command_log.deliver(device, wall_ms)
+        for payload in payloads:
+            self.out.publish(topics.ctrl_down(device), payload)
+        if device in self.command_log.stunned and not any(b'"cmd":"stun"' in p for p in payloads):
+            _, again = self.command_log.issue(device, "stun", {}, wall_ms)
+            if again is not None:
+                self.out.publish(topics.ctrl_down(device), again)
 
     def _remove_everywhere(self, device: str, now: float, wall_ms: int) -> None:
         for key, floor in self.floors.holding(device):
@@ -350,6 +369,8 @@ class ControlPlane:
         private calls idle for call_idle_s."""
         if self.reports.waiting:
             self.reports.flush(now)
+        if self.command_log.pending:
+            self.command_log.tick(wall_ms)
         for key in self.timers.due(now):
             floor = self.floors.get(key)
             if floor is None:
@@ -369,13 +390,29 @@ class ControlPlane:
 
     # ---- commands -------------------------------------------------------------------------
 
-    def send_command(self, device: str, cmd: str, now: float, wall_ms: int, **fields: Any) -> str:
-        """Queue a `command` to a terminal; returns its id for matching the `ack`."""
-        command_id, payload = self.command_log.issue(device, cmd, fields)
+    def is_reachable(self, device: str) -> bool:
+        """Whether a command to the device goes out now (online and enabled) or is queued."""
+        info = self.directory.get(device)
+        return info is not None and info.enabled and self.roster.get(device).state == "online"
+
+    def send_command(
+        self,
+        device: str,
+        cmd: str,
+        now: float,
+        wall_ms: int,
+        issued_by: str = "gateway",
+        **fields: Any,
+    ) -> str:
+        """Send a `command` to a terminal, or queue it while the terminal is offline (it goes
+        out when the terminal's status says online); returns its id for matching the `ack`."""
+        command_id, payload = self.command_log.issue(
+            device, cmd, fields, wall_ms, online=self.is_reachable(device), by=issued_by
+        )
         if cmd == "stun":
             self._silence(device, now, wall_ms)
-        self.out.publish(topics.ctrl_down(device), payload)
-        self.out.event("command", device, wall_ms, {"id": command_id, "cmd": cmd})
+        if payload is not None:
+            self.out.publish(topics.ctrl_down(device), payload)
         return command_id
 
     def _silence(self, device: str, now: float, wall_ms: int) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    false,
 )
 
 # Stable constraint names so Alembic migrations (and SQLite batch mode) can refer to them.
@@ -52,6 +53,13 @@ devices = Table(
     Column("enabled", Boolean(create_constraint=True, name="enabled_bool"), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # stunned by a dispatcher (protocol §5.4): kept across restarts, applied on reconnect
+    Column(
+        "stunned",
+        Boolean(create_constraint=True, name="stunned_bool"),
+        nullable=False,
+        server_default=false(),
+    ),
     CheckConstraint("role IN ('officer', 'guard', 'dispatcher')", name="role"),
     Index(None, "unit"),
 )

@@ -134,8 +134,19 @@ class AlarmEngine:
         self._anchors.pop(device, None)
         return []
 
-    def on_sos(self, device: str, active: bool, ts: float) -> list[TrackingEvent]:
+    def on_sos(
+        self,
+        device: str,
+        active: bool,
+        ts: float,
+        lat: float | None = None,
+        lon: float | None = None,
+    ) -> list[TrackingEvent]:
+        """An SOS raised or cancelled: at the position it carried (lat, lon), else at the
+        device's last fix."""
         fix = self._last_fix.get(device)
+        if lat is not None and lon is not None:
+            fix = Fix(device, ts, lat, lon)
         if active:
             return self._raise("sos", device, ts, fix)
         return self._clear("sos", device, ts, fix)

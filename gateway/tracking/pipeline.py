@@ -315,8 +315,15 @@ class TrackingPipeline:
         result.events += self.alarms.tick(now)
         return result
 
-    def on_sos(self, device: str, active: bool, ts: float) -> list[TrackingEvent]:
-        return self.alarms.on_sos(device, active, ts)
+    def on_sos(
+        self,
+        device: str,
+        active: bool,
+        ts: float,
+        lat: float | None = None,
+        lon: float | None = None,
+    ) -> list[TrackingEvent]:
+        return self.alarms.on_sos(device, active, ts, lat, lon)
 
     def filtered(self) -> dict[str, int]:
         return dict(self.filters.counts)

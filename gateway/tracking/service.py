@@ -136,6 +136,8 @@ class TrackingService:
             max_wait=0.05,
             logger=self.log,
         )
+        #: Who else takes alarm episodes (the alarm queue): called on the event loop.
+        self.alarm_sinks: list[Callable[[list[TrackingEvent]], None]] = []
         self.workers: list[IngestWorker] = []
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -277,23 +279,42 @@ class TrackingService:
                     {"state": change.state, "reason": change.reason},
                 )
             )  # fmt: skip
-        # SOS is already streamed by the control plane; only store it here.
-        out.extend(tracking_gateway_event(e) for e in result.events if e.type != "sos")
+        # Alarm episodes reach the console through the alarm queue (its `alarm` events).
+        out.extend(tracking_gateway_event(e) for e in result.events if e.kind != "alarm")
         if out:
             self.hub.publish(out)
 
     def _store_events(self, events: list[TrackingEvent]) -> None:
         self.event_writer.submit(events)
+        alarms = [e for e in events if e.kind == "alarm"]
+        if alarms:
+            for sink in self.alarm_sinks:
+                try:
+                    sink(alarms)
+                except Exception:
+                    self.log.exception("alarm sink failed")
 
     def observe_gateway_events(self, events: list[GatewayEvent]) -> None:
-        """Event sink for the control plane: SOS alarms are stored with the last position."""
+        """Event sink for the control plane: an SOS is stored with the position it carried,
+        else the device's last known one."""
         for event in events:
-            if event.kind == "alarm" and event.data.get("alarm") == "sos" and event.device:
+            if event.kind == "sos" and event.device:
+                data = event.data
                 stored = self.pipeline.on_sos(
-                    event.device, bool(event.data.get("active")), event.wall_ms / 1000
-                )
+                    event.device, bool(data.get("active")), event.wall_ms / 1000,
+                    data.get("lat"), data.get("lon"),
+                )  # fmt: skip
                 if stored:
                     self._store_events(stored)
+
+    def last_fix(self, device: str) -> Fix | None:
+        live = self.pipeline.live.devices.get(device)
+        return live.fix if live is not None else None
+
+    def battery(self, device: str) -> int | None:
+        """The device's newest battery level (beacons and status), if any."""
+        live = self.pipeline.live.devices.get(device)
+        return live.battery if live is not None else None
 
     # ---- API operations (on the event loop; database work goes to threads) -----------------------
 

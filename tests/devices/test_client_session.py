@@ -276,3 +276,18 @@ def test_a_device_id_is_matched_whole_on_the_terminal_side(bad: str) -> None:
         TerminalSession(bad)
     with pytest.raises(SessionError):
         target_key(call=bad)
+
+
+def test_radio_check_answer_and_sos_position_messages() -> None:
+    from devices.session import SessionError, TerminalSession
+
+    session = TerminalSession("T001")
+    answer = json.loads(session.ack("c4", True, battery=55, signal=70).payload)
+    assert answer == {"v": 1, "type": "ack", "re": "c4", "ok": True, "battery": 55, "signal": 70}
+    with pytest.raises(SessionError):
+        session.ack("c5", battery=150)
+    _, message = session.sos(0.0, True, 30.1, 104.2)
+    body = json.loads(message.payload)
+    assert (body["type"], body["lat"], body["lon"]) == ("sos", 30.1, 104.2)
+    with pytest.raises(SessionError):
+        session.sos(0.0, True, 30.1)

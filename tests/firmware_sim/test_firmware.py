@@ -320,3 +320,29 @@ def test_listening_hot_path_counts_like_the_normal_path() -> None:
     rig.fw.listener.active[TG] = 1.0
     assert rig.fw.listener.fast_frame(TG, payloads[0])
     assert rig.session.counters.own_echo == 1 and rig.fw.stats.meter.totals.frames_received == 0
+
+
+def test_radio_check_and_status_commands_are_answered() -> None:
+    rig = Rig(FirmwareConfig(impairment=ImpairmentConfig(loss_pct=12.0)))
+    rig.connect()
+    rig.feed("down", 1.0, type="command", id="r", cmd="radio_check")
+    rig.feed("down", 1.0, type="command", id="s", cmd="status", code="return_to_base", text="now")
+    check, status = sent(rig.take())
+    assert check == {
+        "v": 1, "type": "ack", "re": "r", "ok": True,
+        "battery": rig.fw.battery.percent, "signal": 88,
+    }  # fmt: skip
+    assert (status["re"], status["ok"]) == ("s", True)
+    assert rig.fw.stats.texts == ["[return_to_base] now"]
+
+
+def test_sos_carries_the_last_good_fix() -> None:
+    config = FirmwareConfig(gps=GpsConfig(adaptive=False, moving_interval_s=5.0, bad_fix_rate=0))
+    rig = Rig(config)
+    rig.connect()
+    now = rig.run(12.0, 0.1)
+    beacons = [e.beacon for e in rig.take() if isinstance(e, SendBeacon)]
+    assert beacons
+    rig.fw.set_sos(now, True)
+    sos = next(r for r in requests(rig.take()) if r["type"] == "sos")
+    assert (sos["lat"], sos["lon"]) == (beacons[-1].lat, beacons[-1].lon)

@@ -88,7 +88,9 @@ def test_provision_login_floor_metrics_and_revoke(
         assert sent.status_code == 202
         command = terminal.wait_control("command")
         assert command["cmd"] == "text" and command["text"] == "到民盛小区东门集合"
-        assert http.post("/api/devices/T404/commands", json={"cmd": "text"}).status_code == 404
+        unknown = http.post("/api/devices/T404/commands", json={"command": "stun"})
+        assert unknown.status_code == 404
+        assert http.post("/api/devices/T001/commands", json={"cmd": "text"}).status_code == 422
     finally:
         terminal.disconnect()
 

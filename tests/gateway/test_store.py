@@ -28,7 +28,7 @@ from gateway.tables import metadata as _all_tables  # noqa: F401  (every table j
 from protocol.org import Organisation, default_org
 from xixin.pgcluster import PostgresCluster
 
-HEAD = "0006_incidents"  # the newest revision
+HEAD = "0007_alarms_commands"  # the newest revision
 
 
 class FakeClock:

@@ -76,3 +76,33 @@ def test_bad_reports_are_bad_rr_and_never_answered(change: dict[str, Any]) -> No
         parse_request(json.dumps(message).encode())
     assert caught.value.code == "bad_rr"
     assert caught.value.reply is False
+
+
+def test_a_radio_check_ack_carries_battery_and_signal() -> None:
+    from protocol.control import CommandAck
+
+    def ack(**extra: Any) -> bytes:
+        return json.dumps({"v": 1, "type": "ack", "re": "c1", "ok": True, **extra}).encode()
+
+    parsed = parse_request(ack(battery=81, signal=40))
+    assert isinstance(parsed, CommandAck) and parsed.result() == {"battery": 81, "signal": 40}
+    plain = parse_request(ack())
+    assert isinstance(plain, CommandAck) and plain.result() is None
+    for bad in ({"battery": 101}, {"signal": -1}, {"battery": "80"}, {"signal": 1.5}):
+        with pytest.raises(ControlError) as caught:
+            parse_request(ack(**bad))
+        assert caught.value.code == "bad_field"
+
+
+def test_an_sos_may_carry_its_position() -> None:
+    from protocol.control import Sos
+
+    def sos(**extra: Any) -> bytes:
+        return json.dumps({"v": 1, "type": "sos", "id": "s1", "active": True, **extra}).encode()
+
+    assert parse_request(sos(lat=30.5, lon=104.25)) == Sos("s1", True, 30.5, 104.25)
+    assert parse_request(sos()) == Sos("s1", True)
+    for bad in ({"lat": 30.5}, {"lat": 91, "lon": 0}, {"lat": 0, "lon": "x"}):
+        with pytest.raises(ControlError) as caught:
+            parse_request(sos(**bad))
+        assert (caught.value.code, caught.value.re_id) == ("bad_field", "s1")

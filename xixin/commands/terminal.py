@@ -83,6 +83,11 @@ def add_terminal_parser(subparsers: argparse._SubParsersAction[argparse.Argument
         help="loss protection of what you say (docs/protocol.md §9.3): auto adapts to the "
         "listeners' receiver reports (default); off, fec and red force a mode",
     )
+    p.add_argument(
+        "--position",
+        type=_position,
+        help="where this PC is, LAT,LON in degrees: sent with an SOS (protocol §5.1)",
+    )
     p.set_defaults(handler=cmd_terminal)
 
 
@@ -138,6 +143,16 @@ def _talkgroups(args: argparse.Namespace, identity: Identity) -> list[str]:
     return list(org.default_affiliation(unit, role))
 
 
+def _position(text: str) -> tuple[float, float]:
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LAT,LON") from exc
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise argparse.ArgumentTypeError(f"{text!r} is outside -90..90, -180..180")
+    return lat, lon
+
+
 def cmd_terminal(args: argparse.Namespace) -> int:
     try:
         address = BrokerAddress.parse(args.broker)
@@ -154,7 +169,10 @@ def cmd_terminal(args: argparse.Namespace) -> int:
     except EXPECTED_ERRORS as exc:
         print(f"xixin terminal: {one_line(exc)}", file=sys.stderr)
         return 2
-    client = AsyncTerminalClient(args.device, secret, address.host, address.port, tls=tls)
+    where: tuple[float, float] | None = args.position
+    client = AsyncTerminalClient(
+        args.device, secret, address.host, address.port, tls=tls, position=lambda: where
+    )
     policy = ProtectionPolicy(mode=ProtectMode(args.protect))
     phone = Softphone(client, talkgroups, mic, speaker, policy=policy)
     try:

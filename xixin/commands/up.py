@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.alarms.queue import ESCALATE_AFTER_S, AlarmPolicy
 from gateway.broker import Listener, TlsFiles
 from gateway.certs import SERVER_CERT, SERVER_KEY
+from gateway.control.commands import ACK_TIMEOUT_S
 from gateway.errors import ConfigError, GatewayError
 from gateway.floor import FloorConfig
 from gateway.retention import RetentionPolicy
@@ -149,6 +151,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     up.add_argument(
         "--map-attribution", default="", help="the tile server's attribution text on the map"
     )
+    up.add_argument(
+        "--sos-escalate-after",
+        type=duration,
+        default=ESCALATE_AFTER_S,
+        help="an SOS nobody acknowledged goes up a tier (grid, area, centre) after this long, "
+        f"and again after each further period ({DURATION_HELP}; default "
+        f"{ESCALATE_AFTER_S:g}s; 0 never)",
+    )
+    up.add_argument(
+        "--command-ack-timeout",
+        type=duration,
+        default=ACK_TIMEOUT_S,
+        help="a command sent to an online terminal and not acknowledged within this long is "
+        f"timed_out ({DURATION_HELP}; default {ACK_TIMEOUT_S:g}s)",
+    )
     up.set_defaults(handler=cmd_up)
 
 
@@ -250,6 +267,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         gateway_password=gateway_password(args.gateway_password_file),
         floor=FloorConfig(max_burst_s=args.max_burst, queue_enabled=not args.no_queue),
         retention=retention,
+        alarms=AlarmPolicy(escalate_after_s=args.sos_escalate_after or None),
+        command_ack_timeout_s=args.command_ack_timeout,
     )
     try:
         # First, so a port in use stops us before anything is started or written.

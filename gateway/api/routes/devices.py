@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 
 from gateway.api.deps import ServiceDep, ViewDep
 from gateway.api.schemas import CommandIn, CommandOut, DeviceCreate, DeviceOut, DeviceSecret
+from gateway.command_store import device_commands
 from gateway.store.errors import DeviceExistsError, InvalidDeviceError, UnknownDeviceError
+from gateway.store.records import NotDurableError
 from gateway.store.registry import Device
 from protocol.control import ControlError
 
@@ -88,11 +91,32 @@ async def rotate_secret(device_id: str, service: ServiceDep, view: ViewDep) -> D
 
 
 @router.post("/{device_id}/commands", status_code=202)
-async def send_command(device_id: str, body: CommandIn, view: ViewDep) -> CommandOut:
+async def send_command(
+    device_id: str, body: CommandIn, service: ServiceDep, view: ViewDep
+) -> CommandOut:
+    """Send a command (protocol §5.4), or queue it until the terminal is online; answered
+    once it is stored. Its progress: `GET …/commands` and `command` events on /api/events."""
     if not view.is_known(device_id):
         raise HTTPException(404, f"unknown device {device_id!r}")
     try:
-        command_id = view.send_command(device_id, body.cmd, body.fields)
+        record = view.send_command(device_id, body.cmd, body.fields)
     except ControlError as exc:  # the schema refuses what it can see; this is the last word
         raise HTTPException(422, exc.message) from exc
-    return CommandOut(id=command_id, device=device_id, cmd=body.cmd)
+    try:
+        await service.commands.durable()
+    except NotDurableError as exc:
+        raise HTTPException(503, str(exc)) from exc
+    return CommandOut(**record.as_dict())
+
+
+@router.get("/{device_id}/commands")
+async def list_commands(
+    device_id: str,
+    service: ServiceDep,
+    view: ViewDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[CommandOut]:
+    """The device's commands and what became of each, newest first."""
+    view.check_device(await _get(service, device_id))
+    stored = await asyncio.to_thread(device_commands, service.engine, device_id, limit)
+    return [CommandOut(**r.as_dict()) for r in view.commands(device_id, stored)[:limit]]

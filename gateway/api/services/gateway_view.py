@@ -9,6 +9,7 @@ from gateway.api.schemas import DeviceOut, FloorOut, Health, QueueEntry, Talkgro
 from gateway.api.services.access import ForbiddenError, SignedIn
 from gateway.auth.audit import AuditWriter
 from gateway.auth.scope import Action
+from gateway.control.commands import CommandRecord
 from gateway.floor import Floor
 from gateway.runner import GatewayRunner
 from gateway.store.registry import Device
@@ -41,6 +42,7 @@ class GatewayView:
         broker_restarts: Callable[[], int] = int,
         caller: SignedIn | None = None,
         audit: AuditWriter | None = None,
+        battery: Callable[[str], int | None] = lambda device: None,
     ) -> None:
         """`problems`: what else degrades the gateway (broker, database writers:
         GatewayService.problems); `broker_restarts`: the managed broker's restart count."""
@@ -50,6 +52,7 @@ class GatewayView:
         self._broker_restarts = broker_restarts
         self._caller = caller
         self._audit = audit
+        self._battery = battery  # tracking's newest level (beacons and status)
 
     # ---- scope -----------------------------------------------------------------------------
 
@@ -127,9 +130,11 @@ class GatewayView:
             enabled=device.enabled,
             presence=presence.state,
             presence_since_ms=presence.since_ms or None,
-            battery=presence.battery,
+            battery=_first(self._battery(device.id), presence.battery),
             talkgroups=sorted(info.talkgroups) if info else [],
             sos=device.id in control.alarms,
+            online=device.enabled and presence.state == "online",
+            stunned=device.id in control.stunned,
         )
 
     def talkgroups(self) -> list[TalkgroupOut]:
@@ -174,8 +179,9 @@ class GatewayView:
         self._record("floor_revoke", key, "ok", {"holder": holder})
         return floor_out(floor)
 
-    def send_command(self, device_id: str, cmd: str, fields: Mapping[str, Any]) -> str:
-        """Send a command to a terminal; its id (ControlError if it cannot be sent).
+    def send_command(self, device_id: str, cmd: str, fields: Mapping[str, Any]) -> CommandRecord:
+        """Send a command to a terminal, or queue it while the terminal is offline; its record
+        (ControlError if it cannot be sent).
 
         `monitor` is a controlled power: centre and area dispatchers only, a terminal in their
         scope, to the caller's own talker identity only (never another device), for at most
@@ -190,9 +196,21 @@ class GatewayView:
         except ForbiddenError as exc:
             self._record("command", device_id, "denied", detail | {"why": str(exc)})
             raise
-        command_id = self._runner.send_command(device_id, cmd, **fields)
-        self._record("command", device_id, "sent", detail | {"id": command_id})
-        return command_id
+        by = self._caller.account.name if self._caller is not None else "gateway"
+        command_id = self._runner.send_command(device_id, cmd, by, **fields)
+        record = self._control.command_log.get(command_id)
+        self._record(
+            "command", device_id, "sent", detail | {"id": command_id, "state": record.state}
+        )
+        return record
+
+    def commands(self, device_id: str, stored: list[CommandRecord]) -> list[CommandRecord]:
+        """The device's commands, newest first: `stored` ones, as they are now when this
+        process knows better (a change may still be on its way to the database)."""
+        live = {r.id: r for r in self._control.command_log.records(device_id)}
+        merged = {r.id: live.get(r.id, r) for r in stored}
+        merged.update((k, r) for k, r in live.items() if k not in merged)
+        return sorted(merged.values(), key=lambda r: r.seq, reverse=True)
 
     def _monitor_fields(self, device_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         self.require("monitor", self.sees_device(device_id), f"device {device_id}")
@@ -210,3 +228,8 @@ class GatewayView:
         if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_CHARS:
             raise ForbiddenError(f"monitor needs a `reason` (1-{MAX_REASON_CHARS} characters)")
         return {"seconds": seconds, "by": own, "reason": reason.strip()}
+
+
+def _first(*values: int | None) -> int | None:
+    """The first value that is known."""
+    return next((v for v in values if v is not None), None)

@@ -16,6 +16,7 @@ from gateway.events import GatewayEvent
 from gateway.store.registry import DeviceRegistry
 from gateway.tracking.config import TrackingConfig
 from gateway.tracking.formats import nmea_checksum
+from gateway.tracking.model import TrackingEvent
 from gateway.tracking.service import BrokerAccount, TrackingService
 from gateway.tracking.store import PositionReader
 from protocol.org import default_org
@@ -64,6 +65,8 @@ async def scenario(engine: sqlalchemy.Engine, broker: ManagedBroker) -> None:
     stream = hub.subscribe()
     config = TrackingConfig(live_push_interval_s=0.0, tick_interval_s=0.1)
     service = TrackingService(engine, ORG, registry, BrokerAccount(broker.address), hub, config)
+    episodes: list[TrackingEvent] = []  # what the alarm queue is given
+    service.alarm_sinks.append(episodes.extend)
     publisher = MqttClient(ClientOptions(broker.host, broker.port, "pub"), lambda *_: None)
     await publisher.connect()
     try:
@@ -96,11 +99,13 @@ async def scenario(engine: sqlalchemy.Engine, broker: ManagedBroker) -> None:
                 ("T001", "online"),
                 ("T002", "online"),
             }
-            # T001 walks out of grid-01 (well past the margin): left_grid alarm, stored + pushed
+            # T001 walks out of grid-01 (well past the margin): left_grid alarm, stored and
+            # handed to the alarm queue (which streams it), not streamed as an episode
             await publisher.publish(
                 "xixin/v1/dev/T001/gps", beacon(now + 120, GRID2[0], GRID2[1] + 0.004)
             )
-            await wait_for(lambda: any(e.get("alarm") == "left_grid" for e in drain_into(stream)))
+            await wait_for(lambda: any(e.type == "left_grid" for e in episodes))
+            assert not any(e["kind"] == "alarm" for e in drain_into(stream))
             # the OwnTracks Last Will takes T001 offline
             await publisher.publish("owntracks/T001/phone", b'{"_type":"lwt","tst":1}')
             await wait_for(
@@ -111,14 +116,25 @@ async def scenario(engine: sqlalchemy.Engine, broker: ManagedBroker) -> None:
             )
             # SOS from the control plane is stored with the last position
             service.observe_gateway_events(
-                [GatewayEvent("alarm", "T002", int(time.time() * 1000), {"alarm": "sos",
-                                                                         "active": True})]
+                [GatewayEvent("sos", "T002", int(time.time() * 1000), {"active": True})]
             )  # fmt: skip
             await wait_for(lambda: len(service.repository.events(kind="alarm")) >= 2)
             alarms = {(e.device, e.type) for e in service.repository.events(kind="alarm")}
             assert alarms == {("T001", "left_grid"), ("T002", "sos")}
             sos = next(e for e in service.repository.events(kind="alarm") if e.type == "sos")
             assert sos.lat is not None and abs(sos.lat - GRID2[1]) < 1e-3
+            assert [e.type for e in episodes if e.device == "T002"] == ["sos"]
+            # an SOS that carries the terminal's own position is stored there
+            service.observe_gateway_events(
+                [GatewayEvent("sos", "T002", int(time.time() * 1000), {"active": False})]
+            )
+            here = {"active": True, "lat": 30.5, "lon": 104.5}
+            service.observe_gateway_events(
+                [GatewayEvent("sos", "T002", int(time.time() * 1000), here)]
+            )
+            await wait_for(lambda: len(service.repository.events(kind="alarm")) >= 4)
+            raised = [e for e in episodes if e.device == "T002" and e.active]
+            assert (raised[-1].lat, raised[-1].lon) == (30.5, 104.5)
     finally:
         await publisher.close()
 

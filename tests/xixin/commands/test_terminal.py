@@ -72,3 +72,14 @@ def test_without_a_keyboard_it_runs_until_ctrl_c(mosquitto: ManagedBroker, tmp_p
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_position_option_is_lat_lon_within_range() -> None:
+    import argparse
+
+    from xixin.commands.terminal import _position
+
+    assert _position("30.66,104.06") == (30.66, 104.06)
+    for bad in ("30.66", "x,y", "91,0", "0,181", "1,2,3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _position(bad)
