@@ -69,9 +69,9 @@ function updateBanner() {
   $("#alarm-count").textContent = alarms.size ? `(${alarms.size})` : "";
 }
 
+// Hear the alarm's talkgroup above the others (console.js hands it to the voice panel).
 function listenTo(alarm) {
-  const tg = alarm.unit;
-  if (window.xixinVoice?.listen) window.xixinVoice.listen(tg);
+  emit("listen", alarm.unit);
 }
 
 function locate(alarm) {
@@ -176,6 +176,9 @@ export async function loadAlarms() {
   render();
   const sos = [...alarms.values()].find((a) => a.kind === "sos" && a.state === "unattended" && a.position);
   if (sos) emit("locate", sos.position.lat, sos.position.lon, sos.device);
+  const newest = [...alarms.values()].filter((a) => a.kind === "sos" && a.state === "unattended")
+    .sort((a, b) => b.raised_at - a.raised_at)[0];
+  if (newest) listenTo(newest);
 }
 
 // Without the alarms API, the devices' SOS flags still raise the banner and the sound.
@@ -183,8 +186,11 @@ export function devicesSeen(devices) {
   if (available) return;
   const now = new Set(devices.filter((d) => d.sos).map((d) => d.id));
   if (now.size !== legacySos.size || [...now].some((d) => !legacySos.has(d))) {
+    const raised = devices.filter((d) => d.sos && !legacySos.has(d.id));
     legacySos = now;
     render();
+    const last = raised.at(-1);
+    if (last?.unit) listenTo({unit: last.unit});   // a new SOS opens its talkgroup's audio
   }
 }
 

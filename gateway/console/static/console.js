@@ -1,10 +1,12 @@
 // The console's start: who is signed in, the map, the tables (refreshed every second), the
-// events stream, the alarms queue, the device panel and, where the gateway has it, voice.
+// events stream, the alarms queue, the device panel, the incident board and, where the gateway
+// has it, voice.
 "use strict";
 import {$, api, deviceLabel, el, emit, names, on, talkgroupLabel} from "./common.js";
 import * as alarms from "./alarms.js";
 import * as device from "./device.js";
 import {addEvent} from "./events.js";
+import * as incidents from "./incidents.js";
 import {drawOfficers, initMap, officerState, panTo} from "./map.js";
 
 function cell(text, title) {
@@ -77,6 +79,7 @@ function listen() {
     addEvent(e);
     alarms.onEvent(e);
     device.onEvent(e);
+    incidents.onEvent(e);
   };
   ws.onclose = () => { document.body.dataset.stream = "closed"; setTimeout(listen, 2000); };
 }
@@ -86,7 +89,8 @@ async function startVoice() {
     const voice = await import("/static/voice.js");
     const panel = $("#voice-panel");
     panel.replaceChildren();
-    await voice.initVoice({api, panel, names, deviceLabel, talkgroupLabel});
+    const state = await voice.initVoice({api, panel, names, deviceLabel, talkgroupLabel});
+    if (heard) state.listen(heard);
   } catch (err) {
     console.info("voice is not available", err);
   }
@@ -94,6 +98,9 @@ async function startVoice() {
 
 on("select-device", (id) => device.selectDevice(id));
 on("locate", (lat, lon) => panTo(lat, lon));
+// An SOS opens its talkgroup's audio: asked before the voice panel is up, it is applied then.
+let heard = null;
+on("listen", (talkgroup) => { heard = talkgroup; window.xixinVoice?.listen?.(talkgroup); });
 
 $("#signout").onclick = async () => {
   await fetch("/api/auth/logout", {method: "POST", credentials: "same-origin"});
@@ -105,6 +112,7 @@ api("/api/auth/me").then(async (me) => {
   try { await initMap(); } catch (err) { console.error("map", err); }
   await refresh();
   try { await alarms.loadAlarms(); } catch (err) { console.error("alarms", err); }
+  incidents.initIncidents($("#incidents-section"));
   setInterval(refresh, 1000);
   listen();
   startVoice();

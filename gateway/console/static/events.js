@@ -50,6 +50,12 @@ function describe(e) {
       return {text: `${who} ${e.ok ? "acknowledged" : "refused"} command ${e.cmd ?? e.re}${e.detail ? ` (${e.detail})` : ""}`};
     case "status_msg":
       return {text: `${who} status ${e.code}${e.text ? `: ${e.text}` : ""}`};
+    case "incident": {
+      const i = e.incident && typeof e.incident === "object" ? e.incident : null;
+      if (!i) return {text: "incident"};
+      const did = (e.actions ?? []).join(", ");
+      return {text: `Incident 事件 #${i.id} ${i.category_name_zh ?? i.category ?? ""} · ${talkgroupLabel(i.unit)}: ${did ? did + " → " : ""}${i.state}`};
+    }
     case "position":
       return null;   // the map shows them; a line per beacon would drown the rest
     default:

@@ -9,6 +9,8 @@ const markers = new Map();   // device -> L.marker
 let trackLayer = null;
 let replayDot = null;
 let relabel = () => {};
+let incidentMarkers = null;  // L.layerGroup: one marker per open incident (incidentLayer)
+let incidentTracks = null;   // L.layerGroup: the selected incident's officers' tracks
 
 // Labels are placed greedily, biggest first, where they belong or a line above or below; a
 // label that fits nowhere without overlapping one already placed is hidden at this zoom (it
@@ -82,7 +84,9 @@ export async function initMap() {
   relabel = () => placeLabels(labels);
   map.on("zoomend moveend resize", relabel);
   requestAnimationFrame(relabel);
-  window.xixinMap = {map, grids, labelLayer, markers};  // for tests and the curious
+  incidentMarkers = L.layerGroup().addTo(map);
+  incidentTracks = L.layerGroup().addTo(map);
+  window.xixinMap = {map, grids, labelLayer, markers, incidentMarkers, incidentTracks};  // for tests and the curious
   return map;
 }
 
@@ -146,3 +150,36 @@ export function clearTrack() {
   trackLayer?.remove(); replayDot?.remove();
   trackLayer = replayDot = null;
 }
+
+// Incidents on the map, drawn for the incident board (incidents.js), which owns no map of its
+// own: a marker per open incident with a position (overdue ones highlighted, the selected one
+// ringed; a click calls `onSelect(id)`), and the selected incident's assigned officers' tracks.
+export const incidentLayer = {
+  // incidents: the board's rows ({id, position, state, overdue, category_name_zh, ...})
+  show(incidents, {selected = null, onSelect = () => {}, describe = (i) => `#${i.id}`} = {}) {
+    if (!incidentMarkers) return;
+    incidentMarkers.clearLayers();
+    for (const inc of incidents) {
+      if (!inc.position || inc.state === "closed") continue;
+      const cls = `inc-marker${inc.overdue ? " overdue" : ""}${inc.id === selected ? " selected" : ""}`;
+      const icon = L.divIcon({className: "", iconSize: [22, 22], iconAnchor: [11, 11],
+        html: `<div class="${cls}" data-incident="${escape(inc.id)}"><span>${escape(inc.id)}</span></div>`});
+      const m = L.marker([inc.position.lat, inc.position.lon], {icon, title: describe(inc), riseOnHover: true,
+        zIndexOffset: inc.id === selected ? 3000 : inc.overdue ? 2500 : 1500});
+      m.on("click", () => onSelect(inc.id));
+      incidentMarkers.addLayer(m);
+    }
+  },
+  // lines: [{device, points: [{lat, lon}, ...]}]; fewer than two points draws nothing.
+  tracks(lines) {
+    if (!incidentTracks) return;
+    incidentTracks.clearLayers();
+    for (const {device, points} of lines) {
+      if (points.length < 2) continue;
+      L.polyline(points.map((p) => [p.lat, p.lon]), {className: "inc-track", color: "#e0a21a", weight: 3,
+        opacity: 0.9, dashArray: "6 4", interactive: false})
+        .addTo(incidentTracks)
+        .getElement()?.setAttribute("data-device", device);
+    }
+  },
+};

@@ -2,7 +2,8 @@
 // talkgroups in scope, spoken messages (text or WAV) and recordings. The wire formats are
 // docs/protocol.md §12; audio is 16 kHz mono s16le both ways (decoded on the server).
 // Usage: import {initVoice} from "/static/voice.js"; initVoice({panel}) — panel defaults to
-// #voice-panel. State for tests and other panels: window.xixinVoice.
+// #voice-panel. State for tests and other panels: window.xixinVoice; its listen(talkgroup)
+// raises one talkgroup above the others.
 
 const RATE = 16000;
 const REPLAY_KEPT = 5;     // bursts kept for instant replay
@@ -30,7 +31,7 @@ export function initVoice(api = {}) {
   const panel = api.panel || document.getElementById("voice-panel");
   const state = {
     floor: null, floorLog: [], bursts: [], talking: {}, talkgroups: [], listening: false,
-    framesSent: 0,
+    framesSent: 0, levels: {}, focused: null,
   };
   window.xixinVoice = state;
   let ctx = null, micNode = null, talkWs = null, talkTarget = null, pressed = false;
@@ -175,40 +176,58 @@ export function initVoice(api = {}) {
     for (const d of devices) {
       target.append(el("option", {value: `device:${d.id}`}, `☎ ${d.name || d.id} (${d.id})`));
     }
+    if (focused && !pressed && [...target.options].some((o) => o.value === `tg:${focused}`)) target.value = `tg:${focused}`;
   }
 
   // ---- listening ----
-  function gainFor(index) {
-    const s = streams[index];
-    return s ? s.gain : null;
-  }
-
   function buildListen(talkgroups) {
     state.talkgroups = talkgroups;
     tgList.replaceChildren();
     talkgroups.forEach((tg, index) => {
-      const choose = el("select", {"data-tg": tg, onchange: (e) => setGain(index, e.target.value)},
+      const choose = el("select", {"data-tg": tg, onchange: (e) => setLevel(index, e.target.value)},
         el("option", {value: "selected"}, "selected"), el("option", {value: "softer"}, "softer"),
         el("option", {value: "muted"}, "muted"));
+      choose.value = state.levels[tg] || "selected";
       tgList.append(el("label", {}, `${tg} `, choose), " ");
     });
+    if (focused) focus(focused);
   }
 
-  function setGain(index, how) {
-    const s = stream(index);
-    s.level = how;
-    s.gain.gain.value = GAIN[how];
+  // A talkgroup's level ("selected" | "softer" | "muted"), kept by name across reconnections.
+  function setLevel(index, how) {
+    const tg = state.talkgroups[index];
+    state.levels[tg] = how;
+    const choose = tgList.querySelector(`select[data-tg="${CSS.escape(tg)}"]`);
+    if (choose) choose.value = how;
+    if (streams[index]) streams[index].gain.gain.value = GAIN[how];
   }
 
   function stream(index) {
     if (!streams[index]) {
       const gain = ctx.createGain();
-      gain.gain.value = GAIN.selected;
+      gain.gain.value = GAIN[state.levels[streamName(index)] || "selected"];
       gain.connect(ctx.destination);
-      streams[index] = {gain, next: 0, burst: null, level: "selected"};
+      streams[index] = {gain, next: 0, burst: null};
     }
     return streams[index];
   }
+
+  // Hear one talkgroup above the others (an SOS opens its talker's audio: alarms.js): it is
+  // "selected", every other one "softer", and it becomes the talk target. Asked before the
+  // listen stream has said which talkgroups it carries, it applies once it has. Returns whether
+  // the talkgroup is one of those heard.
+  let focused = null;
+  function focus(talkgroup) {
+    focused = talkgroup;
+    const index = state.talkgroups.indexOf(talkgroup);
+    if (index < 0) return false;
+    state.talkgroups.forEach((_, i) => setLevel(i, i === index ? "selected" : "softer"));
+    state.focused = talkgroup;
+    const option = [...target.options].find((o) => o.value === `tg:${talkgroup}`);
+    if (option && !pressed) target.value = option.value;
+    return true;
+  }
+  state.listen = focus;
 
   function streamName(index) {
     return index === 255 ? "call" : state.talkgroups[index];

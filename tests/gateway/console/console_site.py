@@ -57,7 +57,11 @@ class Site:
             threading.Event().wait(0.05)
 
     def beacon(self, device: str, lon: float, lat: float, battery: int) -> None:
-        payload = {"v": 1, "ts": int(time.time() * 1000), "lat": lat, "lon": lon, "acc": 5.0,
+        self.beacon_at(device, lon, lat, battery, time.time())
+
+    def beacon_at(self, device: str, lon: float, lat: float, battery: int, at: float) -> None:
+        """A position report from `device` with its fix taken at `at` (Unix seconds)."""
+        payload = {"v": 1, "ts": int(at * 1000), "lat": lat, "lon": lon, "acc": 5.0,
                    "bat": battery}  # fmt: skip
         self.terminals[device].publish_raw(
             f"xixin/v1/dev/{device}/gps", json.dumps(payload).encode(), qos=1

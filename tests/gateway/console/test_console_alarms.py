@@ -19,8 +19,20 @@ pytestmark = fixtures.pytestmark
 open_console = fixtures.open_console
 site = fixtures.site
 
-#: voice.js is another part of the console; here its listen() only records what it was asked.
-VOICE_RECORDER = "window.xixinVoice = {heard: [], listen(tg) { this.heard.push(tg); }};"
+
+def _voice_ready(page: Any) -> None:
+    """Until the voice panel's listen stream has said which talkgroups it carries."""
+    page.wait_for_function("() => window.xixinVoice && window.xixinVoice.listening")
+
+
+def _levels(page: Any) -> dict[str, str]:
+    """The voice panel's listen level of each talkgroup, as its selects show them."""
+    return dict(
+        page.evaluate(
+            "() => [...document.querySelectorAll('#voice-tgs select')]"
+            ".map((s) => [s.dataset.tg, s.value])"
+        )
+    )
 
 
 def _needs(page: Any, site: Site, path: str) -> None:
@@ -60,7 +72,8 @@ def test_sos_row_locates_and_opens_the_talkgroup_audio(
 ) -> None:
     page = open_console("grid01")
     _needs(page, sos, "/api/alarms")
-    page.evaluate(VOICE_RECORDER)
+    _voice_ready(page)
+    page.select_option("#voice-tgs select[data-tg='grid-01']", "muted")
     row = page.locator(".alarm-row[data-kind='sos']").first
     assert "last fix 30." in row.inner_text()
     page.evaluate("window.xixinMap.map.setView([0, 0], 3)")
@@ -68,8 +81,22 @@ def test_sos_row_locates_and_opens_the_talkgroup_audio(
     centre = page.evaluate("window.xixinMap.map.getCenter()")
     assert abs(centre["lat"] - 30.86) < 0.05 and abs(centre["lng"] - 120.11) < 0.05
     row.locator("button.listen").click()
-    assert page.evaluate("window.xixinVoice.heard") == ["grid-01"]
+    assert _levels(page)["grid-01"] == "selected"
+    assert page.evaluate("window.xixinVoice.focused") == "grid-01"
     page.wait_for_selector("#device-panel[data-device='T001']")
+
+
+def test_an_open_sos_opens_its_talkgroup_audio(sos: Site, open_console: OpenConsole) -> None:
+    """With or without the alarms API: the voice panel hears T001's talkgroup (selected) and
+    makes it the talk target."""
+    page = open_console("grid01")
+    _voice_ready(page)
+    page.wait_for_function("() => window.xixinVoice.focused === 'grid-01'")
+    levels = _levels(page)
+    assert levels["grid-01"] == "selected"
+    assert all(level == "softer" for tg, level in levels.items() if tg != "grid-01")
+    assert page.input_value("#voice-target") == "tg:grid-01"
+    assert page.errors == []
 
 
 def test_acknowledge_silences_then_close_needs_an_outcome_and_a_note(
@@ -110,3 +137,23 @@ def test_a_command_shows_its_live_state(sos: Site, open_console: OpenConsole) ->
     page.fill("#device-text", "请到东门 · go to the east gate")
     page.click("#cmd-text")
     page.wait_for_selector("#device-commands li[data-command] >> text=请到东门")
+
+
+def test_a_new_sos_raises_its_talkgroup_above_the_others(
+    sos: Site, open_console: OpenConsole
+) -> None:
+    """The centre hears every talkgroup; T003's SOS (grid-02) arriving while the console is open
+    makes grid-02 the selected one and every other talkgroup softer."""
+    page = open_console("centre")
+    _voice_ready(page)
+    assert {"grid-01", "grid-02"} <= set(_levels(page))
+    answer = sos.terminals["T003"].sos(True)
+    try:
+        assert answer.get("type") != "error", answer
+        page.wait_for_function("() => window.xixinVoice.focused === 'grid-02'")
+        levels = _levels(page)
+        assert levels["grid-02"] == "selected"
+        assert all(level == "softer" for tg, level in levels.items() if tg != "grid-02")
+        assert page.errors == []
+    finally:
+        sos.terminals["T003"].sos(False)

@@ -54,7 +54,7 @@ def test_board_by_scope_overdue_timeline_and_one_click_assign(
     assert f'data-incident="{other.id}"' not in dom  # another grid's incident is not shown
     browser.wait(f"{_row(late.id)}.classList.contains('overdue')")
     assert not browser.eval(f"{_row(mine.id)}.classList.contains('overdue')")
-    browser.wait(f"document.querySelector('rect.inc-marker[data-incident=\"{mine.id}\"]') !== null")
+    browser.wait(f"document.querySelector('.inc-marker[data-incident=\"{mine.id}\"]') !== null")
     # Open it: the timeline and the nearest officer; one click assigns.
     browser.eval(f"{_row(mine.id)}.click(); true")
     browser.wait("document.querySelector('.inc-timeline li') !== null")
