@@ -118,6 +118,10 @@ class Relay:
             where,
         )
 
+    def unexpected(self, topic: str) -> None:
+        """A message on the voice connection that is no voice uplink: counted, logged once."""
+        self._drop("bad_topic", topic)
+
     def talkgroup_frame(self, topic: str, payload: bytes) -> None:
         """Uplink `xixin/v1/tg/{tg}/up/{device}`."""
         route = self._routes.get(topic)
