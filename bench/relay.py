@@ -241,7 +241,9 @@ def parse_options(items: list[str]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter slices, one bisection")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer, shorter steps, no bisection (<= 45 s)"
+    )
     parser.add_argument("--serve-gateway", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "relay.json")
     parser.add_argument(
@@ -260,6 +262,12 @@ def main() -> None:
         metavar="FIELD=JSON",
         help="a GatewaySettings field for the gateway under test (experiments)",
     )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        help="run the load generator, broker and gateway at this niceness (negative: root "
+        "only), shielding both paths alike from other work on a shared machine",
+    )
     parser.add_argument("--dump", type=Path, help="the storm step's frame times (JSON)")
     args = parser.parse_args()
     if args.serve_gateway:
@@ -269,11 +277,15 @@ def main() -> None:
     steps = [100, 200, 300, 400, 500, 600, 800]
     if args.steps:
         steps = [int(n) for n in args.steps.split(",")]
-    seconds = 2.4 if args.quick else 4.5
-    refine = 1 if args.quick else 2
+    if args.quick and not args.steps:
+        steps = [100, 200, 300, 400]
+    seconds = 1.5 if args.quick else 4.5
+    refine = 0 if args.quick else 2
     options = parse_options(args.gateway_option)
     if args.no_record:
         options["record"] = False
+    if args.nice is not None:
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by the broker and gateway
     jitter = scheduler_jitter(1.0 if args.quick else 2.0)
     print(f"idle machine, 1 ms sleep wakes late by: {jitter}", flush=True)
     began = time.monotonic()
@@ -346,6 +358,7 @@ def report(args: argparse.Namespace, rows: list[Row], storm_row: Row | None,
         + ("no recorder" if args.no_record else "recorder process on")
         + (f", options {options}" if options else ""),
         "gateway": gateway_line,
+        "niceness": os.getpriority(os.PRIO_PROCESS, 0),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

@@ -266,11 +266,11 @@ class GatewayRunner:
     async def run(self) -> None:
         """Run until stop(): the MQTT connections and the floor timer loop."""
         async with asyncio.TaskGroup() as group:
-            publisher_tasks = [
-                group.create_task(p.run(), name=f"gateway-pub{k}")
-                for k, p in enumerate(self.publishers)
-            ]
-            for publisher in self.publishers:
+            publisher_tasks = []
+            # One after the other: many connections opened at once can overflow the listen
+            # backlog of the broker's Unix socket (EAGAIN, then a retry after a back-off).
+            for k, publisher in enumerate(self.publishers):
+                publisher_tasks.append(group.create_task(publisher.run(), name=f"gateway-pub{k}"))
                 await publisher.wait_connected(30)
             voice_ready = asyncio.Event()
             voice_task = group.create_task(self.voice.run(voice_ready), name="gateway-voice")
