@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_seconds, percentile  # noqa: E402
-from bench.relay_load import FRAME_MS, PATHS, PAYLOAD_BYTES, Fleet, serve_gateway  # noqa: E402
+from bench.relay_load import (  # noqa: E402
+    FRAME_MS,
+    PATHS,
+    PAYLOAD_BYTES,
+    Fleet,
+    serve_gateway,
+    serve_storm,
+)
 from gateway.broker import ManagedBroker  # noqa: E402
 from transport.address import BrokerAddress  # noqa: E402
 from transport.loop import run_event_loop  # noqa: E402
@@ -91,19 +100,62 @@ def _ms(value: float) -> float:
     return round(value, 3)
 
 
+class Storm:
+    """The storm process (bench/relay_load.py serve_storm)."""
+
+    def __init__(self, address: BrokerAddress, rate: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve-storm", address.host, str(address.port),
+             str(rate)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.times: list[int] = []
+
+    def _say(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def _read(self) -> str:
+        assert self.process.stdout is not None
+        return self.process.stdout.readline()
+
+    async def ready(self) -> None:
+        line = await asyncio.get_running_loop().run_in_executor(None, self._read)
+        if line.strip() != "ready":
+            raise SystemExit("the storm process did not start")
+
+    def start(self) -> None:
+        self._say("start")
+
+    async def stop(self) -> int:
+        self._say("stop")
+        line = await asyncio.get_running_loop().run_in_executor(None, self._read)
+        report = json.loads(line)
+        self.times += report["times"]
+        return int(report["sent"])
+
+    def close(self) -> None:
+        try:
+            self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 class Bench:
     def __init__(self, fleet: Fleet, seconds: float, pids: tuple[int, int, int]) -> None:
         self.fleet = fleet
         self.seconds = seconds
         self.watched = (pids[0], pids[1], os.getpid(), pids[2])  # gateway, broker, us, recorder
 
-    async def step(self, bursts: int, storm: int = 0) -> Row:
+    async def step(self, bursts: int, storm: Storm | None = None) -> Row:
         """Both paths at `bursts`, alternating in SLICES slices each (and a storm if asked)."""
         fleet = self.fleet
         await fleet.request_floors(bursts)
         streams = [fleet.stream(bursts, via_gateway=False), fleet.stream(bursts, via_gateway=True)]
-        stop = asyncio.Event()
-        storm_task = asyncio.create_task(fleet.storm(storm, stop)) if storm else None
+        if storm is not None:
+            storm.start()
         began_storm = time.monotonic()
         slices: list[list[list[float]]] = [[], []]
         sent = [0, 0]
@@ -121,9 +173,8 @@ class Bench:
                     for k, pid in enumerate(self.watched):
                         cpu[k] += cpu_seconds(pid) - before[k]
         storm_rate = 0.0
-        if storm_task is not None:
-            stop.set()
-            storm_rate = await storm_task / (time.monotonic() - began_storm)
+        if storm is not None:
+            storm_rate = await storm.stop() / (time.monotonic() - began_storm)
         await fleet.release_floors(bursts)
         row = self._row(bursts, slices, sent, [round(100 * c / wall, 1) for c in cpu])
         row.storm_requests_per_s = round(storm_rate, 1)
@@ -134,7 +185,7 @@ class Bench:
             f"{row.gateway_p99_ms:6.2f}  added p99 {row.added_p99_ms:6.2f} ms "
             f"{row.added_p99_ms_slices} cpu% gw/broker/load/rec {row.gateway_cpu_pct}/"
             f"{row.broker_cpu_pct}/{row.loadgen_cpu_pct}/{row.recorder_cpu_pct}"
-            + (f"  storm {storm_rate:.0f} req/s" if storm else ""),
+            + (f"  storm {storm_rate:.0f} req/s" if storm is not None else ""),
             flush=True,
         )
         return row
@@ -219,16 +270,30 @@ async def measure(
     pids: tuple[int, int, int],
     dump: Path | None = None,
 ) -> tuple[list[Row], Row | None]:
-    storm = STORM_RATE if max(steps) >= STORM_BURSTS else 0
-    async with Fleet(address, max(steps), storm) as fleet:
-        bench = Bench(fleet, seconds, pids)
-        rows = await bench.sweep(steps, refine)
-        if dump is not None:
-            fleet.timeline = []
-        storm_row = await bench.step(STORM_BURSTS, storm) if storm else None
-        if dump is not None:
-            dump.write_text(json.dumps({"storms": fleet.storm_times, "frames": fleet.timeline}))
+    storm = Storm(address, STORM_RATE) if max(steps) >= STORM_BURSTS else None
+    try:
+        async with Fleet(address, max(steps)) as fleet:
+            bench = Bench(fleet, seconds, pids)
+            rows = await bench.sweep(steps, refine)
+            storm_row = None
+            if storm is not None:
+                await storm.ready()
+                fleet.timeline = [] if dump is not None else None
+                storm_row = await bench.step(STORM_BURSTS, storm)
+            if dump is not None and storm is not None:
+                dump.write_text(json.dumps({"storms": storm.times, "frames": fleet.timeline}))
+    finally:
+        if storm is not None:
+            storm.close()
     return rows, storm_row
+
+
+def _autogroup() -> str | None:
+    """The scheduler autogroup of this process and its nice value, where the kernel has them."""
+    try:
+        return Path("/proc/self/autogroup").read_text().strip()
+    except OSError:
+        return None
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
@@ -239,12 +304,33 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
-def main() -> None:
+@contextlib.contextmanager
+def priority(nice: int | None) -> Iterator[str | None]:
+    """Run the block (and the processes it starts) at niceness `nice`, our scheduler autogroup
+    too; yields the autogroup as it was then. The autogroup is shared with the shell that
+    started us: its nice value is put back after."""
+    before = _autogroup()
+    if nice is None:
+        yield before
+        return
+    os.setpriority(os.PRIO_PROCESS, 0, nice)  # inherited by the broker and gateway
+    with contextlib.suppress(OSError):
+        Path("/proc/self/autogroup").write_text(str(nice))
+    try:
+        yield _autogroup()
+    finally:
+        if before is not None:
+            with contextlib.suppress(OSError):
+                Path("/proc/self/autogroup").write_text(before.rsplit(" ", 1)[-1])
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="fewer, shorter steps, no bisection (<= 45 s)"
     )
     parser.add_argument("--serve-gateway", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-storm", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "relay.json")
     parser.add_argument(
         "--no-record", action="store_true", help="gateway without its recorder (production records)"
@@ -265,14 +351,23 @@ def main() -> None:
     parser.add_argument(
         "--nice",
         type=int,
-        help="run the load generator, broker and gateway at this niceness (negative: root "
-        "only), shielding both paths alike from other work on a shared machine",
+        help="run the load generator, broker and gateway at this niceness, and their scheduler "
+        "autogroup too where the kernel has them (negative: root only): on a shared machine "
+        "every other session's group otherwise gets as much CPU as all of ours together",
     )
     parser.add_argument("--dump", type=Path, help="the storm step's frame times (JSON)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
     if args.serve_gateway:
         host, port, bursts, storm, options = args.serve_gateway
         serve_gateway(host, int(port), int(bursts), int(storm), json.loads(options))
+        return
+    if args.serve_storm:
+        host, port, rate = args.serve_storm
+        serve_storm(host, int(port), int(rate))
         return
     steps = [100, 200, 300, 400, 500, 600, 800]
     if args.steps:
@@ -284,12 +379,10 @@ def main() -> None:
     options = parse_options(args.gateway_option)
     if args.no_record:
         options["record"] = False
-    if args.nice is not None:
-        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by the broker and gateway
-    jitter = scheduler_jitter(1.0 if args.quick else 2.0)
-    print(f"idle machine, 1 ms sleep wakes late by: {jitter}", flush=True)
     began = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
+    with priority(args.nice) as autogroup, tempfile.TemporaryDirectory() as tmp:
+        jitter = scheduler_jitter(1.0 if args.quick else 2.0)
+        print(f"idle machine, 1 ms sleep wakes late by: {jitter}", flush=True)
         broker = ManagedBroker(Path(tmp), local_socket=not args.tcp_gateway)
         broker.start()
         storm = STORM_RATE if max(steps) >= STORM_BURSTS else 0
@@ -319,6 +412,7 @@ def main() -> None:
             broker.stop()
     print(f"gateway: {gateway_line}")
     result = report(args, rows, storm_row, options, seconds, jitter, gateway_line)
+    result["autogroup"] = autogroup
     result["elapsed_s"] = round(time.monotonic() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -151,17 +151,15 @@ def _client(address: BrokerAddress, client_id: str, subs: list[tuple[str, int]],
 
 
 class Fleet:
-    """Talkers, listeners and storm devices, each on its own connection."""
+    """Talkers and listeners, each on its own connection."""
 
-    def __init__(self, address: BrokerAddress, bursts: int, storm: int) -> None:
+    def __init__(self, address: BrokerAddress, bursts: int) -> None:
         self.address = address
         self.grants: dict[str, int] = {}
         self.grant_event = asyncio.Event()
         self.expected_grants = 0
         self.recording = False
         self.latencies: tuple[list[float], list[float]] = ([], [])
-        self.storm_replies = 0
-        self.storm_times: list[int] = []  # monotonic ns of each storm's requests
         # (path, sent ns, received ns) of every frame, when set (--dump)
         self.timeline: list[tuple[int, int, int]] | None = None
         self.talkers = [
@@ -172,20 +170,11 @@ class Fleet:
             _client(address, f"bench-rx-{i}", [(topics.tg_down(tg_of(i)), 0)], self._on_voice)
             for i in range(bursts)
         ]
-        self.stormers = [
-            _client(
-                address,
-                f"bench-storm-{k}",
-                [(topics.ctrl_down(storm_dev(k)), 1)],
-                self._on_storm_reply,
-            )
-            for k in range(storm)
-        ]
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def clients(self) -> list[MqttClient]:
-        return [*self.talkers, *self.listeners, *self.stormers]
+        return [*self.talkers, *self.listeners]
 
     def _on_voice(self, topic: str, payload: bytes, qos: int) -> None:
         if self.recording:
@@ -201,9 +190,6 @@ class Fleet:
             self.grants[topic.split("/")[3]] = int(body["burst"])
             if len(self.grants) >= self.expected_grants:
                 self.grant_event.set()
-
-    def _on_storm_reply(self, topic: str, payload: bytes, qos: int) -> None:
-        self.storm_replies += 1
 
     async def __aenter__(self) -> Fleet:
         clients = self.clients
@@ -287,26 +273,62 @@ class Fleet:
         self.recording = False
         return sent, list(got)
 
-    async def storm(self, rate: int, stop: asyncio.Event, hold_s: float = 0.5) -> int:
-        """Floor requests at `rate`/s until `stop`: every second each storm device asks for its
-        talkgroup's floor (all in the same instant: a storm) and releases it `hold_s` later.
-        Returns how many requests were sent."""
-        sent, n = 0, 0
-        devices = self.stormers[:rate]
-        while not stop.is_set():
-            began = time.monotonic()
-            self.storm_times.append(time.monotonic_ns())
-            for k, client in enumerate(devices):
-                body = {"v": 1, "type": "floor_request", "id": f"s{n}", "tg": storm_tg(k)}
-                client.publish_nowait(topics.ctrl_up(storm_dev(k)), json.dumps(body).encode(), 1)
-            sent += len(devices)
-            await _sleep_until(began + hold_s, stop)
-            for k, client in enumerate(devices):
-                body = {"v": 1, "type": "floor_release", "id": f"r{n}", "tg": storm_tg(k)}
-                client.publish_nowait(topics.ctrl_up(storm_dev(k)), json.dumps(body).encode(), 1)
-            n += 1
-            await _sleep_until(began + 1.0, stop)
-        return sent
+
+# ---- the storm, in its own process --------------------------------------------------------
+
+
+async def _storm(clients: list[MqttClient], stop: asyncio.Event, times: list[int]) -> int:
+    """Every second each storm device asks for its talkgroup's floor (all in the same instant:
+    a storm) and releases it 0.5 s later, until `stop`; returns how many requests were sent."""
+    sent, n = 0, 0
+    while not stop.is_set():
+        began = time.monotonic()
+        times.append(time.monotonic_ns())
+        for k, client in enumerate(clients):
+            body = {"v": 1, "type": "floor_request", "id": f"s{n}", "tg": storm_tg(k)}
+            client.publish_nowait(topics.ctrl_up(storm_dev(k)), json.dumps(body).encode(), 1)
+        sent += len(clients)
+        await _sleep_until(began + 0.5, stop)
+        for k, client in enumerate(clients):
+            body = {"v": 1, "type": "floor_release", "id": f"r{n}", "tg": storm_tg(k)}
+            client.publish_nowait(topics.ctrl_up(storm_dev(k)), json.dumps(body).encode(), 1)
+        n += 1
+        await _sleep_until(began + 1.0, stop)
+    return sent
+
+
+def _ignore(topic: str, payload: bytes, qos: int) -> None:
+    """Storm devices do not look at the replies."""
+
+
+def serve_storm(host: str, port: int, rate: int) -> None:
+    """`rate` storm devices on their own connections, in a process of their own (the talkers'
+    timing is not disturbed by the storm's own work). Commands on stdin: `start`, `stop` (then
+    prints JSON: requests sent and each storm's monotonic ns); EOF ends."""
+
+    address = BrokerAddress(host, port)
+
+    async def main() -> None:
+        clients = [
+            _client(address, f"bench-storm-{k}", [(topics.ctrl_down(storm_dev(k)), 1)], _ignore)
+            for k in range(rate)
+        ]
+        tasks = [asyncio.create_task(c.run()) for c in clients]
+        for client in clients:
+            await client.wait_connected(30)
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "start":
+            stop, times = asyncio.Event(), list[int]()
+            storm = asyncio.create_task(_storm(clients, stop, times))
+            await loop.run_in_executor(None, sys.stdin.readline)  # stop
+            stop.set()
+            print(json.dumps({"sent": await storm, "times": times}), flush=True)
+        await asyncio.gather(*(client.close() for client in clients))
+        for task in tasks:
+            task.cancel()
+
+    run_event_loop(main())
 
 
 async def _sleep_until(when: float, stop: asyncio.Event) -> None:
