@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[list[GatewayEvent]], None]
 
 CONTROL_SLICE_S = 0.0005  # the control task gives the loop back after this much work
+# ... and takes it again only after a timer this long (at least one turn of the loop: the voice
+# read meanwhile, and its frames written, come first; a backlog is handled at half a core).
+CONTROL_PAUSE_S = 0.0005
 # Control messages queued at most before the control connection stops reading (the broker
 # queues the rest for it, within its bounds): a flood cannot grow the gateway's memory.
 CONTROL_QUEUE_PAUSE = 5000
@@ -196,7 +199,7 @@ class GatewayRunner:
             wake.clear()
             while queue:
                 self.handle_control()
-                await asyncio.sleep(0)
+                await asyncio.sleep(CONTROL_PAUSE_S)
 
     async def _on_connect(self) -> None:
         await self.client.publish(
