@@ -56,7 +56,9 @@ from transport.address import BrokerAddress  # noqa: E402
 from transport.loop import run_event_loop  # noqa: E402
 
 DEFAULT_PUBLISHERS = GatewaySettings(BrokerAddress("127.0.0.1", 1)).publish_connections
-SLICES = 5  # per step, the two paths alternate this many times
+SLICES = 7  # per step, the two paths alternate this many times
+STORM_SLICES = 9  # in the storm step, of STORM_SLICE_S each (the storm has a 1 s period)
+STORM_SLICE_S = 1.0
 TAIL_S = 1.0  # after each slice: wait for frames in flight until none arrived for this long
 LIMIT_MS = 10.0  # a step passes with (added) p99 at most this, and no loss
 STORM_RATE = 200  # floor requests per second in the storm
@@ -152,10 +154,17 @@ class Bench:
     def __init__(self, fleet: Fleet, seconds: float, pids: tuple[int, int, int]) -> None:
         self.fleet = fleet
         self.seconds = seconds
+        self.storm_slices = STORM_SLICES
         self.watched = (pids[0], pids[1], os.getpid(), pids[2])  # gateway, broker, us, recorder
 
     async def step(self, bursts: int, storm: Storm | None = None) -> Row:
-        """Both paths at `bursts`, alternating in SLICES slices each (and a storm if asked)."""
+        if storm is None:
+            return await self._step(bursts, SLICES, self.seconds / SLICES, None)
+        return await self._step(bursts, self.storm_slices, STORM_SLICE_S, storm)
+
+    async def _step(self, bursts: int, slice_count: int, slice_s: float,
+                    storm: Storm | None) -> Row:  # fmt: skip
+        """Both paths at `bursts`, alternating in `slice_count` slices each (and a storm)."""
         fleet = self.fleet
         await fleet.request_floors(bursts)
         streams = [fleet.stream(bursts, via_gateway=False), fleet.stream(bursts, via_gateway=True)]
@@ -166,11 +175,11 @@ class Bench:
         sent = [0, 0]
         cpu = [0.0] * len(self.watched)
         wall = 0.0
-        for _ in range(SLICES):
+        for _ in range(slice_count):
             for path, stream in enumerate(streams):
                 before = [cpu_seconds(pid) for pid in self.watched]
                 began = time.monotonic()
-                n, got = await fleet.play(stream, self.seconds / SLICES, TAIL_S)
+                n, got = await fleet.play(stream, slice_s, TAIL_S)
                 sent[path] += n
                 slices[path].append(got)
                 if path == 1:
@@ -279,6 +288,8 @@ async def measure(
     try:
         async with Fleet(address, max(steps)) as fleet:
             bench = Bench(fleet, seconds, pids)
+            if refine == 0:  # --quick
+                bench.storm_slices = 5
             rows = await bench.sweep(steps, refine)
             storm_row = None
             if storm is not None:
@@ -379,7 +390,7 @@ def main() -> None:
         steps = [int(n) for n in args.steps.split(",")]
     if args.quick and not args.steps:
         steps = [100, 200, 300, 400]
-    seconds = 1.5 if args.quick else 4.5
+    seconds = 1.5 if args.quick else 6.0
     refine = 0 if args.quick else 2
     options = parse_options(args.gateway_option)
     if args.no_record:
@@ -476,6 +487,10 @@ def report(args: argparse.Namespace, rows: list[Row], storm_row: Row | None,
         "storm": asdict(storm_row) if storm_row else None,
         "storm_added_p99_ms": storm_row.added_p99_ms if storm_row else None,
         "storm_limit_ms": STORM_LIMIT_MS,
+        "storm_method": f"{STORM_BURSTS} steady bursts, the two paths alternating in "
+        f"{STORM_SLICES} slices of {STORM_SLICE_S:g} s each while {STORM_RATE} devices (another "
+        "process, its own session) each ask for a floor every second, all in the same instant, "
+        "and release it 0.5 s later",
     }
 
 
