@@ -23,7 +23,12 @@ BENCHMARKS = ["relay", "codec", "fleet", "ingest", "replay", "soak", "faults", "
 def summary(name: str, result: dict[str, object]) -> str:
     """One line with the headline figures of a result file."""
     keys = {
-        "relay": ["max_fps_added_p99_under_10ms", "added_p99_ms_at_100_bursts"],
+        "relay": [
+            "max_fps_added_p99_under_10ms",
+            "direct_max_fps_p99_under_10ms",
+            "max_fps_ratio",
+            "storm_added_p99_ms",
+        ],
         "codec": ["encode_ratio", "decode_ratio"],
         "fleet": ["max_terminals_per_process"],
         "ingest": [],

@@ -5,8 +5,10 @@ check, a floor check and one publish built from cached bytes. It never decodes a
 touches the database, never logs.
 
 Downlinks are spread over several publishing connections (one per talkgroup, fixed, so a
-talkgroup's frames keep their order): mosquitto reads one packet per connection per loop turn,
-so a single gateway connection would cap the relay at what one socket gets from the broker.
+talkgroup's frames keep their order): mosquitto 2.0 reads one packet per connection per loop
+turn, so with hundreds of terminal connections in each turn a few gateway connections would
+starve (each relayed frame is read from the gateway once, but the terminals' uplinks come from
+as many connections as there are talkers).
 """
 
 from __future__ import annotations
@@ -117,6 +119,10 @@ class Relay:
             reason,
             where,
         )
+
+    def unexpected(self, topic: str) -> None:
+        """A message on the voice connection that is no voice uplink: counted, logged once."""
+        self._drop("bad_topic", topic)
 
     def talkgroup_frame(self, topic: str, payload: bytes) -> None:
         """Uplink `xixin/v1/tg/{tg}/up/{device}`."""

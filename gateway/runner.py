@@ -1,8 +1,18 @@
-"""The gateway's I/O shell: one MQTT connection, the relay, the control plane and a timer task."""
+"""The gateway's I/O shell: its MQTT connections, the relay, the control plane and a timer task.
+
+Voice and control never share a connection or a turn of the event loop: talkgroup and call
+uplinks arrive on a voice connection whose reader hands every frame straight to the relay, and
+downlinks leave over the publishing connections (gateway/relay.py). Control messages and
+presence arrive on the control connection, whose reader only queues them: a control task handles
+the queue in slices of at most CONTROL_SLICE_S, giving the loop back between slices, so a storm of
+floor requests delays a frame by one slice at most, not by the whole storm. Replies and events
+leave over the control connection.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -28,6 +38,15 @@ log = logging.getLogger(__name__)
 
 EventSink = Callable[[list[GatewayEvent]], None]
 
+CONTROL_SLICE_S = 0.0005  # the control task gives the loop back after this much work
+# ... and takes it again only after a timer this long (at least one turn of the loop: the voice
+# read meanwhile, and its frames written, come first; a backlog is handled at half a core).
+CONTROL_PAUSE_S = 0.0005
+# Control messages queued at most before the control connection stops reading (the broker
+# queues the rest for it, within its bounds): a flood cannot grow the gateway's memory.
+CONTROL_QUEUE_PAUSE = 5000
+CONTROL_QUEUE_RESUME = 1000
+
 
 @dataclass(slots=True)
 class GatewaySettings:
@@ -38,8 +57,10 @@ class GatewaySettings:
     talkgroups: list[str] | None = None  # the partition this instance owns; None = all
     floor: FloorConfig = field(default_factory=FloorConfig)
     tick_interval: float = 0.05
-    # Downlink voice goes out over this many extra connections (see gateway/relay.py).
-    publish_connections: int = 4
+    # Downlink voice goes out over this many extra connections (see gateway/relay.py): with
+    # every terminal on its own connection, 16 carried twice the load of 4 within 10 ms
+    # (bench/relay.py).
+    publish_connections: int = 16
     # Read the broker's $SYS counters (drops, queued bytes): the managed broker allows it.
     watch_broker: bool = False
 
@@ -53,7 +74,8 @@ def _wall_ms() -> int:
 
 
 class GatewayRunner:
-    """Owns the gateway's MQTT connection and the loop that fires floor timers."""
+    """Owns the gateway's MQTT connections, the control task and the loop that fires floor
+    timers."""
 
     def __init__(
         self,
@@ -71,6 +93,7 @@ class GatewayRunner:
         broker = settings.broker
         # One TLS context (system CA store) for every connection of the instance.
         tls = ssl.create_default_context() if broker.tls else None
+        # The control connection: presence, control uplinks, replies, the gateway's status.
         self.client = MqttClient(
             broker.client_options(
                 f"xixin-gateway-{settings.instance}",
@@ -78,11 +101,23 @@ class GatewayRunner:
                 password=settings.password,
                 tls=tls,
                 will=Will(status_topic, json.dumps({"v": 1, "state": "offline"}).encode()),
-                subscriptions=topics.gateway_subscriptions(settings.talkgroups)
+                subscriptions=topics.gateway_control_subscriptions()
                 + (broker_stats.SUBSCRIPTIONS if settings.watch_broker else []),
             ),
-            self._on_message,
+            self._on_control_message,
             on_connect=self._on_connect,
+            logger=self.log,
+        )
+        # The voice connection: talkgroup and private-call uplinks, straight to the relay.
+        self.voice = MqttClient(
+            broker.client_options(
+                f"xixin-gateway-{settings.instance}-voice",
+                username=settings.username,
+                password=settings.password,
+                tls=tls,
+                subscriptions=topics.gateway_voice_subscriptions(settings.talkgroups),
+            ),
+            self._on_voice,
             logger=self.log,
         )
         self.publishers = [
@@ -104,23 +139,67 @@ class GatewayRunner:
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self.broker_stats = broker_stats.BrokerStats()
+        # Control messages received and not handled yet (see the module's docstring).
+        self.control_queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._control_wake = asyncio.Event()
+        self.control_paused = False
+        self.control_queue_pause = CONTROL_QUEUE_PAUSE
+        self.control_queue_resume = CONTROL_QUEUE_RESUME
 
-    # ---- MQTT callbacks (reader task) -----------------------------------------------------
+    # ---- MQTT callbacks (reader tasks) ----------------------------------------------------
 
-    def _on_message(self, topic: str, payload: bytes, qos: int) -> None:
+    def _on_voice(self, topic: str, payload: bytes, qos: int) -> None:
         if topic.startswith(topics.TG_PREFIX):
             self.relay.talkgroup_frame(topic, payload)
             return
+        parsed = topics.device_topic(topic)
+        if parsed is not None and parsed[1] == "call/up":
+            self.relay.call_frame(parsed[0], payload)
+            return
+        self.relay.unexpected(topic)
+
+    def _on_control_message(self, topic: str, payload: bytes, qos: int) -> None:
         if topic.startswith("$SYS/"):
             self.broker_stats.on_message(topic, payload, time.monotonic())
             return
-        if topic.endswith("/call/up"):
-            parsed = topics.device_topic(topic)
-            if parsed is not None:
-                self.relay.call_frame(parsed[0], payload)
-            return
-        self.control.handle(topic, payload, time.monotonic(), _wall_ms())
+        queue = self.control_queue
+        queue.append((topic, payload))
+        if len(queue) == 1:
+            self._control_wake.set()
+        elif len(queue) >= self.control_queue_pause and not self.control_paused:
+            self.control_paused = self.client.pause_reading()
+
+    def handle_control(self, budget_s: float = CONTROL_SLICE_S) -> int:
+        """Handle queued control messages for about `budget_s` (at least one), then publish
+        what they produced; returns how many were handled."""
+        queue, control = self.control_queue, self.control
+        deadline = time.monotonic() + budget_s
+        handled = 0
+        while queue:
+            topic, payload = queue.popleft()
+            handled += 1
+            now = time.monotonic()
+            try:
+                control.handle(topic, payload, now, _wall_ms())
+            except Exception:
+                self.log.exception("control message on %s failed", topic)
+            if now >= deadline:
+                break
         self._drain()
+        if self.control_paused and len(queue) <= self.control_queue_resume:
+            self.client.resume_reading()
+            self.control_paused = False
+        return handled
+
+    async def _control_loop(self) -> None:
+        """Handle control messages in slices, giving the loop (voice) a turn between them."""
+        wake, queue = self._control_wake, self.control_queue
+        while True:
+            await wake.wait()
+            wake.clear()
+            while queue:
+                self.handle_control()
+                await asyncio.sleep(CONTROL_PAUSE_S)
 
     async def _on_connect(self) -> None:
         await self.client.publish(
@@ -192,12 +271,16 @@ class GatewayRunner:
     async def run(self) -> None:
         """Run until stop(): the MQTT connections and the floor timer loop."""
         async with asyncio.TaskGroup() as group:
-            publisher_tasks = [
-                group.create_task(p.run(), name=f"gateway-pub{k}")
-                for k, p in enumerate(self.publishers)
-            ]
-            for publisher in self.publishers:
+            publisher_tasks = []
+            # One after the other: many connections opened at once can overflow the listen
+            # backlog of the broker's Unix socket (EAGAIN, then a retry after a back-off).
+            for k, publisher in enumerate(self.publishers):
+                publisher_tasks.append(group.create_task(publisher.run(), name=f"gateway-pub{k}"))
                 await publisher.wait_connected(30)
+            voice_ready = asyncio.Event()
+            voice_task = group.create_task(self.voice.run(voice_ready), name="gateway-voice")
+            await voice_ready.wait()  # subscribed: frames of granted floors are relayed
+            control = group.create_task(self._control_loop(), name="gateway-control")
             client_task = group.create_task(self.client.run(self.ready), name="gateway-mqtt")
             ticker = group.create_task(self._tick_loop(), name="gateway-timers")
             await self._stopping.wait()
@@ -211,6 +294,9 @@ class GatewayRunner:
                 )
             await self.client.close()
             client_task.cancel()
+            control.cancel()
+            await self.voice.close()
+            voice_task.cancel()
             for publisher, task in zip(self.publishers, publisher_tasks, strict=True):
                 await publisher.close()
                 task.cancel()
@@ -224,6 +310,15 @@ class GatewayRunner:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    @property
+    def is_connected(self) -> bool:
+        """Every connection of the instance (control, voice, publishing) is up."""
+        return (
+            self.client.is_connected
+            and self.voice.is_connected
+            and all(p.is_connected for p in self.publishers)
+        )
 
     # ---- queries and actions for the API (same event loop) ----------------------------------
 

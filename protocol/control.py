@@ -333,12 +333,16 @@ Request = (
 )
 
 
+# allow_nan=False: NaN is not JSON, a terminal's parser would refuse the whole message.
+# One encoder for every message: json.dumps with these options would build a new one each call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode(msg_type: str, **fields: Any) -> bytes:
     """A control message as compact UTF-8 JSON; None-valued fields are left out."""
     body: dict[str, Any] = {"v": SCHEMA_VERSION, "type": msg_type}
     body.update((k, v) for k, v in fields.items() if v is not None)
-    # allow_nan=False: NaN is not JSON, a terminal's parser would refuse the whole message.
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(body).encode()
 
 
 def _field(

@@ -76,11 +76,17 @@ def owntracks(user: str, device_id: str) -> str:
 
 def gateway_subscriptions(talkgroups: Iterable[str] | None = None) -> list[tuple[str, int]]:
     """What a gateway instance that owns `talkgroups` (None = all of them) subscribes to."""
-    subs: list[tuple[str, int]] = [
-        (DEVICE_STATUS_FILTER, 1),
-        (f"{ROOT}/dev/+/ctrl/up", 1),
-        (f"{ROOT}/dev/+/call/up", 0),
-    ]
+    return gateway_control_subscriptions() + gateway_voice_subscriptions(talkgroups)
+
+
+def gateway_control_subscriptions() -> list[tuple[str, int]]:
+    """The gateway's control plane: presence and control uplinks of every device."""
+    return [(DEVICE_STATUS_FILTER, 1), (f"{ROOT}/dev/+/ctrl/up", 1)]
+
+
+def gateway_voice_subscriptions(talkgroups: Iterable[str] | None = None) -> list[tuple[str, int]]:
+    """The gateway's relay: private-call and talkgroup voice uplinks (of `talkgroups`)."""
+    subs: list[tuple[str, int]] = [(f"{ROOT}/dev/+/call/up", 0)]
     if talkgroups is None:
         subs.append((f"{ROOT}/tg/+/up/+", 0))
     else:

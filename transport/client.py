@@ -375,6 +375,28 @@ class MqttClient:
         """Hook: an established connection was lost or closed (once per connection, after the
         replies still awaited have failed with ConnectionLostError). The base does nothing."""
 
+    def pause_reading(self) -> bool:
+        """Stop reading the socket until resume_reading() (backpressure: the broker holds what
+        it sends meanwhile, within its limits). False when no connection is open. A new
+        connection after a reconnect reads again."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.pause_reading()
+        return True
+
+    @property
+    def is_reading(self) -> bool:
+        """A connection is open and its socket is read (not paused)."""
+        transport = self._transport
+        return transport is not None and not transport.is_closing() and transport.is_reading()
+
+    def resume_reading(self) -> None:
+        """Read the socket again after pause_reading() (nothing when it reads already)."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing() and not transport.is_reading():
+            transport.resume_reading()
+
     def abort(self) -> None:
         """Drop the connection without DISCONNECT (the broker publishes the Last Will); run()
         returns instead of reconnecting."""

@@ -46,7 +46,7 @@ class FloorAnnouncer:
                 if counted is not None:
                     counters[counted] += 1
                 # Event fields are named as the protocol's message fields (§5.2).
-                fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+                fields = {name: getattr(event, name) for name in _field_names(type(event))}
                 device = fields.pop("device")
                 fields["re"] = fields.pop("request_id", None)
                 out.reply(device, event.message, **fields, **target.field_for(device))
@@ -83,6 +83,17 @@ class FloorAnnouncer:
             assert target.parties is not None
             for party in target.parties:
                 self._out.reply(party, "floor_idle", ts=wall_ms, **target.field_for(party))
+
+
+_FIELD_NAMES: dict[type[FloorEvent], tuple[str, ...]] = {}
+
+
+def _field_names(kind: type[FloorEvent]) -> tuple[str, ...]:
+    """An event type's field names (dataclasses.fields() is slow for a per-message call)."""
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
 
 
 def _event_device(event: FloorEvent) -> str | None:

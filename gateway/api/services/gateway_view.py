@@ -98,7 +98,7 @@ class GatewayView:
 
     def health(self) -> Health:
         """`ok` only when connected to the broker and nothing else is wrong."""
-        connected = self._runner.client.is_connected
+        connected = self._runner.is_connected
         broker = self._runner.settings.broker.url
         problems = ([] if connected else [f"not connected to the broker at {broker}"]) + (
             self._problems()

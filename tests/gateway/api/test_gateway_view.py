@@ -63,7 +63,8 @@ def test_health_lists_problems_and_is_ok_only_without_them() -> None:
     health = view.health()  # never connected: that alone degrades it
     assert health.status == "degraded" and health.broker_restarts == 2
     assert health.problems == ["not connected to the broker at mqtt://127.0.0.1:1"]
-    runner.client._connected.set()
+    for client in [runner.client, runner.voice, *runner.publishers]:
+        client._connected.set()
     assert view.health().status == "ok" and view.health().problems == []
     problems.append("position writer: database unreachable for 12 s, 3400 positions waiting")
     health = view.health()
