@@ -22,6 +22,7 @@ from codec.stream import PlayoutChunk, VoicePlayer
 from firmware_sim.voice import TS_MOD, ts_to_wall
 
 _PLAYED = (PlayoutKind.NORMAL, PlayoutKind.FEC, PlayoutKind.RED)
+MAX_CATCH_UP_S = 0.2  # a probe's playout further behind its clock than this restarts the clock
 
 
 class Histogram:
@@ -227,7 +228,15 @@ class VoiceProbe:
             self.next_pull = now
 
     def pull(self, now: float, now_wall: float) -> PlayoutChunk:
-        """Play the next chunk at `now`; schedules the next pull after its duration."""
+        """Play the next chunk at `now`; schedules the next pull after its duration.
+
+        The playout clock runs from its own schedule, as a sound card's does: a pull that comes
+        late (a busy event loop) does not push every later pull back by as much, which would
+        keep adding the loop's lateness to the delay. After a stall longer than
+        `MAX_CATCH_UP_S` the clock restarts from `now` instead of playing the backlog at once.
+        """
+        if now - self.next_pull > MAX_CATCH_UP_S:
+            self.next_pull = now
         chunk = self.player.pull(now)
         item = chunk.item
         if item.kind in _PLAYED and item.timestamp is not None:
@@ -236,5 +245,5 @@ class VoiceProbe:
             self.played_ms += item.duration_ms
         if item.kind is PlayoutKind.SILENCE:
             self.active = False
-        self.next_pull = now + max(item.duration_ms, 10.0) / 1000.0
+        self.next_pull += max(item.duration_ms, 10.0) / 1000.0
         return chunk

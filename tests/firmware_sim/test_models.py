@@ -228,3 +228,21 @@ def test_probe_decodes_and_measures_mouth_to_ear() -> None:
     m2e = probe.mouth_to_ear.percentile(50)
     assert m2e is not None and 50.0 <= m2e <= 150.0, m2e
     assert probe.played_ms >= 900 and played >= 16000 * 0.9
+
+
+def test_a_late_pull_does_not_move_the_probes_playout_clock() -> None:
+    """A busy event loop runs a pull late: the next one is still due on the 20 ms grid (a
+    clock that restarted from each late pull would add the lateness to every later frame)."""
+    sender = BurstSender(tone_reel())
+    wall0 = 1_700_000_000.0
+    sender.start(5, now=0.0, wall_s=wall0, duration_s=1.0, rng=random.Random(1))
+    probe = VoiceProbe()
+    for index, frame in enumerate(sender.due(1.0)):
+        probe.receive(frame, 0.02 * (index + 1))
+    start = probe.next_pull
+    probe.pull(start + 0.015, wall0 + start + 0.015)  # 15 ms late
+    assert abs(probe.next_pull - (start + 0.02)) < 1e-9
+    probe.pull(start + 0.021, wall0 + start + 0.021)
+    assert abs(probe.next_pull - (start + 0.04)) < 1e-9
+    probe.pull(start + 1.0, wall0 + start + 1.0)  # a stall: the clock restarts
+    assert abs(probe.next_pull - (start + 1.02)) < 1e-9
