@@ -46,25 +46,34 @@ class SilentMicrophone:
 
 
 class WavMicrophone:
-    """Plays a WAV file into the microphone, from the start at every press, looping."""
+    """Plays a WAV file into the microphone, from the start at every press, looping (or, with
+    `loop=False`, once: silence after its end, and `remaining` says when that is)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, loop: bool = True) -> None:
         self.pcm = load_wav(path, RATE)
         if not len(self.pcm):
             raise AudioError(f"{path} holds no audio")
+        self.loop = loop
         self.position = 0
 
     def rewind(self) -> None:
         self.position = 0
 
+    @property
+    def remaining(self) -> int:
+        """Samples left before the end of the file (from the start again when looping)."""
+        return len(self.pcm) - self.position
+
     def read(self, samples: int) -> Pcm16:
-        out = np.empty(samples, dtype=np.int16)
+        out = np.zeros(samples, dtype=np.int16)
         filled = 0
-        while filled < samples:
+        while filled < samples and (self.loop or self.position < len(self.pcm)):
             take = min(samples - filled, len(self.pcm) - self.position)
             out[filled : filled + take] = self.pcm[self.position : self.position + take]
             filled += take
-            self.position = (self.position + take) % len(self.pcm)
+            self.position += take
+            if self.loop:
+                self.position %= len(self.pcm)
         return out
 
     def close(self) -> None:
