@@ -46,6 +46,7 @@ from firmware_sim.voice import ts_to_wall, wall_to_ts
 log = logging.getLogger(__name__)
 TICK_S = CHUNK / RATE  # 20 ms
 _PLAYED = ("normal", "fec", "red")  # playout kinds that play received audio
+MAX_CATCH_UP_S = 0.1  # the playout clock further behind than this restarts from now
 _MAX_MOUTH_TO_EAR_MS = 60_000.0  # beyond this the talker's clock is not ours: not counted
 
 
@@ -258,9 +259,7 @@ class Softphone:
                 self.access_ms.append(ptt.access_ms)
                 del self.access_ms[:-100]
                 self.note(f"floor granted on {ptt.key}: access time {ptt.access_ms:.0f} ms")
-                mic = self._once if ptt.once else self.mic
-                if isinstance(mic, WavMicrophone):
-                    mic.rewind()
+                (self._once if ptt.once and self._once else self.mic).rewind()
         elif kind == "floor_queued":
             ptt.phase = "queued" if ptt.phase == "requesting" else ptt.phase
         elif kind in ("floor_deny", "error") and ptt.phase != "talking":
@@ -293,6 +292,10 @@ class Softphone:
                 self.release()
             else:
                 self._capture(ptt, now)
+        if now - self._next_pull > MAX_CATCH_UP_S:
+            # The loop stalled: playing all that was missed at once would only queue it at the
+            # speaker, adding the stall to the delay for good. The jitter buffer holds on.
+            self._next_pull = now
         while self._next_pull <= now:
             chunk = self.player.pull(now)
             self.speaker.play(chunk.pcm)

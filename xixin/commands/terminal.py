@@ -28,7 +28,7 @@ from pathlib import Path
 
 from devices.aio_client import AsyncTerminalClient
 from devices.tls import client_tls_context
-from firmware_sim.audio import RATE, WavMicrophone, open_audio
+from firmware_sim.audio import RATE, WavMicrophone, card_report, open_audio
 from firmware_sim.demo_fleet import DEMO_DEVICES
 from firmware_sim.errors import SimError
 from firmware_sim.softphone import Softphone
@@ -233,6 +233,9 @@ async def _main(phone: Softphone, talk: TalkFile | None = None) -> int:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
         await phone.stop()
         print()
+        card = card_report(phone.mic, phone.speaker)
+        if card is not None:
+            print(f"xixin terminal: sound card: {card}")
     if talk is not None and talk.exit_after and not talk.granted:
         return 1
     return 0
