@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["relay", "codec", "fleet", "ingest", "replay", "soak", "faults"]
+BENCHMARKS = ["relay", "codec", "voice", "fleet", "ingest", "replay", "soak", "faults"]
 
 
 def summary(name: str, result: dict[str, object]) -> str:
@@ -25,6 +25,7 @@ def summary(name: str, result: dict[str, object]) -> str:
     keys = {
         "relay": ["max_fps_added_p99_under_10ms", "added_p99_ms_at_100_bursts"],
         "codec": ["encode_ratio", "decode_ratio"],
+        "voice": ["targets_met"],
         "fleet": ["max_terminals_per_process"],
         "ingest": [],
         "replay": [],
