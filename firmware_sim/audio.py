@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -234,8 +235,13 @@ def card_report(mic: object, speaker: object) -> str | None:
     return "; ".join(parts) or None
 
 
-def open_sound_card() -> tuple[CardMicrophone, CardSpeaker, Any]:
-    """Microphone and speaker of the default sound card; AudioError saying why not."""
+def open_sound_card(
+    attempts: int = 3, pause_s: float = 0.5
+) -> tuple[CardMicrophone, CardSpeaker, Any]:
+    """Microphone and speaker of the default sound card; AudioError saying why not.
+
+    A sound server that is busy (or restarting) can make PortAudio's probe miss the devices or
+    fail the open: it is tried `attempts` times, `pause_s` apart, before giving up."""
     try:
         import pyaudio
     except ImportError as exc:
@@ -243,6 +249,17 @@ def open_sound_card() -> tuple[CardMicrophone, CardSpeaker, Any]:
             "no sound card support: PyAudio is not installed "
             "(pip install 'xixin[audio]', needs the PortAudio library)"
         ) from exc
+    for attempt in range(1, attempts + 1):
+        try:
+            return _open_card(pyaudio)
+        except AudioError:
+            if attempt == attempts:
+                raise
+            time.sleep(pause_s)
+    raise AudioError("no attempt to open the sound card")  # attempts < 1
+
+
+def _open_card(pyaudio: Any) -> tuple[CardMicrophone, CardSpeaker, Any]:
     pa = pyaudio.PyAudio()
     try:
         devices = [pa.get_device_info_by_index(i) for i in range(pa.get_device_count())]
