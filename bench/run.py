@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["relay", "codec", "fleet", "ingest", "replay", "soak", "faults", "incidents"]
+BENCHMARKS = [
+    "relay", "codec", "voice", "fleet", "ingest", "replay", "soak", "faults", "incidents",
+]  # fmt: skip
 
 
 def summary(name: str, result: dict[str, object]) -> str:
@@ -30,6 +32,7 @@ def summary(name: str, result: dict[str, object]) -> str:
             "storm_added_p99_ms",
         ],
         "codec": ["encode_ratio", "decode_ratio"],
+        "voice": ["targets_met"],
         "fleet": ["max_terminals_per_process"],
         "ingest": [],
         "replay": [],

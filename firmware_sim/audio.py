@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +29,10 @@ class Microphone(Protocol):
         """The next `samples` of captured audio (silence if the device has less)."""
         ...
 
+    def rewind(self) -> None:
+        """PTT pressed: what comes next starts the talk (a file from its start, a card from now)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -41,30 +46,42 @@ class SilentMicrophone:
     def read(self, samples: int) -> Pcm16:
         return np.zeros(samples, dtype=np.int16)
 
+    def rewind(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
 
 class WavMicrophone:
-    """Plays a WAV file into the microphone, from the start at every press, looping."""
+    """Plays a WAV file into the microphone, from the start at every press, looping (or, with
+    `loop=False`, once: silence after its end, and `remaining` says when that is)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, loop: bool = True) -> None:
         self.pcm = load_wav(path, RATE)
         if not len(self.pcm):
             raise AudioError(f"{path} holds no audio")
+        self.loop = loop
         self.position = 0
 
     def rewind(self) -> None:
         self.position = 0
 
+    @property
+    def remaining(self) -> int:
+        """Samples left before the end of the file (from the start again when looping)."""
+        return len(self.pcm) - self.position
+
     def read(self, samples: int) -> Pcm16:
-        out = np.empty(samples, dtype=np.int16)
+        out = np.zeros(samples, dtype=np.int16)
         filled = 0
-        while filled < samples:
+        while filled < samples and (self.loop or self.position < len(self.pcm)):
             take = min(samples - filled, len(self.pcm) - self.position)
             out[filled : filled + take] = self.pcm[self.position : self.position + take]
             filled += take
-            self.position = (self.position + take) % len(self.pcm)
+            self.position += take
+            if self.loop:
+                self.position %= len(self.pcm)
         return out
 
     def close(self) -> None:
@@ -104,11 +121,24 @@ class WavSpeaker:
 
 
 class CardMicrophone:
-    """PyAudio input; the stream's callback fills a ring buffer read 20 ms at a time."""
+    """PyAudio input; the stream's callback fills a queue that read() takes 20 ms at a time.
+
+    The card's callbacks and the softphone's 20 ms clock tick at the same rate but not in step
+    (and a card may deliver several periods at once), so what was captured is kept in order and
+    read oldest first: nothing is dropped or repeated while the reader keeps up. A short read
+    (the card is behind the clock) is padded with silence in front, which leaves a one-period
+    cushion for the next ones. rewind() (PTT pressed) drops what was captured before; more than
+    `MAX_BACKLOG` waiting (a reader stalled that long) is dropped oldest first, to bound delay.
+    """
+
+    MAX_BACKLOG = RATE // 2  # 500 ms
 
     def __init__(self, pa: Any, pyaudio: Any) -> None:
-        self._buffer: collections.deque[bytes] = collections.deque(maxlen=50)
+        self._buffer = bytearray()
         self._lock = threading.Lock()
+        self.underruns = 0
+        self.discarded = 0  # samples dropped as stale
+        self._continue = pyaudio.paContinue  # before open(): the callback may run at once
         self._stream = pa.open(
             format=pyaudio.paInt16,
             channels=1,
@@ -117,20 +147,31 @@ class CardMicrophone:
             frames_per_buffer=CHUNK,
             stream_callback=self._callback,
         )
-        self._continue = pyaudio.paContinue
 
     def _callback(self, data: bytes, frames: int, info: Any, status: int) -> tuple[None, int]:
         with self._lock:
-            self._buffer.append(data)
+            self._buffer += data
+            if len(self._buffer) > 4 * self.MAX_BACKLOG:  # nobody reads (not talking)
+                del self._buffer[: len(self._buffer) - 2 * self.MAX_BACKLOG]
         return None, self._continue
 
-    def read(self, samples: int) -> Pcm16:
+    def rewind(self) -> None:
         with self._lock:
-            data = b"".join(self._buffer)
             self._buffer.clear()
+
+    def read(self, samples: int) -> Pcm16:
+        need = 2 * samples
+        with self._lock:
+            if len(self._buffer) > 2 * self.MAX_BACKLOG:
+                stale = len(self._buffer) - 2 * self.MAX_BACKLOG
+                self.discarded += stale // 2
+                del self._buffer[:stale]
+            data = bytes(self._buffer[:need])
+            del self._buffer[:need]
         pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
-        if len(pcm) >= samples:
-            return pcm[-samples:]
+        if len(pcm) == samples:
+            return pcm
+        self.underruns += 1
         return np.concatenate([np.zeros(samples - len(pcm), dtype=np.int16), pcm])
 
     def close(self) -> None:
@@ -139,12 +180,21 @@ class CardMicrophone:
 
 
 class CardSpeaker:
-    """PyAudio output fed from a queue by the stream's callback (silence when empty)."""
+    """PyAudio output fed from a queue by the stream's callback (silence when empty).
+
+    At most `MAX_QUEUED` chunks (20 ms each) wait: when the card has fallen further behind (it
+    stalled while the softphone kept playing), the oldest are dropped, so that the delay a stall
+    adds does not stay for the rest of the session."""
+
+    MAX_QUEUED = 25  # 500 ms
 
     def __init__(self, pa: Any, pyaudio: Any) -> None:
-        self._queue: collections.deque[bytes] = collections.deque(maxlen=100)
+        self._queue: collections.deque[bytes] = collections.deque(maxlen=self.MAX_QUEUED)
         self._lock = threading.Lock()
         self._pending = b""
+        self.underruns = 0  # the card wanted audio and there was none
+        self.overruns = 0  # chunks dropped: the card was MAX_QUEUED chunks behind
+        self._continue = pyaudio.paContinue  # before open(): the callback may run at once
         self._stream = pa.open(
             format=pyaudio.paInt16,
             channels=1,
@@ -153,7 +203,6 @@ class CardSpeaker:
             frames_per_buffer=CHUNK,
             stream_callback=self._callback,
         )
-        self._continue = pyaudio.paContinue
 
     def _callback(self, data: Any, frames: int, info: Any, status: int) -> tuple[bytes, int]:
         need = frames * 2
@@ -161,10 +210,14 @@ class CardSpeaker:
             while len(self._pending) < need and self._queue:
                 self._pending += self._queue.popleft()
             out, self._pending = self._pending[:need], self._pending[need:]
+            if len(out) < need:
+                self.underruns += 1
         return out.ljust(need, b"\0"), self._continue
 
     def play(self, pcm: Pcm16) -> None:
         with self._lock:
+            if len(self._queue) == self._queue.maxlen:
+                self.overruns += 1
             self._queue.append(pcm.astype("<i2").tobytes())
 
     def close(self) -> None:
@@ -172,8 +225,23 @@ class CardSpeaker:
         self._stream.close()
 
 
-def open_sound_card() -> tuple[CardMicrophone, CardSpeaker, Any]:
-    """Microphone and speaker of the default sound card; AudioError saying why not."""
+def card_report(mic: object, speaker: object) -> str | None:
+    """What went wrong at the sound card, if it is one (for the user, at exit)."""
+    parts = []
+    if isinstance(mic, CardMicrophone):
+        parts.append(f"microphone {mic.underruns} underruns, {mic.discarded / RATE:.2f} s stale")
+    if isinstance(speaker, CardSpeaker):
+        parts.append(f"speaker {speaker.underruns} underruns, {speaker.overruns} overruns")
+    return "; ".join(parts) or None
+
+
+def open_sound_card(
+    attempts: int = 3, pause_s: float = 0.5
+) -> tuple[CardMicrophone, CardSpeaker, Any]:
+    """Microphone and speaker of the default sound card; AudioError saying why not.
+
+    A sound server that is busy (or restarting) can make PortAudio's probe miss the devices or
+    fail the open: it is tried `attempts` times, `pause_s` apart, before giving up."""
     try:
         import pyaudio
     except ImportError as exc:
@@ -181,6 +249,17 @@ def open_sound_card() -> tuple[CardMicrophone, CardSpeaker, Any]:
             "no sound card support: PyAudio is not installed "
             "(pip install 'xixin[audio]', needs the PortAudio library)"
         ) from exc
+    for attempt in range(1, attempts + 1):
+        try:
+            return _open_card(pyaudio)
+        except AudioError:
+            if attempt == attempts:
+                raise
+            time.sleep(pause_s)
+    raise AudioError("no attempt to open the sound card")  # attempts < 1
+
+
+def _open_card(pyaudio: Any) -> tuple[CardMicrophone, CardSpeaker, Any]:
     pa = pyaudio.PyAudio()
     try:
         devices = [pa.get_device_info_by_index(i) for i in range(pa.get_device_count())]

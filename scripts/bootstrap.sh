@@ -5,7 +5,11 @@
 #   bash scripts/bootstrap.sh setup     -> only install
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES=(mosquitto mosquitto-clients libopus0 opus-tools espeak-ng sox postgresql chromium fonts-noto-cjk)
+# PyAudio (the softphone's sound card) builds against PortAudio; its test plays through a
+# private PulseAudio daemon's null sinks, reached by PortAudio through ALSA's pulse plugin.
+APT_PACKAGES=(mosquitto mosquitto-clients libopus0 opus-tools espeak-ng sox postgresql chromium
+              gcc libc6-dev python3-dev portaudio19-dev pulseaudio pulseaudio-utils
+              libasound2-plugins fonts-noto-cjk)
 
 need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do

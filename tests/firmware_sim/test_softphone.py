@@ -4,13 +4,21 @@ WAV out, with keyboard PTT as the UI sees it (the sound card replaced by WAV fil
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from codec.pcm import level_dbfs, read_wav, write_wav
 from devices.aio_client import AsyncTerminalClient
-from firmware_sim.audio import RATE, NullSpeaker, WavMicrophone, WavSpeaker, open_audio
+from firmware_sim.audio import (
+    RATE,
+    NullSpeaker,
+    SilentMicrophone,
+    WavMicrophone,
+    WavSpeaker,
+    open_audio,
+)
 from firmware_sim.softphone import Softphone
 from firmware_sim.voice import synthesize
 from gateway.broker import ManagedBroker
@@ -113,3 +121,74 @@ def test_without_a_sound_card_it_says_so(tmp_path: Path) -> None:
     assert "PyAudio is not installed" in note or "no sound card" in note
     assert "microphone: silence" in note and isinstance(speaker, WavSpeaker)
     assert not mic.read(320).any()
+
+
+def test_talk_a_file_once_with_access_time_and_mouth_to_ear(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    """talk_once: floor request, the whole file, release; the talker knows its access time and
+    the listener the mouth-to-ear delay of the burst, from the capture times frames carry."""
+    speech = synthesize("Unit seven, north gate.")
+    wav_in = tmp_path / "in.wav"
+    wav_in.write_bytes(write_wav(speech, RATE))
+    settings = GatewaySettings(broker=mosquitto.address)
+    gw = GatewayThread(GatewayRunner(settings, build_directory(default_org(), DEVICES))).start()
+
+    async def wait_for(condition: Callable[[], bool]) -> None:
+        for _ in range(3000):  # a readiness signal, not a latency bound
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("timed out")
+
+    async def main() -> tuple[Softphone, Softphone, WavSpeaker]:
+        speaker = WavSpeaker(tmp_path / "out.wav")
+        talker = Softphone(
+            AsyncTerminalClient("T001", None, mosquitto.host, mosquitto.port),
+            ["grid-01"], SilentMicrophone(), NullSpeaker(),
+        )  # fmt: skip
+        listener = Softphone(
+            AsyncTerminalClient("T002", None, mosquitto.host, mosquitto.port),
+            ["grid-01"], SilentMicrophone(), speaker,
+        )  # fmt: skip
+        await talker.start()
+        await listener.start()
+        await wait_for(lambda: talker.ready and listener.ready)
+        assert talker.talk_once(WavMicrophone(wav_in, loop=False))
+        assert talker.talking_once and not talker.talk_once(WavMicrophone(wav_in, loop=False))
+        await wait_for(lambda: not talker.talking_once)
+        await wait_for(lambda: bool(listener.heard))
+        await talker.stop()
+        await listener.stop()
+        return talker, listener, speaker
+
+    try:
+        talker, listener, speaker = asyncio.run(main())
+    finally:
+        gw.stop()
+    assert talker.ptt is None and len(talker.access_ms) == 1
+    assert any("access time" in m for m in talker.messages)
+    # The whole file went out once (20 ms a frame, the last one padded), nothing more.
+    assert talker.sent_frames == -(-len(speech) // 320) + 1
+    heard = listener.heard[-1]
+    assert heard.played_ms >= 1000 * len(speech) / RATE - 100
+    p50 = heard.percentile(0.5)
+    # A frame's audio cannot be played before its 20 ms were captured.
+    assert p50 is not None and p50 >= 19.0
+    summary = next(m for m in listener.messages if m.startswith("heard burst"))
+    assert summary.startswith(f"heard burst {heard.burst} on grid-01: ")
+    assert "mouth-to-ear p50" in summary
+    loud_out = _loud_seconds(speaker.samples)
+    assert abs(loud_out - _loud_seconds(speech)) <= 0.1, loud_out
+
+
+def test_a_wav_microphone_once_ends_in_silence(tmp_path: Path) -> None:
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(write_wav(np.full(500, 1000, dtype=np.int16), RATE))
+    once, looping = WavMicrophone(wav, loop=False), WavMicrophone(wav)
+    assert once.read(320).all() and once.remaining == 180
+    second = once.read(320)
+    assert second[:180].all() and not second[180:].any() and once.remaining == 0
+    assert not once.read(320).any()
+    looping.read(320)
+    assert looping.read(320).all() and looping.remaining == 500 - 140

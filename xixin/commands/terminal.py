@@ -3,7 +3,13 @@
 Keys: hold SPACE to talk (terminals repeat a held key; the softphone releases when the repeats
 stop), `t` toggles talking for keyboards without repeat, `1`-`9` select the talkgroup, `e` raises
 or cancels an SOS, `q` quits. Without a terminal on stdin it reads the same keys as lines
-(`p` press, `r` release, `e`, a digit, `q`), so it can be scripted.
+(`p` press, `r` release, `e`, a digit, `q`), so it can be scripted. `--talk-file F` talks a WAV
+file once as soon as the terminal is connected (floor request, the file at real-time pace,
+release), then keeps listening, or quits with `--exit-after-talk`.
+
+It prints the access time of every press (PTT -> floor granted) and, for every burst it heard,
+the mouth-to-ear delay (p50, p95): from the capture time each frame carries (the talker's wall
+clock: meaningful when both clocks agree) to the moment its audio goes to the speaker.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pathlib import Path
 from codec.protection import ProtectionPolicy, ProtectMode
 from devices.aio_client import AsyncTerminalClient
 from devices.tls import client_tls_context
-from firmware_sim.audio import open_audio
+from firmware_sim.audio import RATE, WavMicrophone, card_report, open_audio
 from firmware_sim.demo_fleet import DEMO_DEVICES
 from firmware_sim.errors import SimError
 from firmware_sim.softphone import Softphone
@@ -87,6 +93,16 @@ def add_terminal_parser(subparsers: argparse._SubParsersAction[argparse.Argument
         "--position",
         type=_position,
         help="where this PC is, LAT,LON in degrees: sent with an SOS (protocol §5.1)",
+    )
+    p.add_argument(
+        "--talk-file",
+        type=Path,
+        help="talk this WAV file once when connected (floor request, send, release)",
+    )
+    p.add_argument(
+        "--exit-after-talk",
+        action="store_true",
+        help="with --talk-file: quit once it has been spoken (exit 1 if the floor was not had)",
     )
     p.set_defaults(handler=cmd_terminal)
 
@@ -159,6 +175,9 @@ def cmd_terminal(args: argparse.Namespace) -> int:
         identity = _identity(args)
         secret = identity.secret
         talkgroups = _talkgroups(args, identity)
+        if args.exit_after_talk and args.talk_file is None:
+            raise SimError("--exit-after-talk needs --talk-file")
+        once = WavMicrophone(args.talk_file, loop=False) if args.talk_file else None
         mic, speaker, audio_note = open_audio(args.wav_in, args.wav_out, not args.no_card)
     except EXPECTED_ERRORS as exc:
         print(f"xixin terminal: {one_line(exc)}", file=sys.stderr)
@@ -175,8 +194,9 @@ def cmd_terminal(args: argparse.Namespace) -> int:
     )
     policy = ProtectionPolicy(mode=ProtectMode(args.protect))
     phone = Softphone(client, talkgroups, mic, speaker, policy=policy)
+    talk = TalkFile(once, args.exit_after_talk) if once is not None else None
     try:
-        return asyncio.run(_main(phone))
+        return asyncio.run(_main(phone, talk))
     except KeyboardInterrupt:
         return 0
     except EXPECTED_ERRORS as exc:
@@ -184,7 +204,31 @@ def cmd_terminal(args: argparse.Namespace) -> int:
         return 2
 
 
-async def _main(phone: Softphone) -> int:
+class TalkFile:
+    """--talk-file: talk it once when the softphone is ready; then maybe quit."""
+
+    def __init__(self, mic: WavMicrophone, exit_after: bool) -> None:
+        self.mic = mic
+        self.exit_after = exit_after
+        self.state = "waiting"  # waiting | talking | done
+        self.granted = False
+
+    def poll(self, phone: Softphone, stop: asyncio.Event) -> None:
+        if self.state == "waiting" and phone.ready and phone.ptt is None:
+            if phone.talk_once(self.mic):
+                self.state = "talking"
+                print(f"xixin terminal: talking {len(self.mic.pcm) / RATE:.1f} s once")
+        elif self.state == "talking":
+            if phone.ptt is not None and phone.ptt.access_ms is not None:
+                self.granted = True
+            if not phone.talking_once:
+                self.state = "done"
+                print(f"xixin terminal: talked {'the file' if self.granted else 'nothing'}")
+                if self.exit_after:
+                    stop.set()
+
+
+async def _main(phone: Softphone, talk: TalkFile | None = None) -> int:
     await phone.start()
     stop = asyncio.Event()
     keys = KeyboardPtt(phone, stop)
@@ -204,6 +248,8 @@ async def _main(phone: Softphone) -> int:
     try:
         while not stop.is_set():
             keys.poll(time.monotonic())
+            if talk is not None:
+                talk.poll(phone, stop)
             _render(phone, interactive)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.05)
@@ -214,22 +260,29 @@ async def _main(phone: Softphone) -> int:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
         await phone.stop()
         print()
+        card = card_report(phone.mic, phone.speaker)
+        if card is not None:
+            print(f"xixin terminal: sound card: {card}")
+    if talk is not None and talk.exit_after and not talk.granted:
+        return 1
     return 0
 
 
 _last_render = [""]
+_notes_printed = [0]
 
 
 def _render(phone: Softphone, interactive: bool) -> None:
-    message = phone.messages[-1] if phone.messages else ""
-    line = f"{phone.status()}  {message}"[:150]
-    if line == _last_render[0]:
-        return
-    _last_render[0] = line
-    if interactive:
-        sys.stdout.write("\r\x1b[2K" + line)
-    else:
-        sys.stdout.write(line + "\n")
+    """Every new message on a line of its own (access times, bursts heard), then the status."""
+    new = min(phone.notes_total - _notes_printed[0], len(phone.messages))
+    _notes_printed[0] = phone.notes_total
+    for message in phone.messages[len(phone.messages) - new :] if new > 0 else ():
+        sys.stdout.write(("\r\x1b[2K" if interactive else "") + message + "\n")
+        _last_render[0] = ""
+    line = f"{phone.status()}"[:150]
+    if line != _last_render[0]:
+        _last_render[0] = line
+        sys.stdout.write("\r\x1b[2K" + line if interactive else line + "\n")
     sys.stdout.flush()
 
 

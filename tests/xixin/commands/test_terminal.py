@@ -1,17 +1,28 @@
-"""`xixin terminal`: which talkgroups a device gets, and running without a keyboard."""
+"""`xixin terminal`: which talkgroups a device gets, running without a keyboard, talking a
+file once."""
 
 from __future__ import annotations
 
 import json
+import queue
+import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import IO
 
 import pytest
 
+from codec.pcm import write_wav
 from firmware_sim.errors import SimError
+from firmware_sim.voice import synthesize
 from gateway.broker import ManagedBroker
+from gateway.directory import build_directory
+from gateway.runner import GatewayRunner, GatewaySettings
+from protocol.org import default_org
+from tests.gateway.harness import GatewayThread
 from xixin.cli import build_parser
 from xixin.commands.terminal import _identity, _talkgroups
 
@@ -83,3 +94,71 @@ def test_position_option_is_lat_lon_within_range() -> None:
     for bad in ("30.66", "x,y", "91,0", "0,181", "1,2,3"):
         with pytest.raises(argparse.ArgumentTypeError):
             _position(bad)
+
+
+def test_talk_file_once_prints_access_time_and_the_listener_mouth_to_ear(
+    mosquitto: ManagedBroker, tmp_path: Path
+) -> None:
+    """Two `xixin terminal` processes: one talks a WAV once (--talk-file --exit-after-talk) and
+    prints its access time; the other prints the burst it heard with its mouth-to-ear delay."""
+    wav = tmp_path / "in.wav"
+    wav.write_bytes(write_wav(synthesize("Unit seven, north gate."), 16000))
+    devices = [("T001", "grid-01", "officer", True), ("T002", "grid-01", "guard", True)]
+    settings = GatewaySettings(broker=mosquitto.address)
+    gw = GatewayThread(GatewayRunner(settings, build_directory(default_org(), devices))).start()
+    broker = f"mqtt://127.0.0.1:{mosquitto.port}"
+    env = {"XIXIN_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def terminal(device: str, *extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "xixin", "terminal", "--device", device, "--tg", "grid-01",
+             "--broker", broker, "--no-card", *extra],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+        )  # fmt: skip
+
+    listener = terminal("T002", "--wav-out", str(tmp_path / "out.wav"))
+    talker = None
+    try:
+        assert listener.stdout is not None
+        lines = _lines(listener.stdout)
+        _until(lines, "listening on grid-01")  # affiliated: it hears from the start
+        talker = terminal("T001", "--talk-file", str(wav), "--exit-after-talk")
+        out, err = talker.communicate(timeout=120)
+        assert talker.returncode == 0, (out, err)
+        assert re.search(r"floor granted on grid-01: access time \d+ ms", out), out
+        assert "talked the file" in out
+        heard = _until(lines, "heard burst")
+        assert re.search(r"heard burst \d+ on grid-01: \d+\.\d s, mouth-to-ear p50 \d+ ms", heard)
+        listener.send_signal(signal.SIGINT)
+        assert listener.wait(60) == 0
+    finally:
+        gw.stop()
+        for process in (listener, talker):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _lines(stream: IO[str]) -> queue.Queue[str | None]:
+    """The lines of a child's output, read on a thread (None at its end)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _until(lines: queue.Queue[str | None], text: str) -> str:
+    seen = []
+    while True:
+        line = lines.get(timeout=120)  # a readiness signal, not a latency bound
+        if line is None:
+            pytest.fail(f"no line with {text!r} in {seen}")
+        seen.append(line)
+        if text in line:
+            return line
