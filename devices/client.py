@@ -6,7 +6,8 @@ floor views, echo suppression — lives in the sans-I/O :class:`devices.session.
 beacons go through the store-and-forward :class:`devices.beacons.BeaconQueue`. This module only
 moves bytes: paho runs its network loop on its own thread, and replies and downlink frames are
 handed to the caller through thread-safe queues and callbacks. The asyncio twin used by the
-firmware simulator and the softphone is :mod:`devices.aio_client`.
+firmware simulator and the softphone is :mod:`devices.aio_client`; talking and listening with
+loss-adaptive protection, shared by both, is in :mod:`devices.client_voice`.
 
 Connect sequence: CONNECT with the Last Will → CONNACK → subscribe `ctrl/down`, `voice/down` and
 the affiliated talkgroups → publish status `online` → send queued beacons. Clean power-off
