@@ -32,14 +32,13 @@ from typing import Any, Protocol
 from codec.frame import VoiceFrame
 from codec.opus import Pcm16
 from devices.beacons import BeaconQueue
+from devices.client_voice import ClientTalk, apaced, frame_schedule, voice_incoming
 from devices.errors import ClientError, ConnectFailedError, ReplyTimeoutError
 from devices.mqtt_link import AckCallback, TerminalMqtt
 from devices.session import (
     CALL_PREFIX,
     Beacon,
-    Control,
     Dropped,
-    FloorNews,
     FrameIn,
     GatewayStatus,
     Incoming,
@@ -48,7 +47,6 @@ from devices.session import (
     Reply,
     RetryPolicy,
     TerminalSession,
-    body_key,
     key_fields,
     target_key,
 )
@@ -81,7 +79,7 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-class AsyncTerminalClient:
+class AsyncTerminalClient(ClientTalk):
     """One terminal's MQTT session on the running event loop."""
 
     def __init__(
@@ -306,44 +304,17 @@ class AsyncTerminalClient:
 
     async def send_burst(self, frames: Iterable[VoiceFrame], tg: str | None = None) -> int:
         """Send frames at real-time pace (each when its audio would have been captured)."""
-        start = self.clock()
-        audio_s, sent = 0.0, 0
-        for frame in frames:
-            audio_s += frame.frame_ms * len(frame.packets) / 1000.0
-            delay = start + audio_s - self.clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        sent = 0
+        async for frame in apaced(frame_schedule(frames), self.clock):
             self.send_frame(frame, tg)
             sent += 1
         return sent
 
-    def _voice(self) -> VoiceSession:
-        if self.voice is None:
-            raise ClientError("this client was made without voice (voice=VoiceSession())")
-        return self.voice
+    def _talk_now(self) -> float:
+        return self.clock()
 
-    def start_talk(self, burst: int, tg: str | None = None, call: str | None = None) -> None:
-        """Start encoding a burst on a granted floor (`burst` from floor_granted)."""
-        self._voice().start_talk(burst, self.clock(), key=target_key(tg, call))
-
-    def talk(self, pcm: Pcm16) -> int:
-        """Encode microphone samples and send the frames they complete; returns how many."""
-        voice = self._voice()
-        key = voice.talking_key
-        if key is None:
-            raise ClientError("talk() outside a burst: call start_talk first")
-        frames = voice.talk(pcm, self.clock())
-        for frame in frames:
-            self.send_frame(frame, key=key)
-        return len(frames)
-
-    def end_talk(self) -> None:
-        """Send the burst's last message (END); nothing if no burst is under way."""
-        voice = self._voice()
-        key = voice.talking_key
-        frame = voice.end_talk(self.clock())
-        if frame is not None and key is not None:
-            self.send_frame(frame, key=key)
+    def _send_talk_frame(self, frame: VoiceFrame, key: str) -> None:
+        self.send_frame(frame, key=key)
 
     async def send_speech(
         self, pcm: Pcm16, burst: int, tg: str | None = None, call: str | None = None
@@ -352,12 +323,8 @@ class AsyncTerminalClient:
         is encoded when it would have been captured, so the protection follows the receiver
         reports forwarded meanwhile. Ends the burst (END)."""
         self.start_talk(burst, tg, call)
-        start = self.clock()
         try:
-            for due_s, chunk in self._voice().speech_chunks(pcm):
-                delay = start + due_s - self.clock()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            async for chunk in apaced(self._voice().speech_chunks(pcm), self.clock):
                 self.talk(chunk)
         finally:
             self.end_talk()
@@ -566,7 +533,9 @@ class AsyncTerminalClient:
         now = self.clock()
         answered = False
         if self.voice is not None:
-            self._voice_in(self.voice, incoming, now)
+            report = voice_incoming(self.voice, incoming, now)
+            if report is not None:
+                self.send(self.session.report(report))
         if isinstance(incoming, GatewayStatus):
             self._gateway_status(incoming)
         if isinstance(incoming, Reply):
@@ -585,17 +554,3 @@ class AsyncTerminalClient:
                 self.frames.put_nowait(incoming)
         elif not isinstance(incoming, Dropped | GatewayStatus) and not answered:
             self.control.put_nowait(incoming.body)
-
-    def _voice_in(self, voice: VoiceSession, incoming: Incoming, now: float) -> None:
-        """Play frames, send the reports that fall due, adapt to forwarded reports."""
-        if isinstance(incoming, FrameIn):
-            if incoming.frame is not None:
-                report = voice.hear(incoming.key, incoming.frame, now)
-                if report is not None:
-                    self.send(self.session.report(report))
-        elif isinstance(incoming, Control):
-            voice.on_forwarded(incoming.body, now)
-        elif isinstance(incoming, FloorNews) and incoming.body.get("type") == "floor_idle":
-            key = body_key(incoming.body)
-            if key is not None:
-                voice.ended(key)

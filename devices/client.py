@@ -6,7 +6,8 @@ floor views, echo suppression — lives in the sans-I/O :class:`devices.session.
 beacons go through the store-and-forward :class:`devices.beacons.BeaconQueue`. This module only
 moves bytes: paho runs its network loop on its own thread, and replies and downlink frames are
 handed to the caller through thread-safe queues and callbacks. The asyncio twin used by the
-firmware simulator and the softphone is :mod:`devices.aio_client`.
+firmware simulator and the softphone is :mod:`devices.aio_client`; talking and listening with
+loss-adaptive protection, shared by both, is in :mod:`devices.client_voice`.
 
 Connect sequence: CONNECT with the Last Will → CONNACK → subscribe `ctrl/down`, `voice/down` and
 the affiliated talkgroups → publish status `online` → send queued beacons. Clean power-off
@@ -23,6 +24,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,7 @@ from codec.frame import VoiceFrame
 from codec.opus import Pcm16
 from codec.stream import PlayoutChunk
 from devices.beacons import BeaconQueue
+from devices.client_voice import ClientTalk, frame_schedule, paced, voice_incoming
 from devices.errors import ClientError, ConnectFailedError, ReplyTimeoutError
 from devices.session import (
     CALL_PREFIX,
@@ -80,7 +83,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class TerminalClient:
+class TerminalClient(ClientTalk):
     """One terminal's MQTT session (blocking API, thread-safe)."""
 
     def __init__(
@@ -425,58 +428,28 @@ class TerminalClient:
     ) -> int:
         """Send frames at real-time pace: each when its audio would have been captured (a
         message of N x 20 ms leaves N x 20 ms after the previous one). Returns frames sent."""
-        start = clock()
-        audio_s = 0.0
         sent = 0
-        for frame in frames:
-            audio_s += frame.frame_ms * len(frame.packets) / 1000.0
-            delay = start + audio_s - clock()
-            if delay > 0:
-                sleep(delay)
+        for frame in paced(frame_schedule(frames), clock, sleep):
             self.send_frame(frame, tg)
             sent += 1
         return sent
 
     # ---- voice with loss-adaptive protection (needs `voice`) --------------------------------
 
-    def _voice(self) -> VoiceSession:
-        if self.voice is None:
-            raise ClientError("this client was made without voice (voice=VoiceSession())")
-        return self.voice
+    def _talk_now(self) -> float:
+        return time.monotonic()
+
+    def _talk_guard(self) -> AbstractContextManager[object]:
+        return self._lock
+
+    def _send_talk_frame(self, frame: VoiceFrame, key: str) -> None:
+        self._publish(self.session.frame(frame, key))
 
     def pull_audio(self, now: float | None = None) -> PlayoutChunk:
         """The next chunk of received audio out of the jitter buffer."""
         voice = self._voice()
         with self._lock:
             return voice.pull(time.monotonic() if now is None else now)
-
-    def start_talk(self, burst: int, tg: str | None = None, call: str | None = None) -> None:
-        """Start encoding a burst on a granted floor (`burst` from floor_granted)."""
-        key = target_key(tg, call)
-        voice = self._voice()
-        with self._lock:
-            voice.start_talk(burst, time.monotonic(), key=key)
-
-    def talk(self, pcm: Pcm16) -> int:
-        """Encode microphone samples and publish the frames they complete; returns how many."""
-        voice = self._voice()
-        with self._lock:
-            key = voice.talking_key
-            if key is None:
-                raise ClientError("talk() outside a burst: call start_talk first")
-            frames = voice.talk(pcm, time.monotonic())
-        for frame in frames:
-            self._publish(self.session.frame(frame, key))
-        return len(frames)
-
-    def end_talk(self) -> None:
-        """Publish the burst's last message (END); nothing if no burst is under way."""
-        voice = self._voice()
-        with self._lock:
-            key = voice.talking_key
-            frame = voice.end_talk(time.monotonic())
-        if frame is not None and key is not None:
-            self._publish(self.session.frame(frame, key))
 
     def send_speech(
         self,
@@ -491,12 +464,8 @@ class TerminalClient:
         20 ms chunk is encoded when it would have been captured, so the protection follows
         the receiver reports forwarded meanwhile. Ends the burst (END)."""
         self.start_talk(burst, tg, call)
-        start = clock()
         try:
-            for due_s, chunk in self._voice().speech_chunks(pcm):
-                delay = start + due_s - clock()
-                if delay > 0:
-                    sleep(delay)
+            for chunk in paced(self._voice().speech_chunks(pcm), clock, sleep):
                 self.talk(chunk)
         finally:
             self.end_talk()
@@ -570,14 +539,20 @@ class TerminalClient:
         with self._lock:
             incoming = self.session.on_message(msg.topic, bytes(msg.payload))
             box = self._waiters.get(incoming.request.id) if isinstance(incoming, Reply) else None
+        now = time.monotonic()
+        if self.voice is not None:  # the voice session ends a call in the scan list too
+            with self._lock:
+                report = voice_incoming(self.voice, incoming, now)
+            if report is not None:
+                self.send_report(report)
+        elif isinstance(incoming, FloorNews) and incoming.body.get("type") == "floor_idle":
+            key = body_key(incoming.body)
+            if key is not None and self.scan is not None:
+                with self._lock:
+                    self.scan.ended(key)
         if isinstance(incoming, FrameIn):
             assert incoming.frame is not None  # this session decodes frames
-            received = ReceivedFrame(msg.topic, incoming.frame, time.monotonic())
-            if self.voice is not None:
-                with self._lock:
-                    report = self.voice.hear(incoming.key, incoming.frame, received.received_at)
-                if report is not None:
-                    self.send_report(report)
+            received = ReceivedFrame(msg.topic, incoming.frame, now)
             if self.on_frame is not None:
                 self.on_frame(received)
             else:
@@ -586,15 +561,6 @@ class TerminalClient:
         if isinstance(incoming, GatewayStatus):
             self._gateway_status(incoming)
             return
-        if isinstance(incoming, FloorNews) and incoming.body.get("type") == "floor_idle":
-            key = body_key(incoming.body)
-            ender = self.voice if self.voice is not None else self.scan
-            if key is not None and ender is not None:
-                with self._lock:
-                    ender.ended(key)  # the voice session ends it in the scan list too
-        if isinstance(incoming, Control) and self.voice is not None:
-            with self._lock:
-                self.voice.on_forwarded(incoming.body, time.monotonic())
         if isinstance(incoming, Reply):
             if box is not None:
                 box.put(incoming.body)

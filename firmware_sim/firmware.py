@@ -20,7 +20,6 @@ from typing import Any
 
 from codec.frame import VoiceFrame
 from devices.session import (
-    CALL_PREFIX,
     Command,
     Control,
     FloorNews,
@@ -35,6 +34,7 @@ from devices.session import (
 )
 from devices.voice import VoiceSession
 from firmware_sim.battery import Battery
+from firmware_sim.gateway_commands import answer_command
 from firmware_sim.gps import GpsModel, Route
 from firmware_sim.impairment import OutagePlan
 from firmware_sim.listener import Listener
@@ -54,7 +54,6 @@ from firmware_sim.model import (
     SendRequest,
     State,
     TerminalProfile,
-    parse_settings,
 )
 from firmware_sim.responder import IncidentResponder
 from firmware_sim.voice import SPEECH_RATE, BurstSender, LiveBurstSender, SpeechReel
@@ -175,7 +174,7 @@ class Firmware:
         self.state = state
         self.battery.set_activity(_ACTIVITY.get(state, "idle"), now)
 
-    def _settle(self, now: float) -> None:
+    def settle(self, now: float) -> None:
         """Enter the resting state that fits the current facts."""
         if self.powered_off or (not self.connected and self.state is not State.CONNECTING):
             self._enter(State.OFFLINE, now)
@@ -214,7 +213,7 @@ class Firmware:
         if self.powered_off:
             return
         self.stats.outages += 1
-        self._drop_talk(now)
+        self.drop_talk(now)
         self.outbox.append(Drop())
         self.connected = False
         self._offline_until = now + seconds
@@ -222,7 +221,7 @@ class Firmware:
         self._enter(State.OFFLINE, now)
 
     def power_off(self, now: float) -> None:
-        self._drop_talk(now)
+        self.drop_talk(now)
         self.outbox.append(PowerOff())
         self.powered_off = True
         self.connected = False
@@ -242,13 +241,13 @@ class Firmware:
             self.outbox.append(Affiliate(self.profile.talkgroups))
         if self.config.talk.mode == "continuous" and self.ptt is None and self._next_press == INF:
             self._next_press = self._draw_press(now)  # a burst cut by the outage: go on talking
-        self._settle(now)
+        self.settle(now)
 
     def on_disconnected(self, now: float) -> None:
         if not self.connected:
             return
         self.connected = False
-        self._drop_talk(now)
+        self.drop_talk(now)
         self._lost_everything(now)
         self._enter(State.OFFLINE, now)
 
@@ -265,7 +264,7 @@ class Firmware:
         elif isinstance(incoming, Reply):
             self._reply(incoming, now)
         elif isinstance(incoming, Command):
-            self._command(incoming, now)
+            answer_command(self, incoming, now)
         elif (
             isinstance(incoming, Control)
             and self.voice is not None
@@ -328,7 +327,7 @@ class Firmware:
         if len(stats.sent_bursts) > 2000:
             del stats.sent_bursts[next(iter(stats.sent_bursts))]
 
-    def _drop_talk(self, now: float) -> None:
+    def drop_talk(self, now: float) -> None:
         """Stop talking without a release (the connection is gone or we were stunned)."""
         if self.ptt is not None and self.ptt.phase == "talking" and self.sender is not None:
             self.sender.stop(now)
@@ -338,7 +337,7 @@ class Firmware:
     def _after_talk(self, now: float) -> None:
         if self.config.talk.mode == "continuous":
             self._next_press = self._draw_press(now)
-        self._settle(now)
+        self.settle(now)
 
     def _granted(self, body: dict[str, Any], now: float, immediate: bool) -> None:
         ptt = self.ptt
@@ -419,10 +418,10 @@ class Firmware:
             if body.get("by") != self.profile.device_id:
                 burst = body.get("burst")
                 if self.listener.taken(key, burst if isinstance(burst, int) else None, now):
-                    self._settle(now)
+                    self.settle(now)
         elif kind == "floor_idle":
             if self.listener.idle(key, now):
-                self._settle(now)
+                self.settle(now)
         elif ptt is None:
             return
         elif kind == "floor_granted" and body.get("re") == ptt.request_id:
@@ -447,55 +446,6 @@ class Firmware:
         else:
             self.release(now)
 
-    def _command(self, command: Command, now: float) -> None:
-        cmd, body = command.cmd, command.body
-        self.stats.bump(self.stats.commands, cmd)
-        ok, detail = True, None
-        if cmd == "stun":
-            self._drop_talk(now)
-        elif cmd == "text":
-            self.stats.texts.append(str(body.get("text", "")))
-        elif cmd == "assign":
-            self.assignment = {k: body.get(k) for k in ("incident", "grid", "text")}
-            self._assigned(body, now)
-        elif cmd == "regroup":
-            ok, detail = self._regroup(body)
-        elif cmd == "config":
-            ok, detail, interval = parse_settings(body.get("settings"))
-            self.beacon_interval = interval or self.beacon_interval
-        elif cmd == "status":
-            self.stats.texts.append(f"[{body.get('code')}] {body.get('text') or ''}".strip())
-        elif cmd == "radio_check":
-            battery = self.battery.percent
-            signal = round(100.0 - self.config.impairment.loss_pct)  # what it sees of the link
-            self.outbox.append(
-                Send(self.session.ack(command.id, True, battery=battery, signal=signal))
-            )
-            self._settle(now)
-            return
-        elif cmd == "monitor":
-            peer, seconds = body.get("by"), body.get("seconds")
-            if isinstance(peer, str) and isinstance(seconds, int | float) and seconds > 0:
-                self.outbox.append(Send(self.session.ack(command.id, True)))
-                self.press(now, CALL_PREFIX + peer, float(seconds))
-                self._settle(now)
-                return
-            ok, detail = False, "monitor needs 'by' and positive 'seconds'"
-        elif cmd != "revive":
-            ok, detail = False, f"unknown command {cmd!r}"
-        self.outbox.append(Send(self.session.ack(command.id, ok, detail)))
-        self._settle(now)
-
-    def _assigned(self, body: dict[str, Any], now: float) -> None:
-        incident, lat, lon = body.get("incident"), body.get("lat"), body.get("lon")
-        if not isinstance(incident, int) or isinstance(incident, bool):
-            return
-        target = None
-        if isinstance(lat, int | float) and isinstance(lon, int | float):
-            target = (float(lon), float(lat))
-        here = self.gps.here(now) if self.gps is not None else None
-        self.responder.assign(incident, target, here, now)
-
     def report_incident(self, now: float, category: str, text: str, voice: bool = False) -> None:
         """The officer reports an incident where it is (protocol §5.6)."""
         if not self.connected:
@@ -505,18 +455,7 @@ class Firmware:
             lon, lat = self.gps.here(now)
         pending, message = self.session.incident_report(now, category, text, lat, lon, voice)
         self.outbox.append(SendRequest(pending, message))
-        self._settle(now)
-
-    def _regroup(self, body: dict[str, Any]) -> tuple[bool, str | None]:
-        """Join (`active`) or leave an incident's talkgroup: affiliate with it added/removed."""
-        tg, active = body.get("tg"), body.get("active")
-        if not isinstance(tg, str) or not isinstance(active, bool):
-            return False, "regroup needs 'tg' and 'active'"
-        current = self.affiliated or self.profile.talkgroups
-        wanted = (*current, tg) if active else tuple(t for t in current if t != tg)
-        if wanted != current:
-            self.outbox.append(Affiliate(tuple(dict.fromkeys(wanted))))
-        return True, None
+        self.settle(now)
 
     def _answer(self, now: float) -> None:
         for incident, code in self.responder.due(now):
@@ -536,7 +475,7 @@ class Firmware:
             self.outbox.append(SendRequest(pending, message))
         if active and self.ptt is None:
             self.press(now, hold_s=self.config.emergency_talk_s, emergency=True)
-        self._settle(now)
+        self.settle(now)
 
     # ---- receiving --------------------------------------------------------------------------
 
@@ -545,7 +484,7 @@ class Firmware:
             return
         if self.listener.frame(incoming, now):
             self.needs_schedule = True
-            self._settle(now)
+            self.settle(now)
         if self.listener.reports:
             self.outbox.extend(Send(report) for report in self.listener.reports)
             self.listener.reports = []
@@ -565,7 +504,7 @@ class Firmware:
         reports, changed = self.listener.tick(now, self.connected)
         self.outbox.extend(Send(report) for report in reports)
         if changed:
-            self._settle(now)
+            self.settle(now)
         if now >= self.responder.next_at():
             self._answer(now)
         if now >= self._next_beacon:
