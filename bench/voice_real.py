@@ -142,7 +142,9 @@ async def _job(job: RealJob) -> dict[str, Any]:
         result["probe_m2a_counts"] = firmware.stats.meter.mouth_to_arrival.to_dict()
         player = firmware.listener.probe.player if firmware.listener.probe else None
         result["probe_jitter"] = jitter_stats(player.jitter.stats()) if player else {}
-        result["listener_jitter"] = [playout_counts(p.voice.player.jitter.stats()) for p in listeners]
+        result["listener_jitter"] = [
+            playout_counts(p.voice.player.jitter.stats()) for p in listeners
+        ]
         return result
     finally:
         scheduler.stop()

@@ -207,6 +207,7 @@ class GatewayService:
             logger=self.log,
         )
         self.incidents.commander = self.runner.send_command
+        self.incidents.alarm_lookup = self.alarms.lookup  # an incident from an alarm
         self.incidents.regroup_hook = self.devices_changed
         # An officer sent outside its grid raises no left_grid alarm while assigned.
         self.tracking.grid_exempt = self.incidents.is_assigned

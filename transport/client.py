@@ -377,8 +377,7 @@ class MqttClient:
 
     def pause_reading(self) -> bool:
         """Stop reading the socket until resume_reading() (backpressure: the broker holds what
-        it sends meanwhile, within its limits). False when no connection is open. A new
-        connection after a reconnect reads again."""
+        it sends meanwhile). False when no connection is open; a reconnect reads again."""
         transport = self._transport
         if transport is None or transport.is_closing():
             return False

@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy
 
@@ -120,6 +121,15 @@ class AlarmDesk:
         self._emit([alarm])
         await self.writer.durable()
         return alarm
+
+    def lookup(self, alarm_id: int) -> dict[str, Any] | None:
+        """An open or recently changed alarm as the API shows it (None if not in memory): what
+        the incident service makes an incident from."""
+        for alarm in self.queue.open_alarms():
+            if alarm.id == alarm_id:
+                return alarm.as_dict()
+        recent = self._recent.get(alarm_id)
+        return recent.as_dict() if recent is not None else None
 
     async def find(self, where: AlarmFilter) -> list[Alarm]:
         """Alarms as stored, with the open ones as they are now (a change may still be on its

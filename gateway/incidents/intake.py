@@ -43,8 +43,8 @@ def observe(service: IncidentService, event: GatewayEvent) -> None:
             service.officers.set_availability(device, AVAILABILITY_CODES[code])
     elif event.kind == "report":
         _report(service, device, data)
-    elif event.kind == "alarm" and data.get("alarm") == "sos" and data.get("active"):
-        _sos(service, device)
+    elif event.kind == "sos" and data.get("active"):  # the control plane's SOS event (§5.1)
+        _sos(service, device, _number(data.get("lat")), _number(data.get("lon")))
     elif event.kind == "floor" and data.get("event") == "floor_granted":
         incident = service.pending_voice.pop(device, None)
         if incident is not None:
@@ -69,12 +69,13 @@ def _report(service: IncidentService, device: str, data: dict[str, Any]) -> None
         service.pending_voice[device] = incident.id
 
 
-def _sos(service: IncidentService, device: str) -> None:
+def _sos(service: IncidentService, device: str, lat: float | None, lon: float | None) -> None:
     for incident in service.incidents.values():
         if incident.open and incident.source == "sos" and incident.reporter == device:
             return  # one incident per SOS until it is closed
     officer = service.officers.officers.get(device)
-    lat, lon = (officer.lat, officer.lon) if officer is not None else (None, None)
+    if (lat is None or lon is None) and officer is not None:  # the terminal sent no position
+        lat, lon = officer.lat, officer.lon
     service.report(
         service.sos_category, f"SOS from {device}", source="sos", reporter=device,
         place=Place(lat=lat, lon=lon), reporter_unit=service.units.get(device),

@@ -116,6 +116,6 @@ def test_valid_commands_pass() -> None:
         ("radio_check", {}),
         ("status", {"code": "return_to_base", "text": "now"}),
         ("config", {"settings": {"beacon_interval_s": 30}}),
-        ("assign", {"incident": "i-1"}),
+        ("assign", {"incident": 1}),
     ]:
         check_command(cmd, fields)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.alarms.queue import Position
 from gateway.api import create_app
 from gateway.api.incident_schemas import IncidentOut
 from gateway.events import GatewayEvent
@@ -118,8 +119,23 @@ def test_intake_places_and_refusals(env: Env) -> None:
         assert env.call("c", "POST", "/api/incidents", body).status_code == status, body
     assert env.call("v", "POST", "/api/incidents", {"category": "police", "text": "x"}
                     ).status_code == 403  # fmt: skip
-    assert env.call("c", "POST", "/api/incidents/from-alarm/1", {"category": "police"}
-                    ).status_code == 503  # fmt: skip
+    assert env.call("c", "POST", "/api/incidents/from-alarm/999", {"category": "police"}
+                    ).status_code == 404  # fmt: skip
+
+
+def test_an_incident_from_an_alarm_of_the_queue(env: Env) -> None:
+    """A dispatcher makes an incident of an open alarm (a left_grid in grid-01): its unit and
+    position, linked by the alarm's id; another grid's dispatcher cannot see that alarm."""
+    lon, lat = env.service.org.grids["grid-01"].polygon[0]
+    alarm = env.service.alarms.queue.raise_alarm(
+        "left_grid", "T001", "grid-01", time.time(), Position(lat, lon, time.time())
+    )
+    path = f"/api/incidents/from-alarm/{alarm.id}"
+    assert env.call("g2", "POST", path, {"category": "police"}).status_code == 404
+    answer = env.call("g1", "POST", path, {"category": "police"})
+    assert answer.status_code == 201, answer.text
+    made = answer.json()
+    assert made["source"] == "alarm" and made["grid"] == "grid-01"
 
 
 def test_the_closed_loop_with_officers_timeline_and_suggestions(env: Env) -> None:
