@@ -52,3 +52,12 @@ INCIDENT_TG_PREFIX: Final = "inc-"
 
 def incident_talkgroup(incident: int) -> str:
     return f"{INCIDENT_TG_PREFIX}{incident}"
+
+
+def incident_of_talkgroup(tg: str) -> int | None:
+    """The incident whose own talkgroup `tg` is (``inc-<number>``); None for any other."""
+    number = tg.removeprefix(INCIDENT_TG_PREFIX)
+    if number == tg or not number.isdigit() or number.startswith("0"):
+        return None
+    value = int(number)
+    return value if value <= MAX_INCIDENT_ID else None

@@ -45,7 +45,13 @@ ViewDep = Annotated[GatewayView, Depends(get_view)]
 
 
 def get_recordings(service: ServiceDep, view: ViewDep, caller: CurrentAccount) -> RecordingsService:
-    return RecordingsService(service.engine, service.recordings_dir, caller, view.unit_of)
+    return RecordingsService(
+        service.engine,
+        service.recordings_dir,
+        caller,
+        view.unit_of,
+        lambda tg: service.incidents.placement(tg, stored=True),
+    )
 
 
 RecordingsDep = Annotated[RecordingsService, Depends(get_recordings)]

@@ -36,7 +36,7 @@ def visible(service: GatewayService, caller: SignedIn, message: dict[str, Any]) 
         info = runner.control.directory.get(device) if runner is not None else None
         return info.unit if info is not None else None
 
-    return event_visible(caller.scope, message, unit_of)
+    return event_visible(caller.scope, message, unit_of, service.incidents.placement)
 
 
 async def serve_stream(websocket: WebSocket, kinds: Set[str] | None = None) -> None:

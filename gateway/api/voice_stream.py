@@ -49,7 +49,9 @@ async def _access(websocket: WebSocket) -> tuple[SignedIn | None, VoiceAccess | 
     voice: VoiceService | None = getattr(websocket.app.state, "voice", None)
     if caller is None or voice is None or service.runner is None:
         return caller, None
-    return caller, VoiceAccess(voice, service.runner, service.audit, caller)
+    return caller, VoiceAccess(
+        voice, service.runner, service.audit, caller, service.incidents.placement
+    )
 
 
 async def _unavailable(websocket: WebSocket, caller: SignedIn | None) -> None:

@@ -4,7 +4,8 @@ A grid dispatcher sees and commands its grid; an area dispatcher its area and th
 the centre, administrators and viewers see everything. Resources are placed in units:
 
 - a device: its unit;
-- a talkgroup: the unit it belongs to (``all`` is the centre's);
+- a talkgroup: the unit it belongs to (``all`` is the centre's); an incident's own talkgroup
+  (``inc-<n>``): its incident's (below), found by the caller's :data:`IncidentOf`;
 - a floor: a talkgroup's floor is the talkgroup's; a private call (``call:a:b``) is in scope
   when either party is;
 - a recording: its floor's, or its talker's;
@@ -50,6 +51,12 @@ ABILITIES: Final[Mapping[RoleKind, frozenset[Action]]] = {
 }
 
 UnitOf = Callable[[str], str | None]  # device id -> its unit (None: unknown device)
+#: Talkgroup -> its incident's (grid, handling unit); None: not an incident's talkgroup.
+IncidentOf = Callable[[str], tuple[str | None, str] | None]
+
+
+def no_incidents(_tg: str) -> tuple[str | None, str] | None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,19 +77,25 @@ class Scope:
     def sees_device(self, device: str, unit_of: UnitOf) -> bool:
         return self.whole or self.sees_unit(unit_of(device))
 
-    def sees_talkgroup(self, tg: str) -> bool:
-        return self.whole or tg in self.talkgroups
+    def sees_talkgroup(self, tg: str, incident_of: IncidentOf = no_incidents) -> bool:
+        """A talkgroup of its units, or an incident's talkgroup whose incident it sees."""
+        if self.whole or tg in self.talkgroups:
+            return True
+        placed = incident_of(tg)
+        return placed is not None and self.sees_incident(*placed)
 
-    def sees_floor(self, key: str, unit_of: UnitOf) -> bool:
+    def sees_floor(self, key: str, unit_of: UnitOf, incident_of: IncidentOf = no_incidents) -> bool:
         if self.whole:
             return True
         parties = call_parties(key)
         if parties is None:
-            return self.sees_talkgroup(key)
+            return self.sees_talkgroup(key, incident_of)
         return any(self.sees_device(p, unit_of) for p in parties)
 
-    def sees_recording(self, floor_key: str, talker: str, unit_of: UnitOf) -> bool:
-        return self.sees_floor(floor_key, unit_of) or self.sees_device(talker, unit_of)
+    def sees_recording(
+        self, floor_key: str, talker: str, unit_of: UnitOf, incident_of: IncidentOf = no_incidents
+    ) -> bool:
+        return self.sees_floor(floor_key, unit_of, incident_of) or self.sees_device(talker, unit_of)
 
     def sees_geofence(self, unit: str | None) -> bool:
         return self.sees_unit(unit)
@@ -139,9 +152,15 @@ def talkgroup_unit(tg: str, org: Organisation) -> str:
     return org.centre.id if tg == ALL_CALL else tg
 
 
-def event_visible(scope: Scope, message: Mapping[str, object], unit_of: UnitOf) -> bool:
-    """Whether a live event (the event hub's message) is in scope: a floor event by its floor,
-    anything else by its device; events of neither only for whole-organisation scopes."""
+def event_visible(
+    scope: Scope,
+    message: Mapping[str, object],
+    unit_of: UnitOf,
+    incident_of: IncidentOf = no_incidents,
+) -> bool:
+    """Whether a live event (the event hub's message) is in scope: a floor event by its floor
+    (an incident talkgroup's by its incident), anything else by its device; events of neither
+    only for whole-organisation scopes."""
     if scope.whole:
         return True
     incident = message.get("incident")
@@ -152,7 +171,7 @@ def event_visible(scope: Scope, message: Mapping[str, object], unit_of: UnitOf) 
         )
     floor = message.get("floor")
     if isinstance(floor, str):
-        return scope.sees_floor(floor, unit_of)
+        return scope.sees_floor(floor, unit_of, incident_of)
     device = message.get("device")
     if isinstance(device, str):
         return scope.sees_device(device, unit_of)

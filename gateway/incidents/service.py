@@ -33,6 +33,7 @@ from gateway.incidents.model import Incident, OfficerStatus, Place, Source, Step
 from gateway.incidents.officers import OfficerIndex, Suggestion
 from gateway.incidents.store import IncidentWriter
 from gateway.log_once import LogOnce
+from protocol.ids import incident_of_talkgroup
 from protocol.org import Organisation
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,18 @@ class IncidentService:
         if found is None:
             raise UnknownIncidentError(f"no incident {incident_id}")
         return found
+
+    def placement(self, tg: str, stored: bool = False) -> tuple[str | None, str] | None:
+        """The (grid, handling unit) of the incident whose own talkgroup is `tg` (the scope's
+        IncidentOf); None for other talkgroups and unknown incidents. From memory, or also from
+        the database when `stored` (blocking: closed incidents' recordings)."""
+        number = incident_of_talkgroup(tg)
+        if number is None:
+            return None
+        found = self.incidents.get(number)
+        if found is None and stored:
+            found = db.get_incident(self.engine, number)
+        return (found.grid, found.unit) if found is not None else None
 
     def timeline(self, incident_id: int) -> list[Transition]:
         """(Blocking.) Every transition of an incident: stored ones and this run's."""

@@ -36,7 +36,7 @@ def get_voice_access(
     voice: VoiceService | None = getattr(request.app.state, "voice", None)
     if voice is None:
         raise HTTPException(503, "voice is not running")
-    return VoiceAccess(voice, runner, service.audit, caller)
+    return VoiceAccess(voice, runner, service.audit, caller, service.incidents.placement)
 
 
 VoiceDep = Annotated[VoiceAccess, Depends(get_voice_access)]

@@ -10,7 +10,7 @@ import sqlalchemy
 
 from gateway.api.schemas import RecordingOut
 from gateway.api.services.access import SignedIn
-from gateway.auth.scope import UnitOf
+from gateway.auth.scope import IncidentOf, UnitOf, no_incidents
 from gateway.store.recordings import RecordingFilter, find_recording, find_recordings
 
 #: Recordings read per query when filtering by scope (newest first, then filtered).
@@ -28,15 +28,21 @@ class RecordingsService:
         recordings_dir: Path,
         caller: SignedIn | None = None,
         unit_of: UnitOf = lambda _device: None,
+        incident_of: IncidentOf = no_incidents,
     ) -> None:
+        """`incident_of` places incident talkgroups (it may read the database: it is called on
+        the database thread only)."""
         self._engine = engine
         self._dir = recordings_dir
         self._caller = caller
         self._unit_of = unit_of
+        self._incident_of = incident_of
 
     def _sees(self, floor_key: str, talker: str) -> bool:
         caller = self._caller
-        return caller is None or caller.scope.sees_recording(floor_key, talker, self._unit_of)
+        return caller is None or caller.scope.sees_recording(
+            floor_key, talker, self._unit_of, self._incident_of
+        )
 
     async def list(self, where: RecordingFilter, limit: int) -> list[RecordingOut]:
         """The newest recordings matching `where` in scope, newest first (the database on a
@@ -56,18 +62,20 @@ class RecordingsService:
     async def audio_file(self, recording_id: int) -> Path:
         """The audio file of a recording, inside the recordings directory."""
 
-        def fetch() -> tuple[str, str, str] | None:
+        def fetch() -> tuple[str, bool] | None:
             with self._engine.connect() as conn:
-                return find_recording(conn, recording_id)
+                found = find_recording(conn, recording_id)
+            if found is None:
+                return None
+            floor_key, talker, relative = found
+            return relative, self._sees(floor_key, talker)
 
         found = await asyncio.to_thread(fetch)
         if found is None:
             raise RecordingNotFoundError(f"no recording {recording_id}")
-        floor_key, talker, relative = found
+        relative, in_scope = found
         if self._caller is not None:
-            self._caller.require(
-                "listen", self._sees(floor_key, talker), f"recording {recording_id}"
-            )
+            self._caller.require("listen", in_scope, f"recording {recording_id}")
         path = (self._dir / relative).resolve()
         if self._dir.resolve() not in path.parents or not path.is_file():
             raise RecordingNotFoundError(f"recording {recording_id} has no file")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gateway.api.services.access import ForbiddenError, SignedIn
 from gateway.auth.audit import AuditWriter
+from gateway.auth.scope import IncidentOf, no_incidents
 from gateway.runner import GatewayRunner
 from gateway.voice.service import SayJob, VoiceService
 from gateway.voice.speech import SpeechError, text_speech, wav_speech
@@ -17,12 +18,22 @@ class SayJobNotFoundError(LookupError):
 
 class VoiceAccess:
     def __init__(
-        self, voice: VoiceService, runner: GatewayRunner, audit: AuditWriter, caller: SignedIn
+        self,
+        voice: VoiceService,
+        runner: GatewayRunner,
+        audit: AuditWriter,
+        caller: SignedIn,
+        incident_of: IncidentOf = no_incidents,
     ) -> None:
+        """`incident_of` places incident talkgroups (in memory: called on the event loop)."""
         self.voice = voice
         self.runner = runner
         self.audit = audit
         self.caller = caller
+        self.incident_of = incident_of
+
+    def _hears(self, tg: str) -> bool:
+        return self.caller.scope.sees_talkgroup(tg, self.incident_of)
 
     def _unit_of(self, device: str) -> str | None:
         info = self.runner.control.directory.get(device)
@@ -50,13 +61,13 @@ class VoiceAccess:
         known = list(self.runner.control.directory.talkgroups)
         wanted = [tg for tg in text.split(",") if tg] if text else None
         if wanted is None:
-            return [tg for tg in known if self.caller.scope.sees_talkgroup(tg)]
+            return [tg for tg in known if self._hears(tg)]
         if len(wanted) > 254 or len(set(wanted)) != len(wanted):
             raise ValueError("at most 254 distinct talkgroups")
         for tg in wanted:
             if tg not in known:
                 raise ValueError(f"no talkgroup {tg}")
-            self.caller.require("listen", self.caller.scope.sees_talkgroup(tg), f"talkgroup {tg}")
+            self.caller.require("listen", self._hears(tg), f"talkgroup {tg}")
         return wanted
 
     async def say(self, target_text: str, text: str | None, lang: str, wav: bytes | None) -> SayJob:

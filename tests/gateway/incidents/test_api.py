@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
 
 from gateway.alarms.queue import Position
 from gateway.api import create_app
 from gateway.api.incident_schemas import IncidentOut
 from gateway.events import GatewayEvent
 from gateway.service import GatewayService, ServiceConfig
+from gateway.store.recordings import recordings
 from tests.gateway.signin import bearer
 from tests.gateway.signin import client as signin_client
 
@@ -191,3 +193,32 @@ def test_reports_json_and_csv_in_scope(env: Env) -> None:
     history = env.call("g2", "GET", "/api/incidents?state=all").json()
     assert {i["id"] for i in history} == {n}
     assert env.http.get("/api/incidents").status_code == 401
+
+
+def test_an_incident_talkgroups_recordings_are_seen_with_the_incident(env: Env) -> None:
+    n = env.new("g1", category="police", grid="grid-01")["id"]
+    tg = f"inc-{n}"
+    with env.service.engine.begin() as conn:  # a talker of another area: only the tg places it
+        rec = conn.execute(
+            insert(recordings).values(
+                floor_key=tg, talker="T006", burst=1, started_at=5.0, ended_at=6.0,
+                duration_ms=1000, frames=50, lost_frames=0, path="none.ogg",
+            )
+        ).inserted_primary_key[0]  # fmt: skip
+
+    def listed(who: str) -> list[int]:
+        answer = env.call(who, "GET", f"/api/recordings?talkgroup={tg}")
+        assert answer.status_code == 200, answer.text
+        return [r["id"] for r in answer.json()]
+
+    assert listed("g1") == [rec] and listed("ar") == [rec] and listed("c") == [rec]
+    assert listed("g2") == []
+    assert env.call("g2", "GET", f"/api/recordings/{rec}/audio").status_code == 403
+    assert env.call("g1", "GET", f"/api/recordings/{rec}/audio").status_code == 404  # no file
+    env.call("g1", "POST", f"/api/incidents/{n}/accept", {})
+    env.call("g1", "POST", f"/api/incidents/{n}/escalate", {"reason": "armed"})
+    assert listed("g1") == [rec] and listed("ar") == [rec] and listed("g2") == []
+    env.settle()
+    env.service.incidents.incidents.pop(n)  # no longer held in memory: read from the database
+    assert listed("g1") == [rec] and listed("g2") == []
+    assert listed("af") == [rec]  # its talker's area
