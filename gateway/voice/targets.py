@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from gateway.auth.scope import Scope
+from gateway.auth.scope import IncidentOf, Scope, no_incidents
 from protocol import ids
 from protocol.org import ALL_CALL
 
@@ -58,15 +58,18 @@ def check_target(
     scope: Scope,
     talkgroups: Callable[[str], bool],
     unit_of: Callable[[str], str | None],
+    incident_of: IncidentOf = no_incidents,
 ) -> None:
     """Raise TargetError unless an account of `scope` may talk to `target`: a talkgroup of its
-    scope (the all-call only for the centre), a device of its scope."""
+    scope (the all-call only for the centre; an incident's talkgroup when it sees the incident —
+    membership is then floor control's and the broker's to check, as for any talker), a device
+    of its scope."""
     if not scope.role.is_dispatcher or not scope.may("command"):
         raise TargetError("not_a_dispatcher", f"role {scope.role} has no dispatcher voice")
     if target.kind == "tg":
         if not talkgroups(target.id):
             raise TargetError("unknown_talkgroup", f"no talkgroup {target.id}")
-        if not scope.sees_talkgroup(target.id):
+        if not scope.sees_talkgroup(target.id, incident_of):
             raise TargetError("not_in_scope", f"talkgroup {target.id} is outside {scope.role}")
         return
     if unit_of(target.id) is None:

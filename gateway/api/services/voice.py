@@ -49,6 +49,7 @@ class VoiceAccess:
                 self.caller.scope,
                 lambda tg: tg in self.runner.control.floors.talkgroups,
                 self._unit_of,
+                self.incident_of,
             )
         except TargetError as exc:
             self.audit.record(name, "voice_talk", text[:80], "denied", {"reason": exc.reason})
