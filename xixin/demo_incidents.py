@@ -73,7 +73,9 @@ def step(
             found = incidents.suggest(incident.id, 1)
             if found:
                 incidents.step(incident.id, "assign", ACTOR, officers=[found[0].device])
-    if rng.random() < 1 / 6 and sum(i.open for i in incidents.incidents.values()) < 4:
+    open_now = sum(i.open for i in incidents.incidents.values())
+    # The first at once, so a console opened in the demo's first minute has something to show.
+    if (open_now == 0 or rng.random() < 1 / 6) and open_now < 4:
         category, text = rng.choice(CASES)
         grid = rng.choice(grids)
         incidents.report(category, text, source="dispatcher", reporter=ACTOR,
