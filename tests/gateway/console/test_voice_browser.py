@@ -24,7 +24,12 @@ from tests.gateway.console.conftest import (
     sign_in,
     wait_for_device,
 )
-from tests.gateway.voice.audio import best_alignment, decode_frames, pesq_score
+from tests.gateway.voice.audio import (
+    best_alignment,
+    decode_frames,
+    pesq_score,
+    window_alignments,
+)
 
 pytestmark = pytest.mark.skipif(not BROWSER_READY, reason="chromium or playwright missing")
 
@@ -96,8 +101,14 @@ def test_a_grid_dispatcher_talks_from_the_browser_and_the_terminal_hears_it(
     middle = heard[8000:-8000]  # the press and release edges may cut a word
     score, offset = best_alignment(speech, middle, looped=True)
     quality = pesq_score(speech, middle[: len(speech) - 16000], offset)
-    print(f"browser microphone -> terminal: correlation {score:.3f}, PESQ {quality}")
-    assert score > 0.8, score
+    windows = window_alignments(speech, middle)
+    print(
+        f"browser microphone -> terminal: correlation {score:.3f}, PESQ {quality}, "
+        f"per second {[round(w, 2) for w in windows]}"
+    )
+    # Each second of speech is the source's, each aligned on its own (robust to a stalled
+    # capture on a loaded machine, which shifts what follows); garbage or silence scores ~0.
+    assert len(windows) >= 2 and float(np.median(windows)) > 0.8, windows
     # Out of scope: the gateway refuses, the page says so.
     page.evaluate(
         "document.getElementById('voice-target').append(new Option('grid-02', 'tg:grid-02'))"

@@ -23,6 +23,20 @@ def decode_frames(frames: list[VoiceFrame], rate: int = 16000) -> Pcm16:
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int16)
 
 
+def window_alignments(source: Pcm16, received: Pcm16, window: int = 16000) -> list[float]:
+    """The best correlation of each speech-bearing `window` of `received` against a looped
+    `source`, each aligned on its own: a gap in the path (a stalled capture or socket on a busy
+    machine) shifts what follows it, which one offset for the whole recording would count as
+    noise. Windows with little energy (a pause between words) are left out."""
+    level = float(np.sqrt(np.mean(received.astype(np.float64) ** 2)))
+    scores = []
+    for start in range(0, len(received) - window + 1, window):
+        part = received[start : start + window]
+        if float(np.sqrt(np.mean(part.astype(np.float64) ** 2))) >= 0.3 * level:
+            scores.append(best_alignment(source, part, looped=True)[0])
+    return scores
+
+
 def best_alignment(source: Pcm16, received: Pcm16, *, looped: bool = False) -> tuple[float, int]:
     """(peak normalised cross-correlation, offset of `received` in `source`). `looped`: the
     source played in a loop (a fake microphone), so `received` may wrap around its end."""
