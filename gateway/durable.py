@@ -525,6 +525,14 @@ class DurableWrapper(Generic[T]):
 
     core: DurableWriter[T]
 
+    def start(self) -> None:
+        self.core.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Write what is in memory, or journal it if the database is down (a locked SQLite
+        takes its 5 s busy timeout to say so: hence the margin)."""
+        self.core.stop(timeout)
+
     @property
     def failures(self) -> int:
         return self.core.failures

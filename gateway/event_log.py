@@ -71,18 +71,10 @@ class EventWriter(DurableWrapper[GatewayEvent]):
             **durable,
         )
 
-    def start(self) -> None:
-        self.core.start()
-
     def submit(self, events: list[GatewayEvent]) -> None:
         stored = [event for event in events if event.kind in STORED_KINDS]
         if stored:
             self.core.submit(stored)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Write what is in memory, or journal it if the database is down (a locked SQLite
-        takes its 5 s busy timeout to say so: hence the margin)."""
-        self.core.stop(timeout)
 
     @property
     def dropped(self) -> int:

@@ -110,12 +110,6 @@ class AuditWriter(DurableWrapper[AuditEntry]):
             **durable,
         )
 
-    def start(self) -> None:
-        self.core.start()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self.core.stop(timeout)
-
     def record(
         self,
         actor: str,

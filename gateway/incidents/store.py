@@ -152,12 +152,6 @@ class IncidentWriter(DurableWrapper[Write]):
             **durable,
         )
 
-    def start(self) -> None:
-        self.core.start()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self.core.stop(timeout)
-
     def submit(self, step: Step, on_durable: Callable[[], None] | None = None) -> None:
         self.core.submit([Write(step.incident, step.transitions)], on_durable)
 

@@ -63,12 +63,6 @@ class RowWriter(DurableWrapper[Row]):
             logger=logger,
         )
 
-    def start(self) -> None:
-        self.core.start()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self.core.stop(timeout)
-
     def submit(self, rows: list[Row]) -> None:
         if not rows:
             return

@@ -206,9 +206,6 @@ class PositionWriter(DurableWrapper[PositionRow]):
         )
         self.submit = self.core.submit
 
-    def start(self) -> None:
-        self.core.start()
-
     def stop(self, timeout: float = 30.0) -> None:
         """Write what is queued (or journal it while the database is down), then stop."""
         self.core.stop(timeout)
