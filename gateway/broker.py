@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ INSTALL_HINT = "apt-get install -y mosquitto (or: bash scripts/bootstrap.sh setu
 MAX_QUEUED_BYTES = 512 << 20
 # sun_path holds 108 bytes with the terminating NUL on Linux.
 UNIX_PATH_MAX = 107
+# A SIGHUP sent while mosquitto reloads is lost: reloads this close together are sent as one.
+RELOAD_SETTLE_S = 0.5
 
 
 class BrokerError(GatewayError):
@@ -173,6 +176,9 @@ class ManagedBroker:
         self._lock_fd: int | None = None
         self.restarts = 0  # by restart_if_dead(): the broker died under us
         self.last_exit: str | None = None
+        self._reload_lock = threading.Lock()
+        self._last_hup = -RELOAD_SETTLE_S
+        self._trailing_hup: threading.Timer | None = None
 
     @property
     def address(self) -> BrokerAddress:
@@ -420,11 +426,38 @@ class ManagedBroker:
         return False
 
     def reload(self) -> None:
-        """Re-read the password file and ACL (mosquitto reloads them on SIGHUP)."""
+        """Re-read the password file and ACL (mosquitto reloads them on SIGHUP).
+
+        mosquitto clears its reload flag only after reloading, so a SIGHUP that arrives while
+        it reloads is lost, and the files it read may miss the last change (a device added
+        right after another stays refused). A reload within RELOAD_SETTLE_S of the previous
+        SIGHUP is therefore sent once, when that window ends."""
+        with self._reload_lock:
+            if self._trailing_hup is not None:
+                return  # the pending SIGHUP will read the files as they are then
+            wait = self._last_hup + RELOAD_SETTLE_S - time.monotonic()
+            if wait <= 0:
+                self._hup()
+                return
+            self._trailing_hup = threading.Timer(wait, self._trailing_reload)
+            self._trailing_hup.daemon = True
+            self._trailing_hup.start()
+
+    def _trailing_reload(self) -> None:
+        with self._reload_lock:
+            self._trailing_hup = None
+            self._hup()
+
+    def _hup(self) -> None:
+        self._last_hup = time.monotonic()
         if self._process and self._process.poll() is None:
             os.kill(self._process.pid, signal.SIGHUP)
 
     def stop(self, timeout: float = 5.0) -> None:
+        with self._reload_lock:
+            if self._trailing_hup is not None:
+                self._trailing_hup.cancel()
+                self._trailing_hup = None
         try:
             self._stop_process(timeout)
         finally:

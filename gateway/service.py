@@ -138,6 +138,7 @@ class GatewayService:
         self.tracking: TrackingService | None = None
         self._devices_seen: list[Device] = []
         self._talkers_seen: list[DirectoryRow] = []
+        self._accounts_lock = asyncio.Lock()  # broker accounts are rewritten one sync at a time
         self._migrated = False
         self._stores_started = False
 
@@ -318,11 +319,15 @@ class GatewayService:
         The database and files are touched on a worker thread; the directory is swapped on the
         event loop, which owns all gateway state.
         """
-        extra = self.incidents.memberships()
-        devices, talkers = await asyncio.to_thread(self._sync_accounts, extra)
-        self._devices_seen, self._talkers_seen = devices, talkers
-        if self.runner is not None:
-            self.runner.update_directory(self.directory(devices, talkers))
+        # One at a time: two syncs on worker threads could write the broker's files in the
+        # other order than they read the registry, leaving an older file (a device just added
+        # refused) while `_devices_seen` says all is current, so the watcher never mends it.
+        async with self._accounts_lock:
+            extra = self.incidents.memberships()
+            devices, talkers = await asyncio.to_thread(self._sync_accounts, extra)
+            self._devices_seen, self._talkers_seen = devices, talkers
+            if self.runner is not None:
+                self.runner.update_directory(self.directory(devices, talkers))
 
     async def _supervise_broker(self, interval_s: float = 0.2) -> None:
         """Restart the managed broker within a second of its death (same listeners, config)."""

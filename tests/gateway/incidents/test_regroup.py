@@ -30,11 +30,11 @@ def test_an_incident_talkgroup_by_acl(api: tuple[TestClient, GatewayService]) ->
     wait_until(lambda: "T003" in service.incidents.officers.officers)
     officer = TerminalClient("T001", secrets["T001"], service.broker.host, service.broker.port)
     officer.connect()
-    member = Mqtt(service.broker, "T003", secrets["T003"])
-    stranger = Mqtt(service.broker, "T004", secrets["T004"])
+    # mosquitto reloads its password file after the API answered: a device provisioned a
+    # moment ago may be refused once, so each waits until the broker accepts it.
+    member = _accepted(service, "T003", secrets["T003"])
+    stranger = _accepted(service, "T004", secrets["T004"])
     try:
-        member.connect()
-        stranger.connect()
         officer.affiliate(["grid-01"])
         n = http.post("/api/incidents", json={"category": "police", "text": "x", "grid": "grid-01"}
                       ).json()["id"]  # fmt: skip
@@ -78,5 +78,21 @@ def test_an_incident_talkgroup_by_acl(api: tuple[TestClient, GatewayService]) ->
     finally:
         officer.disconnect()
         for client in (member, stranger):
-            client.client.loop_stop()
-            client.client.disconnect()
+            client.close()
+
+
+def _accepted(service: GatewayService, device: str, secret: str) -> Mqtt:
+    """A connected client of `device`, once the broker accepts its credentials."""
+    assert service.broker is not None
+    clients: list[Mqtt] = []
+
+    def attempt() -> bool:
+        client = Mqtt(service.broker, device, secret)
+        if client.connect() == 0:
+            clients.append(client)
+            return True
+        client.close()
+        return False
+
+    wait_until(attempt)
+    return clients[0]
