@@ -29,7 +29,7 @@ INSTALL_HINT = "apt-get install -y mosquitto (or: bash scripts/bootstrap.sh setu
 MAX_QUEUED_BYTES = 512 << 20
 # sun_path holds 108 bytes with the terminating NUL on Linux.
 UNIX_PATH_MAX = 107
-# A SIGHUP sent while mosquitto reloads is lost: reloads this close together are sent as one.
+# A SIGHUP sent while mosquitto reloads is lost: reloads this close together get one more.
 RELOAD_SETTLE_S = 0.5
 
 
@@ -430,21 +430,26 @@ class ManagedBroker:
 
         mosquitto clears its reload flag only after reloading, so a SIGHUP that arrives while
         it reloads is lost, and the files it read may miss the last change (a device added
-        right after another stays refused). A reload within RELOAD_SETTLE_S of the previous
-        SIGHUP is therefore sent once, when that window ends."""
+        right after another stays refused). So a reload within RELOAD_SETTLE_S of the previous
+        SIGHUP is sent at once, as before, and once more when things have been quiet that long.
+        """
         with self._reload_lock:
-            if self._trailing_hup is not None:
-                return  # the pending SIGHUP will read the files as they are then
-            wait = self._last_hup + RELOAD_SETTLE_S - time.monotonic()
-            if wait <= 0:
-                self._hup()
-                return
-            self._trailing_hup = threading.Timer(wait, self._trailing_reload)
-            self._trailing_hup.daemon = True
-            self._trailing_hup.start()
+            recent = time.monotonic() - self._last_hup < RELOAD_SETTLE_S
+            self._hup()
+            if recent and self._trailing_hup is None:
+                self._schedule_trailing(RELOAD_SETTLE_S)
+
+    def _schedule_trailing(self, delay: float) -> None:
+        self._trailing_hup = threading.Timer(delay, self._trailing_reload)
+        self._trailing_hup.daemon = True
+        self._trailing_hup.start()
 
     def _trailing_reload(self) -> None:
         with self._reload_lock:
+            quiet_for = time.monotonic() - self._last_hup
+            if quiet_for < RELOAD_SETTLE_S:  # another SIGHUP since: wait until it settled
+                self._schedule_trailing(RELOAD_SETTLE_S - quiet_for)
+                return
             self._trailing_hup = None
             self._hup()
 
