@@ -9,8 +9,13 @@ bursts. :class:`codec.stream.VoicePlayer` executes the items with a real decoder
 Playout delay. Every arriving message yields a relative delay (arrival time minus the sender's
 timestamp, relative to the earliest such offset in its burst); the target delay is the 0.95
 quantile of a forgetting histogram of those (codec.delay) plus a small margin, re-evaluated on
-every arrival, plus one packet while a lossy stream carries FEC/RED (so the protection has
-arrived when it is needed). A late packet (one that comes after its slot was played) is evidence
+every arrival. While a lossy stream carries FEC/RED, a packet's protection travels in the next
+message, one packet later: the target then also covers a lower quantile (`protected_quantile`)
+of that message's arrival, so the protection has usually arrived when it is needed without
+adding a whole packet to every delay. A new burst whose first message is within the target of
+the least delay of the bursts before it (a talker on the same clock) is measured from that
+least delay, not from its own first messages, whose network delay would otherwise stay in the
+whole burst. A late packet (one that comes after its slot was played) is evidence
 the target is too small: it raises the target to that packet's delay plus the margin, a floor
 that then fades (halving every `late_half_life_s`).
 
@@ -24,8 +29,9 @@ pitch periods; we work per packet and only in pauses and DTX gaps: *accelerate* 
 drop a packet whose audio decodes quiet after several quiet outputs in a row (a pause between
 talk spurts, never the quiet moment inside a word), *preemptive expand* inserts a concealment
 frame after quiet output, DTX gaps are shortened or lengthened, and when the buffer runs dry
-during a pause it conceals while holding its place, so a late packet is still played. In speech
-a missing packet is never waited for: shifting the timeline mid-word hurts more than one
+during a pause it conceals while holding its place, so a late packet is still played (on a
+lossy stream, where the packet is more likely lost, only while the delay stays in the band).
+In speech a missing packet is never waited for: shifting the timeline mid-word hurts more than one
 concealed frame. So a new listener's start delay (`start_delay_ms`, used until enough arrivals
 were measured) is shed only in pauses and between bursts, never by dropping speech.
 
@@ -56,9 +62,10 @@ _SEQ_MOD = 1 << 16
 _ENDED_MEMORY = 32  # how many finished burst ids are remembered to discard their stragglers
 _WAIT_MEMORY = 4096  # waiting-time samples kept for the percentile
 _LOSS_ALPHA = 0.01  # memory of the missing-at-playout estimate: about 100 packets
-_LOSSY = 0.002  # above it a protected stream gets one packet of lookahead (~3 s after a loss)
+_LOSSY = 0.002  # above it a stream counts as lossy (for ~3 s after a loss)
 _EARLY_SEQ = 50  # below this sequence number a burst's origin is inferred
 _MAX_BURSTS = 8  # bursts buffered at once (one talker at a time, slack for overlap)
+_TS_WRAP_S = _TS_MOD / OPUS_CLOCK  # the wire timestamp wraps after this many seconds
 
 
 _COUNTERS = (
@@ -144,7 +151,9 @@ class JitterBuffer:
     def __init__(self, config: JitterConfig | None = None, logger: logging.Logger | None = None):
         self.config = config or JitterConfig()
         self._log = logger or _LOG
-        self._delays = DelayHistogram(self.config.quantile, self.config.forget)
+        self._delays = DelayHistogram(
+            self.config.quantile, self.config.forget, self.config.protected_quantile
+        )
         self._bursts: dict[int, _Burst] = {}
         self._current: _Burst | None = None
         self._ended: deque[int] = deque(maxlen=_ENDED_MEMORY)
@@ -159,6 +168,8 @@ class JitterBuffer:
         self._clock = 0.0  # the latest `now` seen (push or pull)
         self._late_floor = 0.0  # target floor (s) set by the latest late packet, at _late_at
         self._late_at = 0.0
+        self._base: float | None = None  # least offset (s, mod _TS_WRAP_S) of recent bursts
+        self._base_at = 0.0  # when a message of those bursts last came
         self._quiet_run = 0  # consecutive quiet outputs
         self._counts = dict.fromkeys(_COUNTERS, 0)
 
@@ -177,6 +188,7 @@ class JitterBuffer:
             burst = _Burst(frame.burst, frame.timestamp, frame.seq, now, now)
             self._bursts[frame.burst] = burst
             self._limit_bursts()
+            self._start_from_base(burst, now)
         seq = burst.unwrap_seq(frame.seq)
         if seq in burst.seen:
             count["duplicates"] += len(frame.packets)
@@ -235,10 +247,28 @@ class JitterBuffer:
     def _observe_delay(self, burst: _Burst, ts: int, now: float) -> float:
         """Record the message's relative delay (s) and return it."""
         offset = now - ts / OPUS_CLOCK
-        burst.min_offset = min(burst.min_offset, offset)
+        if offset < burst.min_offset:
+            burst.min_offset = offset
+            self._base = (offset - burst.ts_ref_raw / OPUS_CLOCK) % _TS_WRAP_S
+        self._base_at = now
         relative = offset - burst.min_offset
         self._delays.add(relative)
         return relative
+
+    def _start_from_base(self, burst: _Burst, now: float) -> None:
+        """Measure a new burst from the least delay of the bursts before it, if it fits them.
+
+        Offsets are compared on the wire's timestamp clock, so this holds for every talker
+        whose capture clock agrees with the earlier talkers' (one host, or NTP). A first
+        message later than that least delay by more than the target is a talker with another
+        clock or a changed path: the burst is then measured from its own messages only.
+        """
+        if self._base is None or now - self._base_at > self.config.base_memory_s:
+            return
+        offset = (now - burst.ts_ref_raw / OPUS_CLOCK) % _TS_WRAP_S
+        late_by = (offset - self._base + _TS_WRAP_S / 2) % _TS_WRAP_S - _TS_WRAP_S / 2
+        if 0.0 < late_by <= self._target_s():
+            burst.min_offset = now - late_by  # the burst's first message has timestamp 0
 
     def _store(self, burst: _Burst, ts: int, packet: _Packet, count_late: bool = True) -> bool:
         """Keep `packet` for slot `ts`; False if that slot was already played (late)."""
@@ -284,18 +314,23 @@ class JitterBuffer:
             # Too few arrivals for a quantile: start safe, as NetEQ does (kStartDelayMs).
             measured = max(measured, config.start_delay_ms / 1000.0)
         measured = max(measured, self._late_floor_s(self._clock))
-        return min(high, max(low, measured + self._lookahead_s()))
+        if self._protected():
+            # The next message, which carries this packet's protection, should be in too.
+            lookahead = self._protected_packet / OPUS_CLOCK + config.margin_ms / 1000.0
+            measured = max(measured, self._delays.second_s + lookahead)
+        return min(high, max(low, measured))
 
     def _delay_band(self, step: int) -> tuple[float, float]:
         """The playout delays (s) left alone: [low, high); `step` is one packet (48 kHz)."""
         low = self._target_s()
         return low, low + step / OPUS_CLOCK + self.config.stretch_margin_ms / 1000.0
 
-    def _lookahead_s(self) -> float:
-        """One packet more delay while a lossy stream is protected, so FEC/RED arrive in time."""
-        if self._loss_ewma < _LOSSY or self._protected_packet == 0:
-            return 0.0
-        return self._protected_packet / OPUS_CLOCK
+    def _lossy(self) -> bool:
+        return self._loss_ewma >= _LOSSY
+
+    def _protected(self) -> bool:
+        """A lossy stream with FEC/RED: its protection should arrive in time to be used."""
+        return self._lossy() and self._protected_packet > 0
 
     def _note_loss(self, lost: bool) -> None:
         self._loss_ewma += _LOSS_ALPHA * ((1.0 if lost else 0.0) - self._loss_ewma)
@@ -439,8 +474,12 @@ class JitterBuffer:
             return None
         step = burst.frame_duration
         budget = self.config.max_hold_ms * OPUS_CLOCK / 1000.0
-        if quiet and burst.holding * step < budget:
-            # Waiting costs nothing audible here: hold our place, the packet may be late.
+        _, high = self._delay_band(step)
+        within_band = self._current_delay + step / OPUS_CLOCK < high
+        if quiet and burst.holding * step < budget and (within_band or not self._lossy()):
+            # Waiting costs nothing audible here: hold our place, the packet may be late. On a
+            # lossy stream it is more likely lost: wait only as long as the delay stays within
+            # the band, or the wait would stay in every later packet's delay.
             burst.holding += 1
             return self._expand(burst, step, None)
         # In speech, shifting the timeline is worse than a concealed frame: move on. Whether
@@ -495,6 +534,11 @@ class JitterBuffer:
         return PlayoutItem(PlayoutKind.EXPAND, step, None, burst.burst_id, wire)
 
     # ----------------------------------------------------------------------------- statistics
+
+    @property
+    def pending(self) -> bool:
+        """A burst is playing or buffered to start: keep pulling at the sound card's pace."""
+        return self._current is not None or any(b.packets for b in self._bursts.values())
 
     @property
     def current_delay_ms(self) -> float:

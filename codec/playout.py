@@ -44,7 +44,7 @@ class JitterConfig:
     quantile: float = 0.95
     forget: float = 0.995
     min_delay_ms: float = 0.0
-    start_delay_ms: float = 60.0  # the target until `start_samples` arrivals were measured
+    start_delay_ms: float = 40.0  # the target until `start_samples` arrivals were measured
     start_samples: int = 50
     max_delay_ms: float = 1000.0
     max_hold_ms: float = 100.0  # how long to conceal in place waiting for a late packet
@@ -55,7 +55,7 @@ class JitterConfig:
     # below that band and shrinks above it. Never below the target, so a packet that came
     # within the target is never late, whatever the phase of the playout clock; one packet
     # wide plus a margin, so growing and shrinking cannot alternate.
-    stretch_margin_ms: float = 5.0
+    stretch_margin_ms: float = 2.0
     # A late packet raises the target to its own relative delay plus `margin_ms`; that floor
     # halves every `late_half_life_s`. A packet more than `late_raise_max_ms` past its playout
     # time is taken for an outage, not jitter, and raises nothing.
@@ -64,6 +64,16 @@ class JitterConfig:
     # Delay is shrunk (a quiet packet dropped) only after this many quiet outputs in a row:
     # in a pause between talk spurts, never in the quiet moments of a word.
     shrink_after_quiet: int = 5
+    # While a lossy stream carries RED/FEC, the protection for a packet travels in the next
+    # message, one packet later: the target then also covers this quantile of the next
+    # message's arrival (its relative delay plus one packet). Lower than `quantile`, because a
+    # missing protection costs only when the primary is missing too.
+    protected_quantile: float = 0.9
+    # A new burst whose talker's clock agrees with the previous bursts' (its first message
+    # within the target of their least delay) starts from that least delay rather than from its
+    # own first message, which may itself have been delayed: that delay would be added to all
+    # of the burst's audio. Remembered this long after the last message.
+    base_memory_s: float = 30.0
     idle_tick_ms: int = 20
 
     def __post_init__(self) -> None:
@@ -75,6 +85,8 @@ class JitterConfig:
             raise CodecConfigError("hold, timeout and margin must be non-negative")
         if self.margin_ms < 0 or self.late_half_life_s <= 0 or self.late_raise_max_ms < 0:
             raise CodecConfigError("margin and late raise limits must be non-negative")
+        if not 0.5 <= self.protected_quantile < 1.0 or self.base_memory_s < 0:
+            raise CodecConfigError("need 0.5 <= protected_quantile < 1 and base_memory_s >= 0")
         if self.shrink_after_quiet < 1:
             raise CodecConfigError("shrink_after_quiet must be at least 1")
         if self.idle_tick_ms not in (10, 20, 40, 60):

@@ -55,6 +55,7 @@ from firmware_sim.model import (
     State,
     TerminalProfile,
 )
+from firmware_sim.reception import PROBE_JITTER
 from firmware_sim.responder import IncidentResponder
 from firmware_sim.voice import SPEECH_RATE, BurstSender, LiveBurstSender, SpeechReel
 
@@ -109,6 +110,7 @@ class Firmware:
             VoiceSession(
                 SPEECH_RATE,
                 packets_per_message=config.packets_per_message,
+                jitter=PROBE_JITTER if config.probe else None,
                 report_interval_s=config.report_interval_s,
                 scan=scan,
                 logger=self.log,

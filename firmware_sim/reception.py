@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codec.frame import VoiceFrame
-from codec.jitter import PlayoutKind
+from codec.jitter import JitterConfig, PlayoutKind
 from codec.opus import OPUS_CLOCK
 from codec.stream import PlayoutChunk, VoicePlayer
 from devices.voice import VoiceSession
 from firmware_sim.voice import TS_MOD, ts_to_wall
 
 _PLAYED = (PlayoutKind.NORMAL, PlayoutKind.FEC, PlayoutKind.RED)
+# A probe's sound card takes 10 ms periods while idle (as WebRTC's audio devices do), so a
+# burst starts within 10 ms of its playout time rather than within a 20 ms frame.
+PROBE_JITTER = JitterConfig(idle_tick_ms=10)
 _RESYNC_S = 0.1  # a playout clock this far behind (a stalled event loop) restarts from now
 
 
@@ -218,7 +221,7 @@ class VoiceProbe:
     reports what it receives (its :class:`devices.voice.VoiceSession` says when)."""
 
     def __init__(self, sample_rate: int = 16000, voice: VoiceSession | None = None) -> None:
-        self.voice = voice or VoiceSession(sample_rate)
+        self.voice = voice or VoiceSession(sample_rate, jitter=PROBE_JITTER)
         self.mouth_to_ear = Histogram()
         self.played_ms = 0.0
         self.active = False
@@ -249,8 +252,8 @@ class VoiceProbe:
             mouth = ts_to_wall(item.timestamp, now_wall)
             self.mouth_to_ear.add((now_wall - mouth) * 1000.0)
             self.played_ms += item.duration_ms
-        if item.kind is PlayoutKind.SILENCE:
-            self.active = False
+        if item.kind is PlayoutKind.SILENCE and not self.player.jitter.pending:
+            self.active = False  # idle until the next frame (a buffered burst keeps it going)
         due = self.next_pull if now - self.next_pull < _RESYNC_S else now
         self.next_pull = due + max(item.duration_ms, 10.0) / 1000.0
         return chunk

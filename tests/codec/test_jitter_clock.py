@@ -145,14 +145,14 @@ def test_small_jitter_at_any_phase_plays_every_packet(
 
 
 def test_first_burst_shrinks_its_start_delay_only_in_pauses() -> None:
-    """A new listener starts at the 60 ms start delay; once it has measured the network it gets
+    """A new listener starts at the start delay; once it has measured the network it gets
     down to the small target, by dropping silence in pauses between talk spurts only."""
     count = 400
     speech = talk(count, spurt=45, pause=12)
     buffer = JitterBuffer()
     heard = listen(buffer, arrivals_of(count, 0.0073, [0.0] * count), speech, 0.0, {7: 0})
     stats = buffer.stats()
-    assert heard.delays_ms[0] >= 60  # the start delay
+    assert heard.delays_ms[0] >= JitterConfig().start_delay_ms
     assert stats.accelerate >= 2 and heard.dropped  # ... which was shrunk
     assert heard.delays_ms[-1] < 30
     assert all(not speech[n] for n in heard.dropped)
@@ -168,7 +168,7 @@ def test_first_burst_without_pauses_keeps_its_start_delay() -> None:
     buffer = JitterBuffer()
     heard = listen(buffer, arrivals_of(count, 0.0121, [0.0] * count), speech, 0.0, {7: 0})
     assert buffer.stats().accelerate == 0 and not heard.dropped
-    assert min(heard.delays_ms) >= 60
+    assert min(heard.delays_ms) >= JitterConfig().start_delay_ms
     assert all(kind is PlayoutKind.NORMAL for kind in heard.kinds.values())
     assert len(heard.kinds) == count
 
@@ -265,3 +265,93 @@ def test_late_red_copies_and_stragglers_of_ended_bursts_raise_nothing() -> None:
         targets.append(other.target_delay_ms)
     # The same but for one packet of lookahead: a protected stream that lost a packet.
     assert targets[0] == pytest.approx(targets[1] + 20)
+
+
+def _two_bursts(first_delay_s: float, second_first: int) -> tuple[JitterBuffer, Listening]:
+    """Burst 7 (packets 0-99), then burst 8 whose packets carry timestamps from `second_first`
+    on but leave at packet times 160-259. Every third message is 30 ms late, and burst 8's
+    first four messages are `first_delay_s` late (it starts in a spike of network delay). The
+    sound card takes 10 ms periods while idle."""
+    buffer = JitterBuffer(JitterConfig(start_samples=0, idle_tick_ms=10))
+    jitter = [0.03 if n % 3 == 2 else 0.0 for n in range(100)]
+    arrivals = arrivals_of(100, 0.0, jitter) + arrivals_of(
+        100, 0.0, [first_delay_s] * 4 + jitter[4:], 8, 160
+    )
+    shift = second_first - 160  # the second talker's clock against the first one's (packets)
+    arrivals = [(at - (shift * PACKET_S if b == 8 else 0.0), b, s) for at, b, s in arrivals]
+    speech = talk(second_first + 100, spurt=40, pause=10)
+    return buffer, listen(buffer, arrivals, speech, 0.0, {7: 0, 8: second_first})
+
+
+def test_a_new_burst_starts_from_the_least_delay_of_the_bursts_before_it() -> None:
+    """The first messages of a burst may be delayed by the network; measured from them alone,
+    that delay would stay in the burst's audio until its first pause. A talker on the same
+    clock is measured from the least delay already seen: the second burst plays with the
+    first one's delay from its first packet on."""
+    _, heard = _two_bursts(0.03, 160)
+    end_of_first, start_of_second = heard.delays_ms[80:100], heard.delays_ms[100:125]
+    assert len(heard.delays_ms) == 200
+    assert max(start_of_second) <= max(end_of_first) + 0.5
+    second = [heard.kinds[n] for n in range(160, 260)]
+    assert all(kind is PlayoutKind.NORMAL for kind in second)  # nothing late, nothing lost
+
+
+def test_a_burst_on_another_clock_is_measured_from_its_own_messages() -> None:
+    """A talker whose timestamps are 2 s off (another clock): nothing from the earlier bursts
+    applies, its burst plays whole from its own first message as a new listener's would."""
+    for second_first in (60, 260):  # its clock 2 s behind, 2 s ahead
+        _, heard = _two_bursts(0.0, second_first)
+        played = [n for n in heard.kinds if n >= second_first]
+        assert len(played) == 100
+        assert all(heard.kinds[n] is PlayoutKind.NORMAL for n in played)
+
+
+def test_protection_lookahead_covers_a_lower_quantile_of_the_next_message() -> None:
+    """While a lossy stream carries RED, the target covers `protected_quantile` of the next
+    message's arrival (relative delay + one packet), not the primary quantile plus a packet."""
+    config = JitterConfig(start_samples=0, quantile=0.95, protected_quantile=0.5)
+    buffer = JitterBuffer(config)
+    rng = np.random.default_rng(3)
+    delays = np.abs(rng.normal(0.0, 0.020, 400))
+    delays[0] = 0.0
+    for seq, delay in enumerate(delays):
+        if seq % 10 == 5:
+            continue  # lost: the buffer learns the stream is lossy
+        buffer.push(message(seq, red=True), seq * PACKET_S + float(delay))
+        buffer.pull(seq * PACKET_S + float(delay))
+    relative = delays - delays.min()
+    median = float(np.quantile(relative, 0.5)) * 1000.0
+    p95 = float(np.quantile(relative, 0.95)) * 1000.0
+    target = buffer.target_delay_ms
+    assert target >= max(p95 + 2.0, median + 22.0) - 4.0  # histogram forgetting, 1 ms buckets
+    assert target < p95 + 22.0 - 4.0  # not the primary quantile plus a packet
+
+
+@pytest.mark.parametrize("lossy", [False, True])
+def test_waiting_in_a_pause_for_a_missing_packet_stays_within_the_band_on_a_lossy_stream(
+    lossy: bool,
+) -> None:
+    """In a pause the buffer runs dry: from the next packet on, the network delays everything
+    60 ms more. On a clean stream a missing packet is more likely late than lost, so the
+    buffer holds its place (concealing) and plays it; on a
+    lossy stream it is more likely lost, so the buffer waits only as long as the delay stays
+    within its band — the wait would otherwise stay in every later packet's delay."""
+    config = JitterConfig(start_samples=0)
+    buffer = JitterBuffer(config)
+    sent = [seq for seq in range(60) if not (lossy and seq % 10 == 5)]
+    arrivals = {seq: seq * PACKET_S + 0.001 for seq in sent}
+    for seq in range(60, 120):  # a spike: from packet 60 on, 60 ms more network delay
+        arrivals[seq] = seq * PACKET_S + 0.001 + 0.060
+    now, kinds = 0.005, {}
+    while now < 2.6:
+        for seq in [s for s, at in arrivals.items() if at <= now]:
+            buffer.push(message(seq), arrivals.pop(seq))
+        item = buffer.pull(now, quiet=True)
+        if item.timestamp is not None and item.kind is not PlayoutKind.EXPAND:
+            kinds[item.timestamp // FRAME] = item.kind
+        now += item.duration / 48000
+    band_top = buffer.target_delay_ms + 20.0 + config.stretch_margin_ms
+    if lossy:
+        assert 60 not in kinds and buffer.current_delay_ms < band_top
+    else:
+        assert kinds[60] is PlayoutKind.NORMAL and buffer.stats().late_discarded == 0

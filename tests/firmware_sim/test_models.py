@@ -12,11 +12,12 @@ import pytest
 from shapely.geometry import Point as ShapelyPoint
 from shapely.geometry import Polygon
 
+from codec.jitter import PlayoutKind
 from firmware_sim.battery import Battery, BatteryConfig
 from firmware_sim.errors import RouteError
 from firmware_sim.gps import GpsConfig, GpsModel, Route, load_geojson_routes
 from firmware_sim.impairment import Impairment, ImpairmentConfig, OutagePlan
-from firmware_sim.reception import Histogram, ReceiverMeter, VoiceProbe
+from firmware_sim.reception import PROBE_JITTER, Histogram, ReceiverMeter, VoiceProbe
 from firmware_sim.voice import BurstLengths, BurstSender, synthesize, ts_to_wall, wall_to_ts
 from protocol.org import default_org
 from tests.firmware_sim.helpers import tone_reel
@@ -240,12 +241,42 @@ def test_probe_playout_clock_keeps_its_pace_when_timers_fire_late() -> None:
     pending = [(0.02 * (i + 1) + 0.030, f) for i, f in enumerate(sender.due(2.0))]
     for at, frame in pending[:10]:
         probe.receive(frame, at)
-    start = probe.next_pull
-    dues = []
+    dues, lengths = [], []
     for _ in range(20):
         dues.append(probe.next_pull)
-        probe.pull(probe.next_pull + 0.003, wall0 + probe.next_pull + 0.003)
-    assert dues == pytest.approx([start + 0.02 * n for n in range(20)])
+        chunk = probe.pull(probe.next_pull + 0.003, wall0 + probe.next_pull + 0.003)
+        lengths.append(chunk.item.duration_ms / 1000.0)
+    assert 0.02 in lengths  # the burst started (idle periods are 10 ms, frames 20 ms)
+    expected = [dues[0] + sum(lengths[:n]) for n in range(20)]
+    assert dues == pytest.approx(expected)
     stalled = probe.next_pull + 0.5
     probe.pull(stalled, wall0 + stalled)
     assert probe.next_pull == pytest.approx(stalled + 0.02)
+
+
+def test_probe_starts_a_burst_within_one_idle_period_of_its_playout_time() -> None:
+    """Between the first frame and the burst's start the probe keeps pulling in 10 ms periods
+    (a sound card), so the burst starts within 10 ms of its playout time, whatever the phase of
+    the arrivals (it does not wait for the next frame to come)."""
+    for network_s in (0.030, 0.0345, 0.039):
+        sender = BurstSender(tone_reel())
+        wall0 = 1_700_000_000.0
+        sender.start(5, now=0.0, wall_s=wall0, duration_s=1.0, rng=random.Random(1))
+        probe = VoiceProbe()
+        # Every frame after the first comes 12 ms later than it: the burst's playout time
+        # (first arrival + start delay) falls between two arrivals.
+        pending = [
+            (0.02 * (i + 1) + network_s + (0.012 if i else 0.0), f)
+            for i, f in enumerate(sender.due(1.0))
+        ]
+        first_arrival, started = pending[0][0], None
+        now = 0.0
+        while started is None and now < 1.0:
+            while pending and pending[0][0] <= now:
+                probe.receive(pending.pop(0)[1], now)
+            due_now = probe.active and now >= probe.next_pull
+            if due_now and probe.pull(now, wall0 + now).item.kind is not PlayoutKind.SILENCE:
+                started = now
+            now += 0.0005
+        due = first_arrival + PROBE_JITTER.start_delay_ms / 1000.0
+        assert started is not None and due <= started < due + 0.0105, (network_s, started, due)
