@@ -30,7 +30,7 @@ drop a packet whose audio decodes quiet after several quiet outputs in a row (a 
 talk spurts, never the quiet moment inside a word), *preemptive expand* inserts a concealment
 frame after quiet output, DTX gaps are shortened or lengthened, and when the buffer runs dry
 during a pause it conceals while holding its place, so a late packet is still played (on a
-lossy stream, where the packet is more likely lost, only while the delay stays in the band).
+lossy stream, where the packet is more likely lost, only while the delay is below target).
 In speech a missing packet is never waited for: shifting the timeline mid-word hurts more than one
 concealed frame. So a new listener's start delay (`start_delay_ms`, used until enough arrivals
 were measured) is shed only in pauses and between bursts, never by dropping speech.
@@ -474,12 +474,11 @@ class JitterBuffer:
             return None
         step = burst.frame_duration
         budget = self.config.max_hold_ms * OPUS_CLOCK / 1000.0
-        _, high = self._delay_band(step)
-        within_band = self._current_delay + step / OPUS_CLOCK < high
-        if quiet and burst.holding * step < budget and (within_band or not self._lossy()):
+        below_target = self._current_delay < self._target_s()
+        if quiet and burst.holding * step < budget and (below_target or not self._lossy()):
             # Waiting costs nothing audible here: hold our place, the packet may be late. On a
-            # lossy stream it is more likely lost: wait only as long as the delay stays within
-            # the band, or the wait would stay in every later packet's delay.
+            # lossy stream it is more likely lost: wait only while the delay is below the
+            # target, or the wait would stay in every later packet's delay.
             burst.holding += 1
             return self._expand(burst, step, None)
         # In speech, shifting the timeline is worse than a concealed frame: move on. Whether
