@@ -321,9 +321,13 @@ class JitterBuffer:
         return min(high, max(low, measured))
 
     def _delay_band(self, step: int) -> tuple[float, float]:
-        """The playout delays (s) left alone: [low, high); `step` is one packet (48 kHz)."""
-        low = self._target_s()
-        return low, low + step / OPUS_CLOCK + self.config.stretch_margin_ms / 1000.0
+        """The playout delays (s) left alone: [low, high); `step` is one packet (48 kHz).
+
+        The target wobbles by a bucket or two with every arrival; a margin on both sides keeps
+        a delay just under it from growing a whole packet (and staying there) for that.
+        """
+        target, margin = self._target_s(), self.config.stretch_margin_ms / 1000.0
+        return max(0.0, target - margin), target + step / OPUS_CLOCK + margin
 
     def _lossy(self) -> bool:
         return self._loss_ewma >= _LOSSY
@@ -474,8 +478,9 @@ class JitterBuffer:
             return None
         step = burst.frame_duration
         budget = self.config.max_hold_ms * OPUS_CLOCK / 1000.0
-        below_target = self._current_delay < self._target_s()
-        if quiet and burst.holding * step < budget and (below_target or not self._lossy()):
+        low, _ = self._delay_band(step)
+        below_band = self._current_delay < low
+        if quiet and burst.holding * step < budget and (below_band or not self._lossy()):
             # Waiting costs nothing audible here: hold our place, the packet may be late. On a
             # lossy stream it is more likely lost: wait only while the delay is below the
             # target, or the wait would stay in every later packet's delay.
