@@ -19,21 +19,22 @@ whole burst. A late packet (one that comes after its slot was played) is evidenc
 the target is too small: it raises the target to that packet's delay plus the margin, a floor
 that then fades (halving every `late_half_life_s`).
 
-The playout clock. The sound card pulls at its own pace, at any phase against the talker's
-packets. The playout delay (how long after a packet could first have come it is played) is kept
-in [target, target + one packet + stretch margin): never below the target, so a packet that came
-within the measured jitter is never late whatever that phase; and wide enough that growing and
-shrinking cannot alternate. A burst starts when its first packet is target-delay old. During a
-burst the delay moves towards the band only where that is inaudible. NetEQ stretches speech by
-pitch periods; we work per packet and only in pauses and DTX gaps: *accelerate* lets the player
-drop a packet whose audio decodes quiet after several quiet outputs in a row (a pause between
-talk spurts, never the quiet moment inside a word), *preemptive expand* inserts a concealment
-frame after quiet output, DTX gaps are shortened or lengthened, and when the buffer runs dry
-during a pause it conceals while holding its place, so a late packet is still played (on a
-lossy stream, where the packet is more likely lost, only while the delay is below target).
-In speech a missing packet is never waited for: shifting the timeline mid-word hurts more than one
-concealed frame. So a new listener's start delay (`start_delay_ms`, used until enough arrivals
-were measured) is shed only in pauses and between bursts, never by dropping speech.
+The playout clock. The sound card pulls at its own pace, at any phase against the talker's packets.
+The playout delay (how long after a packet could first have come it is played) is kept in [target -
+stretch margin, target + one packet + stretch margin): never below the measured jitter (the target
+is its quantile plus a margin at least as large), so a packet that came within it is never late
+whatever that phase; and wide enough that growing and shrinking cannot alternate, nor the target's
+wobble from arrival to arrival make the delay grow a packet. A burst starts when its first packet is
+target-delay old. During a burst the delay moves towards the band only where that is inaudible.
+NetEQ stretches speech by pitch periods; we work per packet and only in pauses and DTX gaps:
+*accelerate* lets the player drop a packet whose audio decodes quiet after several quiet outputs in
+a row (a pause between talk spurts, never the quiet moment inside a word), *preemptive expand*
+inserts a concealment frame after quiet output, DTX gaps are shortened or lengthened, and when the
+buffer runs dry during a pause it conceals while holding its place, so a late packet is still played
+(on a lossy stream, where the packet is more likely lost, only while the delay is below target). In
+speech a missing packet is never waited for: shifting the timeline mid-word hurts more than one
+concealed frame. So a new listener's start delay (`start_delay_ms`, used until enough arrivals were
+measured) is shed only in pauses and between bursts, never by dropping speech.
 
 Loss. A packet is known to be lost when a later one is there. It is then recovered from the next
 packet's in-band FEC when that packet is present and was encoded with FEC, or from a RED copy

@@ -51,10 +51,12 @@ class JitterConfig:
     burst_timeout_ms: float = 1000.0  # no packet for this long and nothing buffered: burst over
     # The target is the `quantile` of recent relative arrival delays plus `margin_ms`.
     margin_ms: float = 2.0
-    # Playout delay is kept within [target, target + one packet + stretch_margin): it grows
-    # below that band and shrinks above it. Never below the target, so a packet that came
-    # within the target is never late, whatever the phase of the playout clock; one packet
-    # wide plus a margin, so growing and shrinking cannot alternate.
+    # Playout delay is kept within [target - stretch_margin, target + one packet +
+    # stretch_margin): it grows below that band and shrinks above it. With stretch_margin no
+    # larger than margin_ms it is never below the measured quantile, so a packet that came
+    # within it is never late, whatever the phase of the playout clock; one packet wide plus
+    # margins, so growing and shrinking cannot alternate, nor the target's wobble from one
+    # arrival to the next make the delay grow.
     stretch_margin_ms: float = 2.0
     # A late packet raises the target to its own relative delay plus `margin_ms`; that floor
     # halves every `late_half_life_s`. A packet more than `late_raise_max_ms` past its playout
