@@ -44,6 +44,10 @@ from devices.values import (
 )
 
 _LOG = logging.getLogger(__name__)
+# A terminal plays at least one packet behind the talker: on a clean path the measured target is
+# a few ms, and a host's scheduling stalls (up to ~20 ms, on every listener at once, a few a
+# minute on loopback) would otherwise make packets late. Under jitter the target is above it.
+TERMINAL_JITTER = JitterConfig(min_delay_ms=20.0)
 
 
 @dataclass(slots=True)
@@ -78,7 +82,10 @@ class VoiceSession:
             base, packets_per_message, controller=self.controller, logger=self._log
         )
         self.player = VoicePlayer(
-            sample_rate, jitter, report_interval_s=report_interval_s, logger=self._log
+            sample_rate,
+            jitter or TERMINAL_JITTER,
+            report_interval_s=report_interval_s,
+            logger=self._log,
         )
         self.sample_rate = sample_rate
         self.scan = scan

@@ -13,20 +13,20 @@ its mouth-to-ear delay includes packetisation, network, jitter buffering and con
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from codec.frame import VoiceFrame
-from codec.jitter import JitterConfig, PlayoutKind
+from codec.jitter import PlayoutKind
 from codec.opus import OPUS_CLOCK
 from codec.stream import PlayoutChunk, VoicePlayer
-from devices.voice import VoiceSession
+from devices.voice import TERMINAL_JITTER, VoiceSession
 from firmware_sim.voice import TS_MOD, ts_to_wall
 
 _PLAYED = (PlayoutKind.NORMAL, PlayoutKind.FEC, PlayoutKind.RED)
 # A probe's sound card takes 10 ms periods while idle (as WebRTC's audio devices do), so a
 # burst starts within 10 ms of its playout time rather than within a 20 ms frame.
-PROBE_JITTER = JitterConfig(idle_tick_ms=10)
+PROBE_JITTER = replace(TERMINAL_JITTER, idle_tick_ms=10)
 _RESYNC_S = 0.1  # a playout clock this far behind (a stalled event loop) restarts from now
 
 
