@@ -25,7 +25,7 @@ from gateway.relay import publish_head
 from protocol import topics
 from transport.address import BrokerAddress
 from transport.client import ClientOptions, MqttClient
-from transport.loop import run_event_loop
+from transport.loop import freeze_startup_heap, run_event_loop
 
 FRAME_MS = 20
 PAYLOAD_BYTES = 80
@@ -98,6 +98,7 @@ def serve_gateway(host: str, port: int, bursts: int, storm: int, options: dict[s
                 recorder.start()
             task = asyncio.create_task(runner.run())
             await runner.ready.wait()
+            freeze_startup_heap()  # as `xixin up` does once it has started
             pid = recorder.pid if record else None
             print(f"ready {pid or 0}", flush=True)
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)

@@ -24,7 +24,7 @@ from gateway.floor import FloorConfig
 from gateway.retention import RetentionPolicy
 from gateway.service import GatewayService, ServiceConfig
 from gateway.store.db import redacted_url
-from transport.loop import run_event_loop
+from transport.loop import freeze_startup_heap, run_event_loop
 from xixin.errors import EXPECTED_OR_OS_ERRORS, one_line
 from xixin.options import (
     DURATION_HELP,
@@ -367,6 +367,7 @@ async def _serve(
             print("xixin up: the HTTP server did not start", file=sys.stderr)
             return 2
         await asyncio.sleep(0.05)
+    freeze_startup_heap()  # the gateway and the app are up: keep full collections short
     # Terminals use the TCP listener; the gateway may sit on the managed broker's Unix socket.
     terminals_broker = service.broker.address if service.broker else runner.settings.broker
     where_terminals = (
