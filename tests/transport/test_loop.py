@@ -34,7 +34,7 @@ def test_start_up_garbage_is_collected_and_the_rest_frozen() -> None:
     dropped = weakref.ref(_cycle())  # unreachable already: garbage of the start-up
     moved = freeze_startup_heap()
     assert dropped() is None  # collected before freezing, not kept forever
-    assert moved == gc.get_freeze_count() > 0
+    assert moved > 0 and gc.get_freeze_count() > 0  # (frozen objects may still be freed)
     assert kept.other is not None and kept.other.other is kept
     # What is made afterwards is collected as before.
     later = weakref.ref(_cycle())
