@@ -183,10 +183,10 @@ def _late_packets(listener: VoiceSession, phase_s: float, stall_at: float) -> in
     pulls = [phase_s + k * 0.02 for k in range(int(6.0 / 0.02))]
     events = sorted([(t, 0, f) for t, f in arrivals] + [(t, 1, None) for t in pulls],
                     key=lambda e: (e[0], e[1]))  # fmt: skip
-    for now, kind, frame in events:
+    for now, _, frame in events:  # arrivals (0) before pulls (1) at the same instant
         if frame is not None:
             listener.hear("grid-01", frame, now)
-        elif kind == 1:
+        else:
             listener.pull(now)
     return listener.player.jitter.late_discarded
 
