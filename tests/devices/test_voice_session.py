@@ -181,11 +181,12 @@ def _late_packets(listener: VoiceSession, phase_s: float, stall_at: float) -> in
                 at = stall_at + 0.015
             arrivals.append((at, frame))
     pulls = [phase_s + k * 0.02 for k in range(int(6.0 / 0.02))]
-    events = sorted([(t, 0, f) for t, f in arrivals] + [(t, 1, None) for t in pulls],
-                    key=lambda e: (e[0], e[1]))  # fmt: skip
-    for now, _, frame in events:  # arrivals (0) before pulls (1) at the same instant
-        if frame is not None:
-            listener.hear("grid-01", frame, now)
+    events: list[tuple[float, int, VoiceFrame | None]] = [(t, 0, f) for t, f in arrivals]
+    events += [(t, 1, None) for t in pulls]
+    events.sort(key=lambda e: (e[0], e[1]))
+    for now, _, arrived in events:  # arrivals (0) before pulls (1) at the same instant
+        if arrived is not None:
+            listener.hear("grid-01", arrived, now)
         else:
             listener.pull(now)
     return listener.player.jitter.late_discarded
