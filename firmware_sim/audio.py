@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -120,6 +121,35 @@ class WavSpeaker:
         self.flush()
 
 
+class CardPace:
+    """Whether a sound card's stream runs at its rate yet (sans-I/O: callers pass `now`).
+
+    A stream opened through PulseAudio's ALSA plugin asks for a few periods at once, then stalls
+    for 1.5-3 s before it settles (measured on this project's test machine): audio handed to a
+    speaker meanwhile queues up and is dropped, and a microphone delivers nothing. Steady means
+    the callbacks of the last `window_s` carried at least `fill` of it in audio, spread over at
+    least half of it (a burst of periods at once is not a pace)."""
+
+    def __init__(self, rate: int, window_s: float = 0.3, fill: float = 0.75) -> None:
+        self.rate = rate
+        self.window_s = window_s
+        self.fill = fill
+        self._calls: collections.deque[tuple[float, int]] = collections.deque()
+
+    def record(self, now: float, frames: int) -> None:
+        self._calls.append((now, frames))
+        while self._calls and self._calls[0][0] <= now - self.window_s:
+            self._calls.popleft()
+
+    def steady(self, now: float) -> bool:
+        recent = [(at, frames) for at, frames in self._calls if at > now - self.window_s]
+        if not recent:
+            return False
+        carried_s = sum(frames for _, frames in recent) / self.rate
+        spread_s = recent[-1][0] - recent[0][0]
+        return carried_s >= self.fill * self.window_s and spread_s >= self.window_s / 2
+
+
 class CardMicrophone:
     """PyAudio input; the stream's callback fills a queue that read() takes 20 ms at a time.
 
@@ -138,6 +168,7 @@ class CardMicrophone:
         self._lock = threading.Lock()
         self.underruns = 0
         self.discarded = 0  # samples dropped as stale
+        self.pace = CardPace(RATE)
         self._continue = pyaudio.paContinue  # before open(): the callback may run at once
         self._stream = pa.open(
             format=pyaudio.paInt16,
@@ -150,10 +181,21 @@ class CardMicrophone:
 
     def _callback(self, data: bytes, frames: int, info: Any, status: int) -> tuple[None, int]:
         with self._lock:
+            self.pace.record(time.monotonic(), frames)
             self._buffer += data
             if len(self._buffer) > 4 * self.MAX_BACKLOG:  # nobody reads (not talking)
                 del self._buffer[: len(self._buffer) - 2 * self.MAX_BACKLOG]
         return None, self._continue
+
+    def steady(self) -> bool:
+        with self._lock:
+            return self.pace.steady(time.monotonic())
+
+    def started(self) -> None:
+        """The stream has settled: what it did while starting is not the user's trouble."""
+        with self._lock:
+            self._buffer.clear()
+            self.underruns = 0
 
     def rewind(self) -> None:
         with self._lock:
@@ -194,6 +236,7 @@ class CardSpeaker:
         self._pending = b""
         self.underruns = 0  # the card wanted audio and there was none
         self.overruns = 0  # chunks dropped: the card was MAX_QUEUED chunks behind
+        self.pace = CardPace(RATE)
         self._continue = pyaudio.paContinue  # before open(): the callback may run at once
         self._stream = pa.open(
             format=pyaudio.paInt16,
@@ -207,12 +250,22 @@ class CardSpeaker:
     def _callback(self, data: Any, frames: int, info: Any, status: int) -> tuple[bytes, int]:
         need = frames * 2
         with self._lock:
+            self.pace.record(time.monotonic(), frames)
             while len(self._pending) < need and self._queue:
                 self._pending += self._queue.popleft()
             out, self._pending = self._pending[:need], self._pending[need:]
             if len(out) < need:
                 self.underruns += 1
         return out.ljust(need, b"\0"), self._continue
+
+    def steady(self) -> bool:
+        with self._lock:
+            return self.pace.steady(time.monotonic())
+
+    def started(self) -> None:
+        """The stream has settled: what it did while starting is not the user's trouble."""
+        with self._lock:
+            self.underruns = self.overruns = 0
 
     def play(self, pcm: Pcm16) -> None:
         with self._lock:
@@ -233,6 +286,31 @@ def card_report(mic: object, speaker: object) -> str | None:
     if isinstance(speaker, CardSpeaker):
         parts.append(f"speaker {speaker.underruns} underruns, {speaker.overruns} overruns")
     return "; ".join(parts) or None
+
+
+class StartingStream(Protocol):
+    def steady(self) -> bool: ...
+
+    def started(self) -> None: ...
+
+
+def wait_until_steady(
+    mic: StartingStream,
+    speaker: StartingStream,
+    timeout_s: float = 8.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Until both streams of a card just opened run at their rate (see :class:`CardPace`), at
+    most `timeout_s`; whether they do. Then their start-up counts are cleared."""
+    deadline = clock() + timeout_s
+    while not (mic.steady() and speaker.steady()):
+        if clock() >= deadline:
+            return False
+        sleep(CHUNK / RATE)
+    mic.started()
+    speaker.started()
+    return True
 
 
 def open_sound_card(
@@ -288,7 +366,11 @@ def open_audio(
             card_mic, card_speaker, _ = open_sound_card()
             mic = mic or card_mic
             speaker = speaker or card_speaker
-            notes.append("sound card open")
+            # Said once the card plays: until then what is heard would be dropped.
+            if wait_until_steady(card_mic, card_speaker):
+                notes.append("sound card open")
+            else:
+                notes.append("sound card open, but it has not settled to its rate (audio may drop)")
         except AudioError as exc:
             notes.append(str(exc))
     if mic is None:

@@ -1,9 +1,9 @@
-"""`xixin terminal` on a sound card, for real, without hardware: a private PulseAudio daemon's
+"""`xixin terminal` on a sound card, for real, without hardware: private PulseAudio daemons'
 null sinks are the cards (PyAudio -> PortAudio -> ALSA's pulse plugin -> PulseAudio).
 
-Speech is played into the `mic` sink, whose monitor is the talking terminal's microphone; the
-listening terminal plays into the `spk` sink, whose monitor is recorded; the recording is compared
-with the speech.
+Speech is played into the talker's `mic` sink, whose monitor is the talking terminal's microphone;
+the listening terminal plays into its `spk` sink, whose monitor is recorded; the recording is
+compared with the speech.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +36,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def pulse(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A private PulseAudio daemon with three 16 kHz mono null sinks; the environment that
-    reaches it (stopped by its PID at the end)."""
-    base = tmp_path / "pulse"
+@contextmanager
+def _sound_server(base: Path, sinks: tuple[str, ...]) -> Iterator[dict[str, str]]:
+    """A private PulseAudio daemon with 16 kHz mono null sinks; the environment that reaches it
+    (stopped by its PID at the end)."""
     for sub in ("run", "home", "state"):
         (base / sub).mkdir(parents=True, mode=0o700)
     socket = base / "run" / "native"
@@ -51,9 +51,8 @@ def pulse(tmp_path: Path) -> Iterator[dict[str, str]]:
         "PULSE_STATE_PATH": str(base / "state"),
         "PULSE_SERVER": f"unix:{socket}",
     }
-    sinks = [f"module-null-sink sink_name={name} rate={RATE} channels=1" for name in
-             ("mic", "spk", "spare")]  # fmt: skip
-    modules = [f"module-native-protocol-unix socket={socket} auth-anonymous=1", *sinks]
+    loads = [f"module-null-sink sink_name={name} rate={RATE} channels=1" for name in sinks]
+    modules = [f"module-native-protocol-unix socket={socket} auth-anonymous=1", *loads]
     daemon = subprocess.Popen(
         ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "--system=false", "-n",
          "--disallow-exit", "--use-pid-file=no", "--log-target=stderr",
@@ -80,8 +79,23 @@ def pulse(tmp_path: Path) -> Iterator[dict[str, str]]:
             daemon.wait()
 
 
+@pytest.fixture
+def cards(tmp_path: Path) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+    """The talker's and the listener's sound cards: a sound server each, as two handhelds have.
+    (On one shared server, a terminal opening its card stalled the other's playing stream for
+    about 2 s.) Speech is played into the talker's `mic` and the listener's `spk` is recorded;
+    the talker's speaker and the listener's microphone are `spare`."""
+    with (
+        _sound_server(tmp_path / "pulse-talker", ("mic", "spare")) as talker,
+        _sound_server(tmp_path / "pulse-listener", ("spk", "spare")) as listener,
+    ):
+        yield talker, listener
+
+
 def test_the_sound_card_path_carries_speech_from_one_terminal_to_another(
-    mosquitto: ManagedBroker, pulse: dict[str, str], tmp_path: Path
+    mosquitto: ManagedBroker,
+    cards: tuple[dict[str, str], dict[str, str]],
+    tmp_path: Path,
 ) -> None:
     speech = synthesize("Control, unit seven. We are at the north gate of the compound.")
     raw_in, raw_out = tmp_path / "speech.raw", tmp_path / "heard.raw"
@@ -95,9 +109,13 @@ def test_the_sound_card_path_carries_speech_from_one_terminal_to_another(
     raw = ["--rate", str(RATE), "--channels", "1", "--format", "s16le", "--raw"]
     ahead = ["chrt", "-r", "10"] if os.geteuid() == 0 else ["nice", "-n", "-10"]
 
-    def terminal(device: str, source: str, sink: str) -> subprocess.Popen[str]:
+    talker_card, listener_card = cards
+
+    def terminal(
+        device: str, card: dict[str, str], source: str, sink: str
+    ) -> subprocess.Popen[str]:
         errors = (tmp_path / f"{device}.stderr").open("w")  # PortAudio's probing is chatty
-        env = {**pulse, "XIXIN_DATA_DIR": str(tmp_path), "PULSE_SOURCE": source,
+        env = {**card, "XIXIN_DATA_DIR": str(tmp_path), "PULSE_SOURCE": source,
                "PULSE_SINK": sink}  # fmt: skip
         # Real-time round-robin as root (as PulseAudio runs its own threads), else `nice`
         # (which warns and goes on when not allowed): a card whose callbacks come late loses
@@ -111,13 +129,13 @@ def test_the_sound_card_path_carries_speech_from_one_terminal_to_another(
         )  # fmt: skip
 
     recorder = subprocess.Popen([*ahead, "parec", "--device", "spk.monitor", *raw, str(raw_out)],
-                                env=pulse)  # fmt: skip
-    listener = terminal("T002", "spare.monitor", "spk")
+                                env=listener_card)  # fmt: skip
+    listener = terminal("T002", listener_card, "spare.monitor", "spk")
     talker = None
     try:
         heard_lines = _lines(listener.stdout)  # type: ignore[arg-type]
         assert "sound card open" in _until(heard_lines, "xixin terminal:"), _stderr(tmp_path)
-        talker = terminal("T001", "mic.monitor", "spare")  # one at a time at the sound server
+        talker = terminal("T001", talker_card, "mic.monitor", "spare")
         said_lines = _lines(talker.stdout)  # type: ignore[arg-type]
         assert "sound card open" in _until(said_lines, "xixin terminal:"), _stderr(tmp_path)
         _until(heard_lines, "listening on grid-01")
@@ -128,7 +146,7 @@ def test_the_sound_card_path_carries_speech_from_one_terminal_to_another(
         _until(said_lines, "access time")
         # Into the talker's microphone, at real-time pace (pacat returns once it is played).
         subprocess.run([*ahead, "pacat", "--playback", "--device", "mic", *raw, str(raw_in)],
-                       env=pulse, check=True, timeout=120)  # fmt: skip
+                       env=talker_card, check=True, timeout=120)  # fmt: skip
         talker.stdin.write("r\n")
         talker.stdin.flush()
         heard = _until(heard_lines, "heard burst")
