@@ -108,6 +108,9 @@ class Floor:
         "_next_burst",
         "_queue",
         "_seq",
+        "_tail_burst",
+        "_tail_device",
+        "_tail_until",
         "burst",
         "config",
         "holder",
@@ -146,6 +149,10 @@ class Floor:
         self._granted_at = 0.0
         self._last_media = 0.0
         self._grace_until = 0.0
+        # The burst its holder released last: its frames may still be on their way (below).
+        self._tail_device: str | None = None
+        self._tail_burst = 0
+        self._tail_until = 0.0
         self._queue: list[_Waiting] = []
         self._seq = 0
 
@@ -194,12 +201,21 @@ class Floor:
     def media(self, device: str, burst: int, now: float) -> bool:
         """Accept a voice frame from `device` with `burst`? Records `now` as the last media time.
 
-        Called for every frame, so deliberately just two comparisons and one store. Timers are
+        Called for every frame, so deliberately just two comparisons and two stores. Timers are
         only enforced by :meth:`tick` (and at the start of the other methods).
+
+        The gateway reads voice and control on separate connections, so a holder's
+        `floor_release` can overtake its last frames (a backlog on the voice connection). Those
+        frames of the released burst are still accepted for `release_tail_s` after the release,
+        until the next holder's first frame: the end of what was said is not cut, and two
+        talkers are never relayed at once.
         """
         if burst != self.burst or device != self.holder:
-            return False
+            return (
+                device == self._tail_device and burst == self._tail_burst and now < self._tail_until
+            )
         self._last_media = now
+        self._tail_until = 0.0  # the holder talks: an earlier burst's tail is over
         return True
 
     # -- requests -------------------------------------------------------------------------
@@ -234,6 +250,8 @@ class Floor:
         events.append(Released(device, request_id))
         if device == self.holder:
             self._log.debug("floor %s: %s released burst %d", self.key, device, self.burst)
+            self._tail_device, self._tail_burst = device, self.burst
+            self._tail_until = now + self.config.release_tail_s
             self._hand_over(now, events)
         self._announce_moves(before, events)
         return events

@@ -69,6 +69,8 @@ class FloorConfig:
     queue_enabled: bool = True
     queue_depth: int = 8
     queue_timeout_s: float = 30.0
+    # After the holder's release, its frames of that burst still relayed (see Floor.media).
+    release_tail_s: float = 1.0
 
     def __post_init__(self) -> None:
         # Zero would make tick() loop on an ever-due timer, hence strictly positive.
@@ -76,7 +78,7 @@ class FloorConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise FloorConfigError(f"{name} must be a positive finite number, got {value!r}")
-        for name in ("preempt_grace_s", "hang_time_s"):
+        for name in ("preempt_grace_s", "hang_time_s", "release_tail_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise FloorConfigError(f"{name} must be a finite number >= 0, got {value!r}")

@@ -386,7 +386,60 @@ def test_defaults_match_protocol() -> None:
     config = FloorConfig()
     assert (config.max_burst_s, config.end_of_media_s, config.preempt_grace_s) == (30, 4, 3)
     assert (config.hang_time_s, config.queue_depth, config.queue_timeout_s) == (2, 8, 30)
-    assert config.queue_enabled
+    assert config.queue_enabled and config.release_tail_s == 1.0
+
+
+def test_frames_of_a_released_burst_overtaken_by_the_release_are_still_relayed() -> None:
+    # The gateway reads control and voice on separate connections: the release can come first.
+    floor = Floor("grid-07")
+    floor.request("A", N, 10.0)
+    burst = floor.burst
+    assert floor.media("A", burst, 10.02)
+    assert floor.release("A", 12.0) == [Released("A", None), Idle()]
+    assert floor.media("A", burst, 12.01) and floor.media("A", burst, 12.99)
+    assert not floor.media("A", burst, 13.0)  # release_tail_s later: over
+    assert not floor.media("A", burst + 1, 12.5)  # not another burst
+    assert not floor.media("B", burst, 12.5)  # nor another device
+
+
+def test_the_next_holders_first_frame_ends_the_tail() -> None:
+    floor = Floor("grid-07")
+    floor.request("A", N, 10.0)
+    first = floor.burst
+    floor.request("B", N, 10.5)  # queued
+    floor.release("A", 12.0)
+    assert floor.holder == "B"
+    second = floor.burst
+    assert floor.media("A", first, 12.05)  # B has not talked yet
+    assert floor.media("B", second, 12.1)
+    assert not floor.media("A", first, 12.15)  # never two talkers relayed at once
+
+
+@pytest.mark.parametrize("ending", ["revoke", "remove", "no_media", "release_of_another"])
+def test_only_a_holders_release_leaves_a_tail(ending: str) -> None:
+    floor = Floor("grid-07")
+    floor.request("A", N, 10.0)
+    burst = floor.burst
+    floor.request("B", N, 10.1)
+    if ending == "revoke":
+        floor.revoke(11.0)
+    elif ending == "remove":
+        floor.remove("A", 11.0)
+    elif ending == "no_media":
+        floor.tick(14.0)  # end of media: 4 s after the grant
+    else:
+        floor.release("B", 11.0)  # the queued one withdraws
+        assert floor.holder == "A"
+        floor.revoke(11.0)
+    assert not floor.media("A", burst, 11.01 if ending != "no_media" else 14.01)
+
+
+def test_a_tail_of_zero_cuts_at_the_release() -> None:
+    floor = Floor("grid-07", FloorConfig(release_tail_s=0.0))
+    floor.request("A", N, 10.0)
+    burst = floor.burst
+    floor.release("A", 12.0)
+    assert not floor.media("A", burst, 12.0)
 
 
 def test_queue_depth_limit() -> None:
@@ -405,6 +458,7 @@ def test_queue_depth_limit() -> None:
         {"queue_timeout_s": float("inf")},
         {"preempt_grace_s": -0.1},
         {"hang_time_s": float("nan")},
+        {"release_tail_s": -1},
         {"queue_depth": 0},
         {"queue_depth": 2.5},
         {"queue_depth": True},

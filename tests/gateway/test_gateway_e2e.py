@@ -171,6 +171,33 @@ def test_late_entry_gets_taken_and_following_frames(
         talker.join()
 
 
+def test_frames_overtaken_by_the_release_are_relayed_until_the_next_talker(
+    start_gateway: GatewayFactory, terminal: TerminalFactory
+) -> None:
+    """§6 release tail: the talker's last frames arriving after its `floor_release` (the gateway
+    reads them on another connection) still reach the listeners, until the next talker talks."""
+    gw = start_gateway()
+    a, b, c = terminal("T001", [TG]), terminal("T002", [TG]), terminal("T003", [TG])
+    burst = a.request_floor(tg=TG)["burst"]
+    for frame in frames(burst, 3):
+        a.send_frame(frame, tg=TG)
+    assert [r.frame.seq for r in collect(c, 3)] == [0, 1, 2]
+    assert a.release_floor(tg=TG)["type"] == "floor_released"
+    c.wait_control("floor_idle", tg=TG)
+    for frame in frames(burst, 2, 3):  # as if overtaken by the release
+        a.send_frame(frame, tg=TG)
+    assert [r.frame.seq for r in collect(c, 2)] == [3, 4]
+    second = b.request_floor(tg=TG)["burst"]
+    b.send_frame(frames(second, 1)[0], tg=TG)
+    assert collect(c, 1)[0].frame.burst == second
+    a.send_frame(frames(burst, 1, 5)[0], tg=TG)  # the next talker has talked: dropped
+    deadline = time.monotonic() + 3
+    while gw.call(lambda: gw.runner.counters.dropped.get("not_holder", 0)) < 1:
+        assert time.monotonic() < deadline, "the old burst's frame was not dropped"
+        time.sleep(0.02)
+    assert quiet(c)
+
+
 def test_stun_revokes_the_floor_at_once_and_empties_the_queue(
     start_gateway: GatewayFactory, terminal: TerminalFactory
 ) -> None:
