@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +23,7 @@ from firmware_sim.voice import load_wav
 
 RATE = 16000
 CHUNK = RATE // 50  # 20 ms
+CARD_START_TIMEOUT_S = 8.0  # a card's streams settle within this, or the softphone says so
 
 
 class Microphone(Protocol):
@@ -295,21 +296,20 @@ class StartingStream(Protocol):
 
 
 def wait_until_steady(
-    mic: StartingStream,
-    speaker: StartingStream,
-    timeout_s: float = 8.0,
+    streams: Sequence[StartingStream],
+    timeout_s: float = CARD_START_TIMEOUT_S,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
-    """Until both streams of a card just opened run at their rate (see :class:`CardPace`), at
+    """Until the streams of a card just opened run at their rate (see :class:`CardPace`), at
     most `timeout_s`; whether they do. Then their start-up counts are cleared."""
     deadline = clock() + timeout_s
-    while not (mic.steady() and speaker.steady()):
+    while not all(stream.steady() for stream in streams):
         if clock() >= deadline:
             return False
         sleep(CHUNK / RATE)
-    mic.started()
-    speaker.started()
+    for stream in streams:
+        stream.started()
     return True
 
 
@@ -364,13 +364,21 @@ def open_audio(
     if use_card and (mic is None or speaker is None):
         try:
             card_mic, card_speaker, _ = open_sound_card()
-            mic = mic or card_mic
-            speaker = speaker or card_speaker
+            used: list[StartingStream] = []
+            if mic is None:
+                mic = card_mic
+                used.append(card_mic)
+            if speaker is None:
+                speaker = card_speaker
+                used.append(card_speaker)
             # Said once the card plays: until then what is heard would be dropped.
-            if wait_until_steady(card_mic, card_speaker):
+            if wait_until_steady(used):
                 notes.append("sound card open")
             else:
-                notes.append("sound card open, but it has not settled to its rate (audio may drop)")
+                notes.append(
+                    f"sound card slow: not at its rate after {CARD_START_TIMEOUT_S:g} s"
+                    " (audio may drop)"
+                )
         except AudioError as exc:
             notes.append(str(exc))
     if mic is None:

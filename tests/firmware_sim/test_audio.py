@@ -53,7 +53,7 @@ def test_the_card_is_ready_when_both_streams_are_steady() -> None:
         clock[0] += seconds
 
     mic, speaker = _Stream(1.7, clock), _Stream(2.1, clock)
-    assert wait_until_steady(mic, speaker, 8.0, clock=lambda: clock[0], sleep=sleep)
+    assert wait_until_steady([mic, speaker], 8.0, clock=lambda: clock[0], sleep=sleep)
     assert 2.1 <= clock[0] < 2.1 + CHUNK / RATE + 1e-9
     assert mic.started_at == speaker.started_at == clock[0]
 
@@ -65,6 +65,6 @@ def test_a_card_that_never_settles_is_given_up_on_at_the_deadline() -> None:
         clock[0] += seconds
 
     mic, speaker = _Stream(0.0, clock), _Stream(60.0, clock)
-    assert not wait_until_steady(mic, speaker, 8.0, clock=lambda: clock[0], sleep=sleep)
+    assert not wait_until_steady([mic, speaker], 8.0, clock=lambda: clock[0], sleep=sleep)
     assert 8.0 <= clock[0] < 8.0 + CHUNK / RATE + 1e-9
     assert mic.started_at is None and speaker.started_at is None
