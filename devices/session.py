@@ -419,7 +419,7 @@ class TerminalSession:
         if tg is None:
             return FrameIn(self._call_key_for(burst), burst, seq, timestamp, end, audio, frame)
         view = self.floors.get(tg)
-        if view is not None and view.own_burst == burst:
+        if view is not None and burst in (view.own_burst, view.previous_own_burst):
             self.counters.own_echo += 1
             return Dropped("own_echo")
         return FrameIn(tg, burst, seq, timestamp, end, audio, frame)
@@ -465,6 +465,8 @@ class TerminalSession:
         view = self.floor(key)
         burst = _int(body.get("burst"))
         if msg_type == "floor_granted" and burst is not None:
+            if burst != view.own_burst:
+                view.previous_own_burst = view.own_burst
             view.state, view.burst, view.own_burst = "granted", burst, burst
             view.holder, view.position = self.device_id, None
             view.max_ms = _int(body.get("max_ms"))

@@ -183,6 +183,8 @@ class FloorView:
     holder: str | None = None
     priority: str | None = None
     own_burst: int | None = None  # our latest burst here: its echoes are discarded (§2)
+    # and the one before: the gateway may still relay it after our release (§6 release tail)
+    previous_own_burst: int | None = None
     position: int | None = None
     max_ms: int | None = None
     grace_ms: int | None = None

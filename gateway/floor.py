@@ -250,17 +250,25 @@ class Floor:
         events.append(Released(device, request_id))
         if device == self.holder:
             self._log.debug("floor %s: %s released burst %d", self.key, device, self.burst)
-            self._tail_device, self._tail_burst = device, self.burst
-            self._tail_until = now + self.config.release_tail_s
+            if self.state is FloorState.TAKEN:  # a pre-empted holder's frames end with its grace
+                self._tail_device, self._tail_burst = device, self.burst
+                self._tail_until = now + self.config.release_tail_s
             self._hand_over(now, events)
         self._announce_moves(before, events)
         return events
 
+    def tailing(self, device: str, now: float) -> bool:
+        """Are frames of the burst `device` released still accepted (see :meth:`media`)?"""
+        return device == self._tail_device and now < self._tail_until
+
     def remove(self, device: str, now: float) -> list[FloorEvent]:
-        """`device` went offline or was disabled: end its burst and drop its queued request."""
+        """`device` went offline or was disabled: end its burst (or its release tail) and drop
+        its queued request."""
         _check_device(device)
         before = self._positions()
         events: list[FloorEvent] = []
+        if device == self._tail_device:
+            self._tail_until = 0.0
         self._drop(device)  # before the timers: a leaving device must not be granted on the way
         self._fire_due(now, events)
         if device == self.holder:

@@ -110,12 +110,15 @@ class FloorTable:
     def floors(self) -> list[Floor]:
         return [*self._talkgroups.values(), *self._calls.values()]
 
-    def holding(self, device: str) -> list[tuple[str, Floor]]:
-        """Every floor (talkgroup or private call) that `device` holds or is queued on."""
+    def holding(self, device: str, now: float) -> list[tuple[str, Floor]]:
+        """Every floor (talkgroup or private call) that `device` holds, is queued on, or whose
+        burst it released within the release tail."""
         return [
             (key, floor)
             for key, floor in self.items()
-            if floor.holder == device or any(d == device for d, _ in floor.queue())
+            if floor.holder == device
+            or any(d == device for d, _ in floor.queue())
+            or floor.tailing(device, now)
         ]
 
     def holders(self) -> dict[str, str]:

@@ -176,7 +176,7 @@ class ControlPlane:
                 self.out.publish(topics.ctrl_down(device), again)
 
     def _remove_everywhere(self, device: str, now: float, wall_ms: int) -> None:
-        for key, floor in self.floors.holding(device):
+        for key, floor in self.floors.holding(device, now):
             self._emit(key, floor.remove(device, now), wall_ms)
 
     def _on_control(self, device: str, payload: bytes, now: float, wall_ms: int) -> None:
@@ -418,6 +418,6 @@ class ControlPlane:
     def _silence(self, device: str, now: float, wall_ms: int) -> None:
         """A stunned device stops talking at once (§5.4, §6): an administrative revoke (grace
         0) of every floor it holds, and its queued requests leave their queues."""
-        for key, floor in self.floors.holding(device):
+        for key, floor in self.floors.holding(device, now):
             held = floor.holder == device
             self._emit(key, floor.revoke(now) if held else floor.remove(device, now), wall_ms)

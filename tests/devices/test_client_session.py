@@ -118,6 +118,22 @@ def test_own_echo_is_dropped_others_frames_delivered() -> None:
     assert s.counters.own_echo == 1 and s.counters.bad_frames == 1
 
 
+def test_the_echo_of_the_burst_before_is_dropped_too() -> None:
+    # §6 release tail: the gateway may relay a released burst after the talker's next grant.
+    s = TerminalSession("T001")
+    pending, _ = s.floor_request(0.0, tg="grid-01")
+    down(s, type="floor_granted", re=pending.id, tg="grid-01", burst=9, max_ms=1000)
+    pending, _ = s.floor_release(0.5, tg="grid-01")
+    down(s, type="floor_released", re=pending.id, tg="grid-01")
+    pending, _ = s.floor_request(0.6, tg="grid-01")
+    down(s, type="floor_granted", re=pending.id, tg="grid-01", burst=10, max_ms=1000)
+    down(s, type="floor_granted", re=pending.id, tg="grid-01", burst=10, max_ms=900)  # a retry's
+    assert s.on_message("xixin/v1/tg/grid-01/down", frame(9)) == Dropped("own_echo")
+    assert s.on_message("xixin/v1/tg/grid-01/down", frame(10)) == Dropped("own_echo")
+    # Another talker's burst in between is voice.
+    assert isinstance(s.on_message("xixin/v1/tg/grid-01/down", frame(11)), FrameIn)
+
+
 @pytest.mark.parametrize("decode", [True, False])
 def test_red2_frames_are_voice_on_both_parse_paths(decode: bool) -> None:
     """Header-only parsing (the fleet's listeners) checks reserved flags, not RED/RED2."""

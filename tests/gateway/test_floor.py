@@ -415,23 +415,41 @@ def test_the_next_holders_first_frame_ends_the_tail() -> None:
     assert not floor.media("A", first, 12.15)  # never two talkers relayed at once
 
 
-@pytest.mark.parametrize("ending", ["revoke", "remove", "no_media", "release_of_another"])
+@pytest.mark.parametrize(
+    "ending", ["revoke", "remove", "no_media", "released_after_no_media", "preempted"]
+)
 def test_only_a_holders_release_leaves_a_tail(ending: str) -> None:
     floor = Floor("grid-07")
     floor.request("A", N, 10.0)
     burst = floor.burst
     floor.request("B", N, 10.1)
+    now = 11.0
     if ending == "revoke":
-        floor.revoke(11.0)
+        floor.revoke(now)
     elif ending == "remove":
-        floor.remove("A", 11.0)
+        floor.remove("A", now)
     elif ending == "no_media":
-        floor.tick(14.0)  # end of media: 4 s after the grant
-    else:
-        floor.release("B", 11.0)  # the queued one withdraws
-        assert floor.holder == "A"
-        floor.revoke(11.0)
-    assert not floor.media("A", burst, 11.01 if ending != "no_media" else 14.01)
+        now = 14.0
+        floor.tick(now)  # end of media: 4 s after the grant
+    elif ending == "released_after_no_media":
+        now = 14.5  # the timer fires first, within the release: the burst had already ended
+        assert floor.release("A", now)[0] == Revoked("A", burst, "no_media", 0)
+    else:  # pre-empted: its frames are relayed for the grace, not past it
+        floor.request("C", EMG, 10.5)
+        floor.release("A", now)
+        assert floor.holder == "C"
+    assert not floor.media("A", burst, now + 0.01)
+    assert not floor.tailing("A", now + 0.01)
+
+
+def test_a_device_stunned_or_gone_in_its_tail_is_cut() -> None:
+    floor = Floor("grid-07")
+    floor.request("A", N, 10.0)
+    burst = floor.burst
+    floor.release("A", 12.0)
+    assert floor.tailing("A", 12.1) and floor.media("A", burst, 12.1)
+    floor.remove("A", 12.2)
+    assert not floor.tailing("A", 12.3) and not floor.media("A", burst, 12.3)
 
 
 def test_a_tail_of_zero_cuts_at_the_release() -> None:

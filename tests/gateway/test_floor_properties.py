@@ -159,7 +159,7 @@ def test_random_operations_keep_invariants(
             assert len(replies) == 1 and isinstance(replies[0], Granted | Queued | Denied)
             assert getattr(replies[0], "device", None) == device
         elif kind == "release":
-            if floor.holder == operation[1]:
+            if floor.holder == operation[1] and floor.state is FloorState.TAKEN:
                 released = (str(operation[1]), floor.burst, now + config.release_tail_s)
                 tail_open = True
             events = floor.release(str(operation[1]), now, request_id)
@@ -171,6 +171,8 @@ def test_random_operations_keep_invariants(
             )
         elif kind == "remove":
             terminals.told.pop(str(operation[1]), None)  # it went offline
+            if released is not None and released[0] == operation[1]:
+                tail_open = False  # stunned or gone: its tail is cut
             events = floor.remove(str(operation[1]), now)
             # Only the revoke of an overdue timer fired on the way may still address it.
             for event in events:

@@ -63,8 +63,12 @@ def test_holding_and_holders() -> None:
     one.request("T001", Priority.NORMAL, 0.0, "r1")
     one.request("T002", Priority.NORMAL, 0.0, "r2")  # queued behind T001
     assert table.holders() == {"grid-01": "T001"}
-    assert table.holding("T002") == [("grid-01", one)]
-    assert table.holding("T003") == []
+    assert table.holding("T002", 0.0) == [("grid-01", one)]
+    assert table.holding("T003", 0.0) == []
+    two.request("T003", Priority.NORMAL, 0.0, "r3")
+    two.release("T003", 1.0, "r4")  # its frames may still come for the release tail
+    assert table.holding("T003", 1.5) == [("grid-02", two)]
+    assert table.holding("T003", 2.0) == []
 
 
 def test_call_key_is_the_same_either_way() -> None:
