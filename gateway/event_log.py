@@ -135,6 +135,10 @@ class EventHub:
     def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
         self._subscribers.discard(q)
 
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
     def publish(self, events: list[GatewayEvent]) -> None:
         for listener in self.listeners:
             try:

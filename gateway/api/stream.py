@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Set
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse
@@ -19,6 +19,38 @@ from gateway.service import GatewayService
 
 #: How often an open stream checks that its session or token is still valid.
 RECHECK_S = 30.0
+
+T = TypeVar("T")
+
+
+class CallerWatch:
+    """Waits for the next item to send on a WebSocket whose caller never speaks, watching for
+    its leaving meanwhile: that (or the server closing) only shows on a receive, and a stream
+    that only sent lived on until its next item (and held up the HTTP server's shutdown)."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+        self._receiver = asyncio.create_task(websocket.receive())
+
+    async def next(self, queue: asyncio.Queue[T], wait: float) -> T | None:
+        """The next item of `queue` within `wait` seconds, else None; WebSocketDisconnect once
+        the caller has left. Whatever the caller sends is ignored."""
+        getter = asyncio.create_task(queue.get())
+        done, _ = await asyncio.wait(
+            {getter, self._receiver}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+        )
+        if self._receiver in done:
+            if self._receiver.result()["type"] == "websocket.disconnect":
+                getter.cancel()  # a cancelled get leaves its item in the queue
+                raise WebSocketDisconnect
+            self._receiver = asyncio.create_task(self._websocket.receive())
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        return None
+
+    def close(self) -> None:
+        self._receiver.cancel()
 
 
 async def deny(websocket: WebSocket, caller: SignedIn | None) -> None:
@@ -49,14 +81,11 @@ async def serve_stream(websocket: WebSocket, kinds: Set[str] | None = None) -> N
     service: GatewayService = websocket.app.state.service
     await websocket.accept()
     queue = service.hub.subscribe()
+    watch = CallerWatch(websocket)
     next_check = time.monotonic() + RECHECK_S
     try:
         while True:
-            try:
-                wait = max(0.0, next_check - time.monotonic())
-                message: dict[str, Any] | None = await asyncio.wait_for(queue.get(), wait)
-            except TimeoutError:
-                message = None
+            message = await watch.next(queue, max(0.0, next_check - time.monotonic()))
             if time.monotonic() >= next_check:
                 if await resolve(websocket) is None:
                     await websocket.close(code=1008, reason="signed out")
@@ -69,4 +98,5 @@ async def serve_stream(websocket: WebSocket, kinds: Set[str] | None = None) -> N
     except WebSocketDisconnect:
         pass
     finally:
+        watch.close()
         service.hub.unsubscribe(queue)

@@ -33,7 +33,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from gateway.api.auth import resolve
 from gateway.api.services.access import ForbiddenError, SignedIn
 from gateway.api.services.voice import VoiceAccess, require_talker
-from gateway.api.stream import RECHECK_S, deny
+from gateway.api.stream import RECHECK_S, CallerWatch, deny
 from gateway.service import GatewayService
 from gateway.voice.listener import ListenDecoder
 from gateway.voice.service import VoiceService
@@ -196,31 +196,18 @@ async def _listen_loop(
     dropped: list[int],
     decoder: ListenDecoder,
 ) -> None:
-    receiver = asyncio.create_task(websocket.receive())
+    watch = CallerWatch(websocket)
     next_check = time.monotonic() + RECHECK_S
     reported = 0
     try:
         while True:
-            getter = asyncio.create_task(out.get())
-            wait = max(0.0, next_check - time.monotonic())
-            done, _ = await asyncio.wait(
-                {getter, receiver}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-            )
-            if receiver in done:
-                getter.cancel()
-                if receiver.result()["type"] == "websocket.disconnect":
-                    return
-                receiver = asyncio.create_task(websocket.receive())  # the client says nothing
-                continue
+            item = await watch.next(out, max(0.0, next_check - time.monotonic()))
             if time.monotonic() >= next_check:
                 if not await _still_signed_in(websocket):
-                    getter.cancel()
                     return
                 next_check = time.monotonic() + RECHECK_S
-            if getter not in done:
-                getter.cancel()
+            if item is None:
                 continue
-            item = getter.result()
             if isinstance(item, bytes):
                 await websocket.send_bytes(item)
             else:
@@ -229,4 +216,4 @@ async def _listen_loop(
                 reported = dropped[0]
                 await websocket.send_json({"type": "dropped", "messages": reported})
     finally:
-        receiver.cancel()
+        watch.close()

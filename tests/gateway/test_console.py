@@ -37,8 +37,10 @@ def served(tmp_path: Path) -> Iterator[tuple[str, GatewayService]]:
         yield f"http://127.0.0.1:{port}", service
     finally:
         server.should_exit = True
-        thread.join(15)
+        thread.join(60)
         service.close()
+        # An open connection the server cannot end would leave the gateway running.
+        assert not thread.is_alive(), "the HTTP server did not stop"
 
 
 @pytest.fixture

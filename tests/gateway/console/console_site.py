@@ -127,8 +127,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         for terminal in site.terminals.values():
             terminal.disconnect()
         server.should_exit = True
-        thread.join(15)
+        thread.join(60)
         service.close()
+        # An open connection the server cannot end would leave the gateway running.
+        assert not thread.is_alive(), "the HTTP server did not stop"
 
 
 OpenConsole = Callable[..., Any]
