@@ -426,8 +426,12 @@ class TerminalSession:
 
     def _call_key_for(self, burst: int) -> str:
         # voice/down carries no peer id: find the private call whose current burst this is.
-        for key, view in self.floors.items():
-            if key.startswith(CALL_PREFIX) and view.burst == burst:
+        calls = [(key, view) for key, view in self.floors.items() if key.startswith(CALL_PREFIX)]
+        for key, view in calls:
+            if view.burst == burst:
+                return key
+        for key, view in calls:  # a burst in its release tail (§6)
+            if view.previous_burst == burst:
                 return key
         return CALL_PREFIX + "unknown"
 
@@ -497,12 +501,16 @@ class TerminalSession:
         if body.get("type") == "floor_taken":
             by, burst = body.get("by"), body.get("burst")
             view.holder = by if isinstance(by, str) else None
+            if view.burst is not None and view.burst != _int(burst):
+                view.previous_burst = view.burst
             view.burst = _int(burst)
             priority = body.get("priority")
             view.priority = priority if isinstance(priority, str) else None
             if by != self.device_id and view.state in ("idle", "granted", "revoked", "taken"):
                 view.state = "taken"
         elif body.get("type") == "floor_idle":
+            if view.burst is not None:
+                view.previous_burst = view.burst
             view.holder, view.burst, view.priority = None, None, None
             if view.state in ("taken", "granted", "revoked"):
                 view.state = "idle"

@@ -180,6 +180,8 @@ class FloorView:
     key: str
     state: str = "idle"  # idle | requesting | queued | granted | revoked | taken (by another)
     burst: int | None = None  # the current burst on the floor, ours or another's
+    # the one before it: the gateway may still relay it after its release (§6 release tail)
+    previous_burst: int | None = None
     holder: str | None = None
     priority: str | None = None
     own_burst: int | None = None  # our latest burst here: its echoes are discarded (§2)

@@ -118,6 +118,23 @@ def test_own_echo_is_dropped_others_frames_delivered() -> None:
     assert s.counters.own_echo == 1 and s.counters.bad_frames == 1
 
 
+def test_a_private_calls_frames_in_the_release_tail_stay_on_that_call() -> None:
+    # voice/down names no peer: the call is found by its burst, also the one just released.
+    s = TerminalSession("T001")
+    voice = "xixin/v1/dev/T001/voice/down"
+    down(s, type="floor_taken", call="T002", by="T002", burst=5, priority="normal")
+    got = s.on_message(voice, frame(5))
+    assert isinstance(got, FrameIn) and got.key == "call:T002"
+    down(s, type="floor_idle", call="T002")
+    got = s.on_message(voice, frame(5, 1))
+    assert isinstance(got, FrameIn) and got.key == "call:T002"
+    down(s, type="floor_taken", call="T002", by="T002", burst=6, priority="normal")
+    got = s.on_message(voice, frame(5, 2))
+    assert isinstance(got, FrameIn) and got.key == "call:T002"
+    got = s.on_message(voice, frame(9))
+    assert isinstance(got, FrameIn) and got.key == "call:unknown"
+
+
 def test_the_echo_of_the_burst_before_is_dropped_too() -> None:
     # §6 release tail: the gateway may relay a released burst after the talker's next grant.
     s = TerminalSession("T001")
