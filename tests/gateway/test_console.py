@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -10,13 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from devices.client import TerminalClient
-from gateway.api import create_app
-from gateway.broker import free_port
 from gateway.service import GatewayService, ServiceConfig
 from tests.gateway.browser import CHROMIUM, Browser
+from tests.gateway.http_server import serving
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 
@@ -24,23 +21,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, GatewayService]]:
     service = GatewayService(ServiceConfig(data_dir=tmp_path))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            assert thread.is_alive(), "server died at start"
-            threading.Event().wait(0.05)
-        yield f"http://127.0.0.1:{port}", service
-    finally:
-        server.should_exit = True
-        thread.join(60)
-        service.close()
-        # An open connection the server cannot end would leave the gateway running.
-        assert not thread.is_alive(), "the HTTP server did not stop"
+    with serving(service) as app:
+        yield app.url, service
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ open (a stream that only ever sent noticed neither until its next event in scope
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -14,54 +12,38 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from gateway.api import create_app
-from gateway.broker import free_port
 from gateway.service import GatewayService, ServiceConfig
+from tests.gateway.http_server import ServedApp, serving
 from tests.gateway.signin import add_account
 
 STREAMS = ["/api/events", "/api/tracking/stream"]
 
 
 class Served:
-    def __init__(self, tmp_path: Path) -> None:
-        self.service = GatewayService(ServiceConfig(data_dir=tmp_path, device_poll_s=0.2))
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(self.service), host="127.0.0.1", port=self.port, log_level="warning"
-            )
-        )
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()))
+    def __init__(self, service: GatewayService, app: ServedApp) -> None:
+        self.service = service
+        self.app = app
 
     def token(self) -> str:
         name, password = add_account(self.service, "viewer")
         form = urllib.parse.urlencode({"username": name, "password": password}).encode()
-        url = f"http://127.0.0.1:{self.port}/api/auth/token"
+        url = f"{self.app.url}/api/auth/token"
         with urllib.request.urlopen(urllib.request.Request(url, data=form), timeout=30) as r:
             return str(json.load(r)["access_token"])
 
     def stream(self, path: str) -> ClientConnection:
         headers = {"Authorization": f"Bearer {self.token()}"}
-        return connect(f"ws://127.0.0.1:{self.port}{path}", additional_headers=headers)
+        return connect(f"ws://127.0.0.1:{self.app.port}{path}", additional_headers=headers)
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    served = Served(tmp_path)
-    served.thread.start()
-    try:
-        while not served.server.started:
-            assert served.thread.is_alive(), "server died at start"
-            time.sleep(0.05)
-        yield served
-    finally:
-        served.server.should_exit = True
-        served.thread.join(60)
-        served.service.close()
+    service = GatewayService(ServiceConfig(data_dir=tmp_path, device_poll_s=0.2))
+    with serving(service) as app:
+        yield Served(service, app)
 
 
 def _until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -86,8 +68,8 @@ def test_the_server_stops_with_a_stream_open(served: Served, path: str) -> None:
     before = hub.subscriber_count
     with served.stream(path) as ws:
         _until(lambda: hub.subscriber_count == before + 1, "the stream did not subscribe")
-        served.server.should_exit = True
-        _until(lambda: not served.thread.is_alive(), "the server waited on the open stream")
+        served.app.server.should_exit = True
+        _until(lambda: not served.app.thread.is_alive(), "the server waited on the open stream")
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=30)
     assert hub.subscriber_count == before

@@ -13,7 +13,6 @@ bare expression, which playwright would eval inside the page.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -21,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from gateway.api import create_app
-from gateway.broker import free_port
 from gateway.service import GatewayService, ServiceConfig
+from tests.gateway.http_server import serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 try:
@@ -49,23 +46,8 @@ BrowserFactory = Callable[..., "Browser"]
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, GatewayService]]:
     service = GatewayService(ServiceConfig(data_dir=tmp_path / "data", device_poll_s=0.2))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            assert thread.is_alive(), "server died at start"
-            threading.Event().wait(0.05)
-        yield f"http://127.0.0.1:{port}", service
-    finally:
-        server.should_exit = True
-        thread.join(60)
-        service.close()
-        # An open connection the server cannot end would leave the gateway running.
-        assert not thread.is_alive(), "the HTTP server did not stop"
+    with serving(service) as app:
+        yield app.url, service
 
 
 @pytest.fixture

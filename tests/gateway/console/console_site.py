@@ -8,7 +8,6 @@ Screenshots go to tests/artifacts/console/ (git-ignored); their paths are printe
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -18,14 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from devices.client import TerminalClient
-from gateway.api import create_app
-from gateway.broker import free_port
 from gateway.floor import FloorConfig
 from gateway.service import GatewayService, ServiceConfig
 from tests.gateway.console.conftest import BROWSER_READY, BrowserFactory, sign_in
+from tests.gateway.http_server import serving
 
 pytestmark = pytest.mark.skipif(not BROWSER_READY, reason="chromium or playwright missing")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
@@ -68,19 +65,6 @@ class Site:
         )
 
 
-def _serve(service: GatewayService) -> tuple[str, uvicorn.Server, threading.Thread]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the console's server died at start"
-        threading.Event().wait(0.05)
-    return f"http://127.0.0.1:{port}", server, thread
-
-
 def _connect(site: Site, device: str, secret: str) -> TerminalClient:
     service = site.service
     assert service.broker is not None
@@ -101,36 +85,31 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     floor = FloorConfig(max_burst_s=600.0, end_of_media_s=600.0)
     data_dir = tmp_path_factory.mktemp("console-gw")
     service = GatewayService(ServiceConfig(data_dir=data_dir, floor=floor))
-    url, server, thread = _serve(service)
-    site = Site(url, service)
-    try:
-        secrets = {}
-        for device, unit, role, name in DEVICES:
-            _, secrets[device] = service.registry.add(device, unit, role, name)
-        for device, unit, _, _ in DEVICES:
-            terminal = site.terminals[device] = _connect(site, device, secrets[device])
-            terminal.affiliate([unit])
-        for (device, unit, _, _), battery in zip(DEVICES, (87, 64, 50), strict=True):
-            lon, lat = service.org.grids[unit].centre
-            site.beacon(device, lon + 0.001 * int(device[-1]), lat, battery)
-        assert site.terminals["T002"].request_floor(tg="grid-01")["type"] == "floor_granted"
-        tracking = service.tracking
-        assert tracking is not None
-        site.wait_for(
-            lambda: sum(1 for d in tracking.live() if d["position"]) == len(DEVICES),
-            "every terminal's position live",
-        )
-        _, site.passwords["grid01"] = service.accounts.add("grid01", "grid:grid-01")
-        _, site.passwords["centre"] = service.accounts.add("centre", "centre")
-        yield site
-    finally:
-        for terminal in site.terminals.values():
-            terminal.disconnect()
-        server.should_exit = True
-        thread.join(60)
-        service.close()
-        # An open connection the server cannot end would leave the gateway running.
-        assert not thread.is_alive(), "the HTTP server did not stop"
+    with serving(service) as app:
+        site = Site(app.url, service)
+        try:
+            secrets = {}
+            for device, unit, role, name in DEVICES:
+                _, secrets[device] = service.registry.add(device, unit, role, name)
+            for device, unit, _, _ in DEVICES:
+                terminal = site.terminals[device] = _connect(site, device, secrets[device])
+                terminal.affiliate([unit])
+            for (device, unit, _, _), battery in zip(DEVICES, (87, 64, 50), strict=True):
+                lon, lat = service.org.grids[unit].centre
+                site.beacon(device, lon + 0.001 * int(device[-1]), lat, battery)
+            assert site.terminals["T002"].request_floor(tg="grid-01")["type"] == "floor_granted"
+            tracking = service.tracking
+            assert tracking is not None
+            site.wait_for(
+                lambda: sum(1 for d in tracking.live() if d["position"]) == len(DEVICES),
+                "every terminal's position live",
+            )
+            _, site.passwords["grid01"] = service.accounts.add("grid01", "grid:grid-01")
+            _, site.passwords["centre"] = service.accounts.add("centre", "centre")
+            yield site
+        finally:
+            for terminal in site.terminals.values():
+                terminal.disconnect()
 
 
 OpenConsole = Callable[..., Any]
