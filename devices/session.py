@@ -419,7 +419,7 @@ class TerminalSession:
         if tg is None:
             return FrameIn(self._call_key_for(burst), burst, seq, timestamp, end, audio, frame)
         view = self.floors.get(tg)
-        if view is not None and burst in (view.own_burst, view.previous_own_burst):
+        if view is not None and view.is_own(burst):
             self.counters.own_echo += 1
             return Dropped("own_echo")
         return FrameIn(tg, burst, seq, timestamp, end, audio, frame)

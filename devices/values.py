@@ -193,6 +193,10 @@ class FloorView:
     reason: str | None = None  # last deny / revoke reason
     request_id: str | None = None
 
+    def is_own(self, burst: int) -> bool:
+        """A burst of ours: its echoes are discarded (§2), the one before too (§6 tail)."""
+        return burst in (self.own_burst, self.previous_own_burst)
+
 
 # ---- what came in ------------------------------------------------------------------------------
 

@@ -112,7 +112,7 @@ class Listener:
         if version != 1 or flags & RESERVED_FLAGS:
             return False
         view = self.session.floors.get(tg)
-        if view is not None and burst in (view.own_burst, view.previous_own_burst):
+        if view is not None and view.is_own(burst):
             self.session.counters.own_echo += 1
             return True
         now = time.monotonic()

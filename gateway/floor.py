@@ -211,9 +211,7 @@ class Floor:
         talkers are never relayed at once.
         """
         if burst != self.burst or device != self.holder:
-            return (
-                device == self._tail_device and burst == self._tail_burst and now < self._tail_until
-            )
+            return burst == self._tail_burst and self.tailing(device, now)
         self._last_media = now
         self._tail_until = 0.0  # the holder talks: an earlier burst's tail is over
         return True
