@@ -151,7 +151,37 @@ class CardPace:
         return carried_s >= self.fill * self.window_s and spread_s >= self.window_s / 2
 
 
-class CardMicrophone:
+class _CardStream:
+    """One PyAudio stream of the sound card, 20 ms periods at RATE, run by its callback; the
+    subclass's `_callback` must record every call in `pace` under `_lock`."""
+
+    def __init__(self, pa: Any, pyaudio: Any, *, input: bool = False, output: bool = False) -> None:
+        self._lock = threading.Lock()
+        self.pace = CardPace(RATE)
+        self._continue = pyaudio.paContinue  # before open(): the callback may run at once
+        self._stream = pa.open(
+            format=pyaudio.paInt16,
+            channels=1,
+            rate=RATE,
+            input=input,
+            output=output,
+            frames_per_buffer=CHUNK,
+            stream_callback=self._callback,
+        )
+
+    def _callback(self, data: Any, frames: int, info: Any, status: int) -> tuple[Any, int]:
+        raise NotImplementedError
+
+    def steady(self) -> bool:
+        with self._lock:
+            return self.pace.steady(time.monotonic())
+
+    def close(self) -> None:
+        self._stream.stop_stream()
+        self._stream.close()
+
+
+class CardMicrophone(_CardStream):
     """PyAudio input; the stream's callback fills a queue that read() takes 20 ms at a time.
 
     The card's callbacks and the softphone's 20 ms clock tick at the same rate but not in step
@@ -166,19 +196,9 @@ class CardMicrophone:
 
     def __init__(self, pa: Any, pyaudio: Any) -> None:
         self._buffer = bytearray()
-        self._lock = threading.Lock()
         self.underruns = 0
         self.discarded = 0  # samples dropped as stale
-        self.pace = CardPace(RATE)
-        self._continue = pyaudio.paContinue  # before open(): the callback may run at once
-        self._stream = pa.open(
-            format=pyaudio.paInt16,
-            channels=1,
-            rate=RATE,
-            input=True,
-            frames_per_buffer=CHUNK,
-            stream_callback=self._callback,
-        )
+        super().__init__(pa, pyaudio, input=True)
 
     def _callback(self, data: bytes, frames: int, info: Any, status: int) -> tuple[None, int]:
         with self._lock:
@@ -187,10 +207,6 @@ class CardMicrophone:
             if len(self._buffer) > 4 * self.MAX_BACKLOG:  # nobody reads (not talking)
                 del self._buffer[: len(self._buffer) - 2 * self.MAX_BACKLOG]
         return None, self._continue
-
-    def steady(self) -> bool:
-        with self._lock:
-            return self.pace.steady(time.monotonic())
 
     def started(self) -> None:
         """The stream has settled: what it did while starting is not the user's trouble."""
@@ -217,12 +233,8 @@ class CardMicrophone:
         self.underruns += 1
         return np.concatenate([np.zeros(samples - len(pcm), dtype=np.int16), pcm])
 
-    def close(self) -> None:
-        self._stream.stop_stream()
-        self._stream.close()
 
-
-class CardSpeaker:
+class CardSpeaker(_CardStream):
     """PyAudio output fed from a queue by the stream's callback (silence when empty).
 
     At most `MAX_QUEUED` chunks (20 ms each) wait: when the card has fallen further behind (it
@@ -233,20 +245,10 @@ class CardSpeaker:
 
     def __init__(self, pa: Any, pyaudio: Any) -> None:
         self._queue: collections.deque[bytes] = collections.deque(maxlen=self.MAX_QUEUED)
-        self._lock = threading.Lock()
         self._pending = b""
         self.underruns = 0  # the card wanted audio and there was none
         self.overruns = 0  # chunks dropped: the card was MAX_QUEUED chunks behind
-        self.pace = CardPace(RATE)
-        self._continue = pyaudio.paContinue  # before open(): the callback may run at once
-        self._stream = pa.open(
-            format=pyaudio.paInt16,
-            channels=1,
-            rate=RATE,
-            output=True,
-            frames_per_buffer=CHUNK,
-            stream_callback=self._callback,
-        )
+        super().__init__(pa, pyaudio, output=True)
 
     def _callback(self, data: Any, frames: int, info: Any, status: int) -> tuple[bytes, int]:
         need = frames * 2
@@ -259,10 +261,6 @@ class CardSpeaker:
                 self.underruns += 1
         return out.ljust(need, b"\0"), self._continue
 
-    def steady(self) -> bool:
-        with self._lock:
-            return self.pace.steady(time.monotonic())
-
     def started(self) -> None:
         """The stream has settled: what it did while starting is not the user's trouble."""
         with self._lock:
@@ -273,10 +271,6 @@ class CardSpeaker:
             if len(self._queue) == self._queue.maxlen:
                 self.overruns += 1
             self._queue.append(pcm.astype("<i2").tobytes())
-
-    def close(self) -> None:
-        self._stream.stop_stream()
-        self._stream.close()
 
 
 def card_report(mic: object, speaker: object) -> str | None:
