@@ -5,6 +5,7 @@ session or token ends (signed out, expired, account disabled or its password cha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Set
 from typing import Any, TypeVar
@@ -21,6 +22,29 @@ from gateway.service import GatewayService
 RECHECK_S = 30.0
 
 T = TypeVar("T")
+
+
+class SessionRecheck:
+    """Every RECHECK_S, whether the caller's session or token is still valid; when it is not,
+    the stream is closed with code 1008. Loops wait at most `wait_s()` for their next item."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+        self._due = time.monotonic() + RECHECK_S
+
+    def wait_s(self) -> float:
+        return max(0.0, self._due - time.monotonic())
+
+    async def still_signed_in(self) -> bool:
+        """True, rechecking first if due; False once the stream has been closed for it."""
+        if time.monotonic() < self._due:
+            return True
+        if await resolve(self._websocket) is None:
+            with contextlib.suppress(Exception):  # the caller may be gone already
+                await self._websocket.close(code=1008, reason="signed out")
+            return False
+        self._due = time.monotonic() + RECHECK_S
+        return True
 
 
 class CallerWatch:
@@ -82,15 +106,12 @@ async def serve_stream(websocket: WebSocket, kinds: Set[str] | None = None) -> N
     await websocket.accept()
     queue = service.hub.subscribe()
     watch = CallerWatch(websocket)
-    next_check = time.monotonic() + RECHECK_S
+    recheck = SessionRecheck(websocket)
     try:
         while True:
-            message = await watch.next(queue, max(0.0, next_check - time.monotonic()))
-            if time.monotonic() >= next_check:
-                if await resolve(websocket) is None:
-                    await websocket.close(code=1008, reason="signed out")
-                    return
-                next_check = time.monotonic() + RECHECK_S
+            message = await watch.next(queue, recheck.wait_s())
+            if not await recheck.still_signed_in():
+                return
             if message is None or (kinds is not None and message.get("kind") not in kinds):
                 continue
             if visible(service, caller, message):

@@ -33,7 +33,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from gateway.api.auth import resolve
 from gateway.api.services.access import ForbiddenError, SignedIn
 from gateway.api.services.voice import VoiceAccess, require_talker
-from gateway.api.stream import RECHECK_S, CallerWatch, deny
+from gateway.api.stream import CallerWatch, SessionRecheck, deny
 from gateway.service import GatewayService
 from gateway.voice.listener import ListenDecoder
 from gateway.voice.service import VoiceService
@@ -61,14 +61,6 @@ async def _unavailable(websocket: WebSocket, caller: SignedIn | None) -> None:
         return
     await websocket.accept()
     await websocket.close(code=1011, reason="voice is not running")
-
-
-async def _still_signed_in(websocket: WebSocket) -> bool:
-    if await resolve(websocket) is None:
-        with contextlib.suppress(Exception):
-            await websocket.close(code=1008, reason="signed out")
-        return False
-    return True
 
 
 async def serve_talk(websocket: WebSocket, target_text: str) -> None:
@@ -112,18 +104,14 @@ async def _forward_notices(websocket: WebSocket, notices: asyncio.Queue[Notice])
 
 
 async def _talk_loop(websocket: WebSocket, link: Any, speaker: Any) -> None:
-    next_check = time.monotonic() + RECHECK_S
+    recheck = SessionRecheck(websocket)
     while True:
         try:
-            message = await asyncio.wait_for(
-                websocket.receive(), max(0.0, next_check - time.monotonic())
-            )
+            message = await asyncio.wait_for(websocket.receive(), recheck.wait_s())
         except TimeoutError:
             message = None
-        if time.monotonic() >= next_check:
-            if not await _still_signed_in(websocket):
-                return
-            next_check = time.monotonic() + RECHECK_S
+        if not await recheck.still_signed_in():
+            return
         if message is None:
             continue
         if message["type"] == "websocket.disconnect":
@@ -197,15 +185,13 @@ async def _listen_loop(
     decoder: ListenDecoder,
 ) -> None:
     watch = CallerWatch(websocket)
-    next_check = time.monotonic() + RECHECK_S
+    recheck = SessionRecheck(websocket)
     reported = 0
     try:
         while True:
-            item = await watch.next(out, max(0.0, next_check - time.monotonic()))
-            if time.monotonic() >= next_check:
-                if not await _still_signed_in(websocket):
-                    return
-                next_check = time.monotonic() + RECHECK_S
+            item = await watch.next(out, recheck.wait_s())
+            if not await recheck.still_signed_in():
+                return
             if item is None:
                 continue
             if isinstance(item, bytes):

@@ -16,7 +16,7 @@ from codec.frame import VoiceFrame
 from codec.opus import Pcm16
 from devices.client import ReceivedFrame, TerminalClient
 from gateway.service import GatewayService
-from tests.gateway.signin import sign_in
+from tests.gateway.signin import ORIGIN, sign_in
 from tests.gateway.voice.audio import best_alignment, decode_frames, pesq_score
 from tests.gateway.voice.conftest import TerminalMaker, wait_known
 
@@ -268,3 +268,20 @@ def test_say_speaks_text_to_the_grid(
         "/api/voice/say", data={"target": "tg:grid-07"}, files={"wav": ("x.wav", b"RIFFjunk")}
     )
     assert bad_wav.status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/api/voice/talk?target=tg:grid-07", "/api/voice/listen"])
+def test_an_open_voice_socket_ends_when_its_caller_signs_out(
+    voice_api: tuple[TestClient, GatewayService], path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.api.stream.RECHECK_S", 0.2)
+    http, service = voice_api
+    dispatcher(http, service, "grid:grid-07", "out-talk" if "talk" in path else "out-listen")
+    with http.websocket_connect(f"{WS}{path}") as ws:
+        if "listen" in path:
+            assert ws.receive_json()["type"] == "hello"
+        assert http.post("/api/auth/logout", headers={"Origin": ORIGIN}).status_code == 204
+        message = ws.receive()
+        while message["type"] != "websocket.close":  # listening may still send what it heard
+            message = ws.receive()
+        assert message["code"] == 1008
