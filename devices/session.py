@@ -471,6 +471,10 @@ class TerminalSession:
         if msg_type == "floor_granted" and burst is not None:
             if burst != view.own_burst:
                 view.previous_own_burst = view.own_burst
+            if view.burst is not None and view.burst != burst:
+                # Granted straight from the queue: no floor_idle or floor_taken of ours came
+                # between, and the burst just released may still be relayed (§6 release tail).
+                view.previous_burst = view.burst
             view.state, view.burst, view.own_burst = "granted", burst, burst
             view.holder, view.position = self.device_id, None
             view.max_ms = _int(body.get("max_ms"))

@@ -135,6 +135,19 @@ def test_a_private_calls_frames_in_the_release_tail_stay_on_that_call() -> None:
     assert isinstance(got, FrameIn) and got.key == "call:unknown"
 
 
+def test_a_call_granted_from_the_queue_keeps_the_peers_tail_on_that_call() -> None:
+    # Queued behind the peer, we are granted at its release: floor_granted is all we get
+    # (no floor_idle or floor_taken), and the peer's released burst may still be relayed.
+    s = TerminalSession("T001")
+    voice = "xixin/v1/dev/T001/voice/down"
+    down(s, type="floor_taken", call="T002", by="T002", burst=3, priority="normal")
+    pending, _ = s.floor_request(0.0, call="T002")
+    down(s, type="floor_queued", re=pending.id, call="T002", position=1)
+    down(s, type="floor_granted", re=pending.id, call="T002", burst=4, max_ms=1000)
+    got = s.on_message(voice, frame(3, 1))
+    assert isinstance(got, FrameIn) and got.key == "call:T002"
+
+
 def test_the_echo_of_the_burst_before_is_dropped_too() -> None:
     # §6 release tail: the gateway may relay a released burst after the talker's next grant.
     s = TerminalSession("T001")
