@@ -259,6 +259,12 @@ class Floor:
         """Are frames of the burst `device` released still accepted (see :meth:`media`)?"""
         return device == self._tail_device and now < self._tail_until
 
+    def tail_talker(self, burst: int, now: float) -> str | None:
+        """Who released `burst`, while its release tail lasts (None otherwise)."""
+        if burst == self._tail_burst and now < self._tail_until:
+            return self._tail_device
+        return None
+
     def remove(self, device: str, now: float) -> list[FloorEvent]:
         """`device` went offline or was disabled: end its burst (or its release tail) and drop
         its queued request."""

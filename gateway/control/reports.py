@@ -23,25 +23,35 @@ class ReceiverReportThrottle:
         """Whether some report waits for its talker's window."""
         return bool(self._pending)
 
-    def _target(self, reporter: str, report: ReceiverReport) -> str | None:
-        """The talker a report is about, if its burst is still the current one."""
+    def _target(self, reporter: str, report: ReceiverReport, now: float) -> str | None:
+        """The talker a report is about: the holder of its burst, or the device that released
+        it while the release tail lasts (§6; a listener's last report, sent on the burst's
+        END, comes after the release). None for any other burst, and for one's own."""
         if report.tg is not None:
             floor = self._floors.talkgroups.get(report.tg)
         else:
             assert report.call is not None
             floor = self._floors.calls.get(call_key(reporter, report.call))
-        if floor is None or floor.holder is None or floor.burst != report.burst:
+        if floor is None:
             return None
-        if floor.holder == reporter or (report.call is not None and floor.holder != report.call):
+        talker = floor.holder if floor.burst == report.burst else None
+        if talker is None:
+            talker = floor.tail_talker(report.burst, now)
+        if talker is None or talker == reporter:
             return None
-        return floor.holder
+        if report.call is not None and talker != report.call:
+            return None
+        return talker
+
+    def _stale(self) -> None:
+        rejected = self._out.counters.rejected
+        rejected["stale_rr"] = rejected.get("stale_rr", 0) + 1
 
     def report(self, reporter: str, report: ReceiverReport, now: float) -> None:
         """Forward at most one report per talker per window: the worst of the window."""
-        talker = self._target(reporter, report)
+        talker = self._target(reporter, report, now)
         if talker is None:
-            rejected = self._out.counters.rejected
-            rejected["stale_rr"] = rejected.get("stale_rr", 0) + 1
+            self._stale()
             return
         pending = self._pending.get(talker)
         if pending is None or report.miss_score > pending[1].miss_score:
@@ -54,8 +64,9 @@ class ReceiverReportThrottle:
             if now - self._sent.get(talker, -self.window_s) < self.window_s:
                 continue
             reporter, report = self._pending.pop(talker)
-            if self._target(reporter, report) != talker:
-                continue  # the burst ended while the report waited
+            if self._target(reporter, report, now) != talker:
+                self._stale()  # the burst (and its tail) ended while the report waited
+                continue
             self._sent[talker] = now
             fields = report.forward_fields()
             if report.call is not None:

@@ -84,7 +84,7 @@ def test_stale_own_and_invalid_reports_are_dropped_without_reply() -> None:
     assert plane.counters.rejected == {"stale_rr": 2, "bad_rr": 2}
 
 
-def test_a_held_report_dies_with_its_burst() -> None:
+def test_a_held_report_dies_with_its_bursts_release_tail() -> None:
     plane = make_plane()
     send(plane, "T001", 0.0, type="floor_request", id="r1", tg=TG)
     burst = sent_to(plane, "T001", "floor_granted")[0]["burst"]
@@ -92,8 +92,19 @@ def test_a_held_report_dies_with_its_burst() -> None:
     send(plane, "T003", 0.2, **rr(9.0, burst))
     plane.outbox.clear()
     send(plane, "T001", 0.3, type="floor_release", id="r2", tg=TG)
-    plane.tick(1.0, 1000)
+    plane.tick(1.4, 1400)  # the release tail (1 s) is over
     assert sent_to(plane, "T001", "rr") == []
+    assert plane.counters.rejected == {"stale_rr": 1}
+
+
+def test_a_report_sent_on_the_end_reaches_the_talker_after_its_release() -> None:
+    plane = make_plane()
+    send(plane, "T001", 0.0, type="floor_request", id="r1", tg=TG)
+    burst = sent_to(plane, "T001", "floor_granted")[0]["burst"]
+    send(plane, "T001", 2.0, type="floor_release", id="r2", tg=TG)
+    send(plane, "T002", 2.02, **rr(3.0, burst))  # on the END, which came just before
+    [last] = sent_to(plane, "T001", "rr")
+    assert last["from"] == "T002" and last["burst"] == burst
 
 
 def test_private_call_report_goes_to_the_peer() -> None:

@@ -116,6 +116,34 @@ def test_calls_are_made_found_and_retired_keeping_their_numbering() -> None:
     assert floors[key].burst == burst + 1
 
 
+def test_a_report_on_a_released_burst_reaches_its_talker_while_the_tail_lasts() -> None:
+    # A listener's last report is sent on the burst's END, after the talker's release (§9.1).
+    out = make_output()
+    floors = FloorTable()
+    floor = Floor("grid-01")
+    floors.add_talkgroup("grid-01", floor)
+    floor.request("T001", Priority.NORMAL, 0.0, "r")
+    burst = floor.burst
+    throttle = ReceiverReportThrottle(floors, out, window_s=0.5)
+
+    def report(loss: float) -> ReceiverReport:
+        return ReceiverReport("grid-01", None, burst, loss, 1.0, 0.0, {})
+
+    floor.release("T001", 2.0, "x")
+    throttle.report("T002", report(4.0), 2.05)
+    assert [m["from"] for m in replies(out, "T001")] == ["T002"]
+    throttle.report("T003", report(6.0), 2.2)  # waits for the window, which outlasts the tail
+    assert throttle.waiting
+    tail_end = 2.0 + floor.config.release_tail_s
+    throttle.flush(tail_end)
+    assert len(replies(out, "T001")) == 1 and not throttle.waiting
+    throttle.report("T002", report(4.0), tail_end)
+    assert out.counters.rejected == {"stale_rr": 2}
+    floor.request("T002", Priority.NORMAL, 5.0, "r2")  # the next talker's own burst is current
+    throttle.report("T003", ReceiverReport("grid-01", None, floor.burst, 1.0, 1.0, 0.0, {}), 5.1)
+    assert [m["from"] for m in replies(out, "T002")] == ["T003"]
+
+
 def test_receiver_reports_reach_the_talker_at_most_once_per_window() -> None:
     out = make_output()
     floors = FloorTable()
