@@ -16,6 +16,7 @@ mouth-to-ear per burst, the probe's histogram, the talker's access times and bit
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import time
@@ -33,6 +34,7 @@ from firmware_sim.model import FirmwareConfig, TerminalProfile
 from firmware_sim.reception import Histogram
 from firmware_sim.softphone import Softphone
 from firmware_sim.terminal import Scheduler, SimTerminal
+from transport.loop import freeze_startup_heap
 
 log = logging.getLogger("bench.voice")
 GAP_S = 1.5  # between the two bursts: the listeners finish playing the first
@@ -138,6 +140,7 @@ async def _job(job: RealJob) -> dict[str, Any]:
             30.0,
             "the terminals to affiliate",
         )
+        freeze_startup_heap()  # as `xixin terminal` does once started
         result = await _talk_twice(job, talker, listeners, speakers, firmware.stats.mouth_to_ear)
         result["probe_m2a_counts"] = firmware.stats.meter.mouth_to_arrival.to_dict()
         player = firmware.listener.probe.player if firmware.listener.probe else None
@@ -151,6 +154,7 @@ async def _job(job: RealJob) -> dict[str, Any]:
         await probe.shutdown()
         for phone in phones:
             await phone.stop()
+        gc.unfreeze()  # this job's terminals may be collected with the next job's start-up
 
 
 async def _talk_twice(

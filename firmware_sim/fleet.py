@@ -32,7 +32,7 @@ from firmware_sim.reception import Histogram
 from firmware_sim.terminal import LoopLagMonitor, Scheduler, SimTerminal
 from firmware_sim.voice import phrase_reel, wav_reel
 from protocol.org import Organisation
-from transport.loop import run_event_loop
+from transport.loop import freeze_startup_heap, run_event_loop
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -231,6 +231,7 @@ class Worker:
             if progress is not None:
                 progress(self.snapshot("connecting"))
         connect_s = time.monotonic() - started
+        freeze_startup_heap()  # every terminal is built: keep full collections short
         await asyncio.sleep(options.warmup_s)
         self.lag.reset()
         base = self._counts()

@@ -34,6 +34,7 @@ from firmware_sim.demo_fleet import DEMO_DEVICES
 from firmware_sim.errors import SimError
 from firmware_sim.softphone import Softphone
 from transport.address import BrokerAddress
+from transport.loop import freeze_startup_heap
 from xixin.demo import SECRETS_FILE as DEMO_SECRETS_FILE
 from xixin.errors import EXPECTED_ERRORS, one_line
 from xixin.options import add_org, default_data_dir, load_org_source
@@ -230,6 +231,7 @@ class TalkFile:
 
 async def _main(phone: Softphone, talk: TalkFile | None = None) -> int:
     await phone.start()
+    freeze_startup_heap()  # the audio runs on this loop: keep full collections short
     stop = asyncio.Event()
     keys = KeyboardPtt(phone, stop)
     interactive = sys.stdin.isatty()
