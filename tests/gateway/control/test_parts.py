@@ -51,12 +51,18 @@ def test_presence_emits_an_event_only_when_the_state_changes() -> None:
     assert [(e.kind, e.data["state"]) for e in out.events] == [("presence", "online")]
 
 
-def test_affiliation_keeps_what_the_device_may_have_and_tells_who_talks() -> None:
+def talking_floor(talker: str) -> tuple[Output, FloorTable, Floor]:
+    """An output, and a table with talkgroup grid-01 whose floor `talker` holds."""
     out = make_output()
     floors = FloorTable()
     floor = Floor("grid-01")
     floors.add_talkgroup("grid-01", floor)
-    floor.request("T002", Priority.NORMAL, 0.0, "r")
+    floor.request(talker, Priority.NORMAL, 0.0, "r")
+    return out, floors, floor
+
+
+def test_affiliation_keeps_what_the_device_may_have_and_tells_who_talks() -> None:
+    out, floors, _ = talking_floor("T002")
     affiliations = Affiliations(floors, out)
     affiliations.affiliate(T001, Affiliate("a1", ("grid-01", "grid-99")), 5)
     [affiliated, taken] = replies(out, "T001")
@@ -78,6 +84,7 @@ def test_commands_are_numbered_acked_and_stun_until_revived() -> None:
     out = make_output()
     commands = Commands(out)
     first, payload = commands.issue("T001", "stun", {})
+    assert payload is not None
     assert first == "c1" and json.loads(payload)["cmd"] == "stun"
     assert "T001" in commands.stunned and commands.pending == {"c1": ("T001", "stun")}
     with pytest.raises(ControlError):
@@ -118,11 +125,7 @@ def test_calls_are_made_found_and_retired_keeping_their_numbering() -> None:
 
 def test_a_report_on_a_released_burst_reaches_its_talker_while_the_tail_lasts() -> None:
     # A listener's last report is sent on the burst's END, after the talker's release (§9.1).
-    out = make_output()
-    floors = FloorTable()
-    floor = Floor("grid-01")
-    floors.add_talkgroup("grid-01", floor)
-    floor.request("T001", Priority.NORMAL, 0.0, "r")
+    out, floors, floor = talking_floor("T001")
     burst = floor.burst
     throttle = ReceiverReportThrottle(floors, out, window_s=0.5)
 
@@ -145,11 +148,7 @@ def test_a_report_on_a_released_burst_reaches_its_talker_while_the_tail_lasts() 
 
 
 def test_receiver_reports_reach_the_talker_at_most_once_per_window() -> None:
-    out = make_output()
-    floors = FloorTable()
-    floor = Floor("grid-01")
-    floors.add_talkgroup("grid-01", floor)
-    floor.request("T001", Priority.NORMAL, 0.0, "r")
+    out, floors, floor = talking_floor("T001")
     throttle = ReceiverReportThrottle(floors, out, window_s=0.5)
 
     def report(loss: float) -> ReceiverReport:
