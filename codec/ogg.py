@@ -355,8 +355,7 @@ def _timed_packets(raw: list[tuple[bytes, int]]) -> list[OggPacket]:
         positions.append(position)
     offset = max(0, start or 0)
     return [
-        OggPacket(packet, end + offset)
-        for (packet, _), end in zip(raw[2:], positions, strict=True)
+        OggPacket(packet, end + offset) for (packet, _), end in zip(raw[2:], positions, strict=True)
     ]
 
 

@@ -44,6 +44,7 @@ case "$mode" in
     demo) exec .venv/bin/xixin up --demo "$@";;
     test)
         .venv/bin/ruff check codec protocol transport devices gateway firmware_sim xixin tests bench
+        .venv/bin/ruff format --check codec protocol transport devices gateway firmware_sim xixin tests bench
         .venv/bin/mypy
         .venv/bin/lint-imports --no-cache
         exec .venv/bin/python -m pytest "$@";;

@@ -177,9 +177,7 @@ def late_listener(delay_s: float, config: JitterConfig | None = None) -> JitterB
     """Packets 0-49 arrive on time, 50 comes `delay_s` late (after its slot was concealed),
     the rest on time; pulls 10 ms after each arrival. Returns the buffer at t = 1.6 s."""
     buffer = JitterBuffer(config or JitterConfig(start_samples=0))
-    arrivals = sorted(
-        (seq * PACKET_S + (delay_s if seq == 50 else 0.0), seq) for seq in range(80)
-    )
+    arrivals = sorted((seq * PACKET_S + (delay_s if seq == 50 else 0.0), seq) for seq in range(80))
     now, index = 0.01, 0
     while now < 1.6:
         while index < len(arrivals) and arrivals[index][0] <= now:
@@ -227,8 +225,7 @@ def test_after_a_raise_the_delay_grows_in_a_pause_and_the_same_delay_is_on_time(
     later ones make it."""
     buffer = JitterBuffer(JitterConfig(start_samples=0))
     arrivals = sorted(
-        (seq * PACKET_S + (0.025 if seq % 10 == 5 and seq > 40 else 0.0), seq)
-        for seq in range(300)
+        (seq * PACKET_S + (0.025 if seq % 10 == 5 and seq > 40 else 0.0), seq) for seq in range(300)
     )
     now, index, played = 0.01, 0, 0
     while now < 6.5:

@@ -178,8 +178,9 @@ def test_websockets_need_a_session_or_token_and_our_origin(env: Env, path: str) 
         pass
     assert refused.value.status_code == 401
     evil = {**env.headers(C), "Origin": "http://evil.example"}
-    with pytest.raises(WebSocketDenialResponse) as refused, env.http.websocket_connect(
-        url, headers=evil
+    with (
+        pytest.raises(WebSocketDenialResponse) as refused,
+        env.http.websocket_connect(url, headers=evil),
     ):
         pass
     assert refused.value.status_code == 403

@@ -246,6 +246,8 @@ def test_a_terminal_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         broker = ManagedBroker(tmp_path, port=port)
-        with pytest.raises(BrokerError, match=f"cannot listen for terminals on mqtt://127.0.0.1:{port}"):
+        with pytest.raises(
+            BrokerError, match=f"cannot listen for terminals on mqtt://127.0.0.1:{port}"
+        ):
             broker.start()
     assert broker.pid is None

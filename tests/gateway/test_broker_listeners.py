@@ -62,7 +62,9 @@ def test_a_device_cannot_take_over_another_device_or_the_gateway(fleet: Fleet) -
 
 @pytest.fixture
 def tls_fleet(
-    tmp_path: Path, registry: DeviceRegistry, org: Organisation  # noqa: F811
+    tmp_path: Path,
+    registry: DeviceRegistry,  # noqa: F811
+    org: Organisation,  # noqa: F811
 ) -> Iterator[tuple[Fleet, int, Path]]:
     secrets = {"T001": registry.add("T001", "grid-01", "officer")[1]}
     data_dir = tmp_path / "data"

@@ -158,7 +158,6 @@ def test_a_stalled_recorder_loses_recording_not_relay_time(tmp_path: Path) -> No
     import os
     import signal
 
-
     link = RecorderLink(tmp_path / "rec", None, backlog_bytes=256 * 1024)
     link.start()
     assert link._process is not None
@@ -225,7 +224,6 @@ def test_a_stall_longer_than_the_pipe_is_absorbed_by_the_backlog(tmp_path: Path)
 def test_pipe_stream_stays_aligned_when_writes_are_cut(tmp_path: Path) -> None:
     import fcntl
     import os
-
 
     read_fd, write_fd = os.pipe()
     fcntl.fcntl(write_fd, 1031, 16384)  # F_SETPIPE_SZ: a small pipe, so writes get cut

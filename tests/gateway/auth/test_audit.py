@@ -15,7 +15,9 @@ def test_gateway_events_become_audit_rows() -> None:
         [
             GatewayEvent("command_ack", "T001", 1000, {"re": "c1", "ok": True, "cmd": "text"}),
             GatewayEvent(
-                "command_ack", "T002", 2000,
+                "command_ack",
+                "T002",
+                2000,
                 {"re": "c2", "ok": False, "cmd": "config", "detail": "unknown key"},
             ),
             GatewayEvent("status_msg", "T003", 3000, {"code": 12, "text": "arrived at gate"}),

@@ -26,9 +26,7 @@ class FakeWriter:
     def __init__(self) -> None:
         self.rows: list[PositionRow] = []
 
-    def submit(
-        self, rows: list[PositionRow], on_durable: Callable[[], None] | None = None
-    ) -> None:
+    def submit(self, rows: list[PositionRow], on_durable: Callable[[], None] | None = None) -> None:
         self.rows += rows
 
 

@@ -65,9 +65,7 @@ def test_beacons_of_a_dead_ingest_and_of_its_absence_are_all_stored(
     async def first_life() -> int:
         # A writer that never commits (as if the gateway died before writing): no acks.
         stuck = PositionWriter(engine)
-        worker = IngestWorker(
-            mosquitto.address, pipeline(), stuck, client_id="xixin-ingest-gw1-1"
-        )
+        worker = IngestWorker(mosquitto.address, pipeline(), stuck, client_id="xixin-ingest-gw1-1")
         ready = asyncio.Event()
         task = asyncio.create_task(worker.run(ready))
         await ready.wait()
@@ -84,9 +82,7 @@ def test_beacons_of_a_dead_ingest_and_of_its_absence_are_all_stored(
     async def second_life() -> int:
         writer = PositionWriter(engine)
         writer.start()
-        worker = IngestWorker(
-            mosquitto.address, pipeline(), writer, client_id="xixin-ingest-gw1-1"
-        )
+        worker = IngestWorker(mosquitto.address, pipeline(), writer, client_id="xixin-ingest-gw1-1")
         ready = asyncio.Event()
         task = asyncio.create_task(worker.run(ready))
         await ready.wait()
