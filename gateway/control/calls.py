@@ -3,12 +3,15 @@ when idle; the numbering of a forgotten call is kept so the next one continues i
 
 from __future__ import annotations
 
-from gateway.floor import Floor, FloorConfig
+from gateway.floor import MAX_BURST_ID, Floor, FloorConfig
 from gateway.floors import FloorTable
 from protocol.keys import call_key
 
 CALL_IDLE_S = 60.0  # a private call idle this long is forgotten (§6)
 MAX_RETIRED_CALLS = 10_000  # device pairs whose burst/call numbering is remembered
+# New calls' first burst ids lie this far apart (a prime): `voice/down` names no peer, so a
+# terminal in two calls at once tells their frames apart by burst id alone (§2, §6).
+CALL_BURST_STRIDE = 4099
 
 
 class PrivateCalls:
@@ -19,6 +22,7 @@ class PrivateCalls:
         self.floor_config = floor_config
         self.idle_s = idle_s
         self._retired: dict[str, tuple[int, int]] = {}  # key -> (next burst, last call number)
+        self._opened = 0  # calls opened afresh: where the next one's numbering starts
 
     def find(self, caller: str, peer: str) -> str | None:
         """The key of the live call between two devices, if there is one."""
@@ -29,11 +33,17 @@ class PrivateCalls:
         """The key of the call between two devices; its floor is made if there is none."""
         key = call_key(caller, peer)
         if not self._floors.is_call(key):
-            next_burst, last_call = self._retired.pop(key, (1, 0))
+            resumed = self._retired.pop(key, None)
+            next_burst, last_call = resumed if resumed is not None else (self._first_burst(), 0)
             floor = Floor(key, self.floor_config, next_burst, last_call=last_call)
             a, b = sorted((caller, peer))
             self._floors.add_call(key, floor, (a, b))
         return key
+
+    def _first_burst(self) -> int:
+        first = 1 + (self._opened * CALL_BURST_STRIDE) % MAX_BURST_ID
+        self._opened += 1
+        return first
 
     def forget_at(self, key: str) -> float | None:
         """When the call `key` is due to be forgotten if it stays idle (None: not idle, or no

@@ -16,7 +16,7 @@ from gateway.control.presence import PresenceTable
 from gateway.control.reports import ReceiverReportThrottle
 from gateway.control.timers import FloorTimers
 from gateway.directory import DeviceInfo
-from gateway.floor import Floor, FloorConfig, Priority
+from gateway.floor import MAX_BURST_ID, Floor, FloorConfig, Priority
 from gateway.floors import FloorTable
 from gateway.metrics import Counters
 from protocol.control import (
@@ -103,6 +103,24 @@ def test_timers_give_due_keys_once_and_keep_the_earliest_wake_up() -> None:
     assert timers.due(0.5) == []
     assert timers.due(2.0) == ["b", "a"]
     assert timers.due(10.0) == [] and timers.pending("a") is None
+
+
+def test_a_devices_calls_at_once_number_their_bursts_apart() -> None:
+    # voice/down names no peer: T001 in two calls tells their frames apart by burst id (§2).
+    floors = FloorTable()
+    calls = PrivateCalls(floors, FloorConfig(), idle_s=60.0)
+    first = floors[calls.open("T001", "T002")]
+    second = floors[calls.open("T003", "T001")]
+    first.request("T002", Priority.NORMAL, 0.0, "a")
+    second.request("T003", Priority.NORMAL, 0.0, "b")
+    assert first.burst != second.burst
+    starts = set()
+    for k in range(4, 41):  # every fresh call starts elsewhere, as far as the stride reaches
+        floor = floors[calls.open("T001", f"T{k:03d}")]
+        floor.request("T001", Priority.NORMAL, 0.0, "c")
+        assert 1 <= floor.burst <= MAX_BURST_ID
+        starts.add(floor.burst)
+    assert len(starts) == 37
 
 
 def test_calls_are_made_found_and_retired_keeping_their_numbering() -> None:
