@@ -9,9 +9,11 @@ from protocol.keys import call_key
 
 CALL_IDLE_S = 60.0  # a private call idle this long is forgotten (§6)
 MAX_RETIRED_CALLS = 10_000  # device pairs whose burst/call numbering is remembered
-# New calls' first burst ids lie this far apart (a prime): `voice/down` names no peer, so a
-# terminal in two calls at once tells their frames apart by burst id alone (§2, §6).
-CALL_BURST_STRIDE = 4099
+# New calls' first burst ids step by this (prime to 65535, near 65535 / golden ratio squared, so
+# the starts of calls opened near in time spread out: any two of 50 in a row lie >= 901 apart).
+# `voice/down` names no peer: a terminal in two calls at once tells their frames apart by burst
+# id alone (§2, §6).
+CALL_BURST_STRIDE = 25031
 
 
 class PrivateCalls:

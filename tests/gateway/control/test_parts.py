@@ -114,13 +114,18 @@ def test_a_devices_calls_at_once_number_their_bursts_apart() -> None:
     first.request("T002", Priority.NORMAL, 0.0, "a")
     second.request("T003", Priority.NORMAL, 0.0, "b")
     assert first.burst != second.burst
-    starts = set()
-    for k in range(4, 41):  # every fresh call starts elsewhere, as far as the stride reaches
+    starts = [first.burst, second.burst]
+    for k in range(4, 52):  # calls opened near in time start far apart
         floor = floors[calls.open("T001", f"T{k:03d}")]
         floor.request("T001", Priority.NORMAL, 0.0, "c")
         assert 1 <= floor.burst <= MAX_BURST_ID
-        starts.add(floor.burst)
-    assert len(starts) == 37
+        starts.append(floor.burst)
+    gaps = [
+        min(abs(a - b), MAX_BURST_ID - abs(a - b))
+        for i, a in enumerate(starts)
+        for b in starts[i + 1 :]
+    ]
+    assert len(starts) == 50 and min(gaps) >= 900
 
 
 def test_calls_are_made_found_and_retired_keeping_their_numbering() -> None:
