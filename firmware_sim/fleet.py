@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import random
 import resource
@@ -372,7 +373,10 @@ def worker_main(spec: WorkerSpec, progress: ProgressFn | None = None) -> dict[st
 
     uvloop when installed: a listening terminal is mostly socket callbacks.
     """
-    return run_event_loop(Worker(spec).run(progress))
+    try:
+        return run_event_loop(Worker(spec).run(progress))
+    finally:
+        gc.unfreeze()  # run in the caller's process (one worker): give it its collector back
 
 
 def with_duration(options: FleetOptions, seconds: float) -> FleetOptions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -69,6 +70,7 @@ def test_small_fleet_in_process(tmp_path: Path) -> None:
         with out.open("w") as stream:
             report = run_fleet(deployment, options, processes=0, stream=stream,
                                json_path=tmp_path / "r.json")  # fmt: skip
+        assert gc.get_freeze_count() == 0  # the worker froze its heap: ours is given back
         gateway = env.counters()
     finally:
         env.stop()

@@ -179,6 +179,8 @@ def cmd_terminal(args: argparse.Namespace) -> int:
         if args.exit_after_talk and args.talk_file is None:
             raise SimError("--exit-after-talk needs --talk-file")
         once = WavMicrophone(args.talk_file, loop=False) if args.talk_file else None
+        # Before the card opens: the collection would hold up its callbacks (they need the GIL).
+        freeze_startup_heap()  # the audio runs on this process's loop: keep collections short
         mic, speaker, audio_note = open_audio(args.wav_in, args.wav_out, not args.no_card)
     except EXPECTED_ERRORS as exc:
         print(f"xixin terminal: {one_line(exc)}", file=sys.stderr)
@@ -231,7 +233,6 @@ class TalkFile:
 
 async def _main(phone: Softphone, talk: TalkFile | None = None) -> int:
     await phone.start()
-    freeze_startup_heap()  # the audio runs on this loop: keep full collections short
     stop = asyncio.Event()
     keys = KeyboardPtt(phone, stop)
     interactive = sys.stdin.isatty()
