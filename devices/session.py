@@ -471,11 +471,9 @@ class TerminalSession:
         if msg_type == "floor_granted" and burst is not None:
             if burst != view.own_burst:
                 view.previous_own_burst = view.own_burst
-            if view.burst is not None and view.burst != burst:
-                # Granted straight from the queue: no floor_idle or floor_taken of ours came
-                # between, and the burst just released may still be relayed (§6 release tail).
-                view.previous_burst = view.burst
-            view.state, view.burst, view.own_burst = "granted", burst, burst
+            # Granted straight from the queue, no floor_idle or floor_taken comes between.
+            view.move_burst(burst)
+            view.state, view.own_burst = "granted", burst
             view.holder, view.position = self.device_id, None
             view.max_ms = _int(body.get("max_ms"))
             view.request_id = body.get("re") if isinstance(body.get("re"), str) else view.request_id
@@ -505,17 +503,14 @@ class TerminalSession:
         if body.get("type") == "floor_taken":
             by, burst = body.get("by"), body.get("burst")
             view.holder = by if isinstance(by, str) else None
-            if view.burst is not None and view.burst != _int(burst):
-                view.previous_burst = view.burst
-            view.burst = _int(burst)
+            view.move_burst(_int(burst))
             priority = body.get("priority")
             view.priority = priority if isinstance(priority, str) else None
             if by != self.device_id and view.state in ("idle", "granted", "revoked", "taken"):
                 view.state = "taken"
         elif body.get("type") == "floor_idle":
-            if view.burst is not None:
-                view.previous_burst = view.burst
-            view.holder, view.burst, view.priority = None, None, None
+            view.move_burst(None)
+            view.holder, view.priority = None, None
             if view.state in ("taken", "granted", "revoked"):
                 view.state = "idle"
 

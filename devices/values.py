@@ -193,6 +193,13 @@ class FloorView:
     reason: str | None = None  # last deny / revoke reason
     request_id: str | None = None
 
+    def move_burst(self, burst: int | None) -> None:
+        """The floor's current burst is now `burst` (None: idle); the one it replaces becomes
+        `previous_burst`, whose frames may still come (§6 release tail)."""
+        if self.burst is not None and self.burst != burst:
+            self.previous_burst = self.burst
+        self.burst = burst
+
     def is_own(self, burst: int) -> bool:
         """A burst of ours: its echoes are discarded (§2), the one before too (§6 tail)."""
         return burst in (self.own_burst, self.previous_own_burst)

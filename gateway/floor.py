@@ -211,7 +211,7 @@ class Floor:
         talkers are never relayed at once.
         """
         if burst != self.burst or device != self.holder:
-            return burst == self._tail_burst and self.tailing(device, now)
+            return self.tail_talker(burst, now) == device
         self._last_media = now
         self._tail_until = 0.0  # the holder talks: an earlier burst's tail is over
         return True
